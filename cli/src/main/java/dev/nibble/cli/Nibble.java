@@ -1,0 +1,47 @@
+package dev.nibble.cli;
+
+import dev.nibble.runtime.nativelib.NibbleCpu;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+
+/** The {@code nibble} command: one subcommand per job. */
+@Command(name = "nibble",
+        mixinStandardHelpOptions = true,
+        versionProvider = Nibble.Version.class,
+        description = "Runs Llama-family language models in 4 bits on CPUs and NVIDIA GPUs.",
+        subcommands = {CommandLine.HelpCommand.class})
+public final class Nibble implements Runnable {
+
+    @CommandLine.Spec
+    CommandLine.Model.CommandSpec spec;
+
+    @Override
+    public void run() {
+        spec.commandLine().usage(System.out);
+    }
+
+    /** Exit codes: 0 success, 1 bad input or failed job, 2 bad usage (picocli's default). */
+    public static void main(String[] args) {
+        System.exit(commandLine().execute(args));
+    }
+
+    static CommandLine commandLine() {
+        CommandLine cl = new CommandLine(new Nibble());
+        cl.setExecutionExceptionHandler(new ErrorReporter());
+        return cl;
+    }
+
+    /** Reports the build and what the native CPU library found on this machine. */
+    static final class Version implements CommandLine.IVersionProvider {
+        @Override
+        public String[] getVersion() {
+            String v = Nibble.class.getPackage().getImplementationVersion();
+            int features = NibbleCpu.cpuFeatures();
+            return new String[] {
+                "nibble " + (v == null ? "(development build)" : v),
+                "kernels " + NibbleCpu.version() + ", CPU features: " + NibbleCpu.describeFeatures(features),
+                "Java " + Runtime.version()
+            };
+        }
+    }
+}
