@@ -21,7 +21,8 @@ import java.util.Set;
  * alignment between tensors); {@link #finish} forces the file to disk and renames it to {@code OUT} atomically.
  * Closing without finishing deletes the temporary file, so {@code OUT} is either complete or untouched. Only the
  * metadata is held in memory, never tensor data. The alignment is {@code general.alignment} when the metadata has it
- * (a {@code UINT32} power of two), else 32.
+ * (a {@code UINT32} power of two), else 32. Arrays of arrays are written as given, but llama.cpp's C reader refuses
+ * them (gguf-py reads them), so files meant for llama.cpp should not use them.
  */
 public final class GgufWriter implements AutoCloseable {
 
