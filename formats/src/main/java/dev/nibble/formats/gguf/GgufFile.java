@@ -15,7 +15,8 @@ import java.util.Optional;
  * An open GGUF file: the whole file mapped read-only off-heap (no copy, any size), with its metadata and its tensors as
  * zero-copy slices of the mapping. Everything is validated at {@link #open}; a file that breaks the format is refused
  * with a {@link dev.nibble.formats.FormatException} naming the item and byte offset. Versions 3 and 2 are read (they
- * share one layout); version 1 and later versions are refused. The slices stay valid until {@link #close()}.
+ * share one layout); version 1 and later versions are refused. Metadata strings up to 64 MiB and arrays up to 2^24
+ * elements are accepted, far beyond any real model's. The slices stay valid until {@link #close()}.
  */
 public final class GgufFile implements AutoCloseable {
 

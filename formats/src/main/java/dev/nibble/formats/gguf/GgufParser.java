@@ -38,8 +38,12 @@ final class GgufParser {
     private static final long MIN_KV = 8 + 4 + 1;
     /** Arrays of arrays nest at most this deep; deeper nesting is refused rather than risking the stack. */
     private static final int MAX_ARRAY_DEPTH = 64;
-    /** The longest array a Java list can hold. */
-    private static final long MAX_ARRAY_LENGTH = Integer.MAX_VALUE - 8;
+    /**
+     * Longest array and string accepted: far beyond any real vocabulary (about 300k entries) or chat template, and small
+     * enough that one value cannot exhaust the heap even when the file is big enough to hold it.
+     */
+    static final long MAX_ARRAY_LENGTH = 1 << 24;
+    static final long MAX_STRING_BYTES = 1 << 26;
     /** Lists grow from this size rather than trusting a count up front. */
     private static final int INITIAL_CAPACITY = 1 << 12;
 
@@ -207,7 +211,7 @@ final class GgufParser {
                     + (size - pos) + " bytes left");
         }
         if (n > MAX_ARRAY_LENGTH) {
-            throw error(at, "array of " + n + " elements is longer than this reader supports (" + MAX_ARRAY_LENGTH + ")");
+            throw error(at, "array of " + n + " elements is longer than this reader accepts (" + MAX_ARRAY_LENGTH + ")");
         }
         List<Object> elements = new ArrayList<>((int) Math.min(n, INITIAL_CAPACITY));
         for (long i = 0; i < n; i++) {
@@ -286,10 +290,10 @@ final class GgufParser {
         if (n < 0 || n > size - pos) {
             throw error(at, "string length " + Long.toUnsignedString(n) + " exceeds the " + (size - pos) + " bytes left");
         }
-        byte[] bytes = readBytes((int) Math.min(n, Integer.MAX_VALUE - 8));
-        if (bytes.length != n) {
-            throw error(at, "string length " + n + " is larger than supported");
+        if (n > MAX_STRING_BYTES) {
+            throw error(at, "string of " + n + " bytes is longer than this reader accepts (" + MAX_STRING_BYTES + ")");
         }
+        byte[] bytes = readBytes((int) n);
         if (!strict) {
             return new String(bytes, StandardCharsets.UTF_8);
         }

@@ -15,6 +15,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.nibble.formats.FormatException;
 import dev.nibble.formats.GgmlType;
 import java.io.IOException;
+import java.io.RandomAccessFile;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.file.Files;
@@ -150,6 +151,31 @@ class GgufBadInputTest {
         // 40 bytes follow: room for 40 one-byte elements but only 5 string length prefixes.
         FormatException e = rejects(RawGguf.header(3, 0, 1).str("s").u32(ARRAY).u32(STRING).u64(6).zeros(40).toBytes());
         assertTrue(e.getMessage().contains("cannot fit"), e.getMessage());
+    }
+
+    @Test
+    void arraysAndStringsBeyondTheReadersLimitsAreRejectedBeforeReading() throws IOException {
+        RawGguf array = RawGguf.header(3, 0, 1).str("big").u32(ARRAY).u32(RawGguf.UINT8);
+        int arrayAt = array.size();
+        Path arrayFile = array.u64(GgufParser.MAX_ARRAY_LENGTH + 1).writeTo(dir.resolve("array.gguf"));
+        sparselyExtend(arrayFile, GgufParser.MAX_ARRAY_LENGTH + 1);
+        FormatException e = assertThrows(FormatException.class, () -> GgufFile.open(arrayFile).close());
+        assertEquals(arrayAt, e.offset());
+        assertTrue(e.getMessage().contains("longer than this reader accepts"), e.getMessage());
+
+        RawGguf string = RawGguf.header(3, 0, 1).str("big").u32(STRING);
+        int stringAt = string.size();
+        Path stringFile = string.u64(GgufParser.MAX_STRING_BYTES + 1).writeTo(dir.resolve("string.gguf"));
+        sparselyExtend(stringFile, GgufParser.MAX_STRING_BYTES + 1);
+        e = assertThrows(FormatException.class, () -> GgufFile.open(stringFile).close());
+        assertEquals(stringAt, e.offset());
+        assertTrue(e.getMessage().contains("longer than this reader accepts"), e.getMessage());
+    }
+
+    private static void sparselyExtend(Path file, long bytes) throws IOException {
+        try (RandomAccessFile f = new RandomAccessFile(file.toFile(), "rw")) {
+            f.setLength(f.length() + bytes);
+        }
     }
 
     @Test
