@@ -82,7 +82,8 @@ final class GgufParser {
             String why = Integer.reverseBytes(version) == 3 || Integer.reverseBytes(version) == 2
                     ? "looks big-endian; only little-endian GGUF is supported"
                     : version == 1 ? "is GGUF v1, an obsolete layout; re-convert the model with a current tool"
-                    : "is newer than this reader; nibble reads GGUF v3 (and v2)";
+                    : Integer.compareUnsigned(version, 3) > 0 ? "is newer than this reader; nibble reads GGUF v3 (and v2)"
+                    : "is not a GGUF version";
             throw error(4, "version " + Integer.toUnsignedString(version) + " " + why);
         }
         long tensorCount = readCount("tensor count", MIN_TENSOR_INFO);
