@@ -1,5 +1,6 @@
 package dev.nibble.formats.gguf;
 
+import java.util.ArrayList;
 import java.util.List;
 
 /**
@@ -69,7 +70,7 @@ public record GgufValue(GgufValueType type, Object value) {
 
     /** An array of {@code elementType}; elements as {@link GgufArray} accepts them. */
     public static GgufValue array(GgufValueType elementType, List<?> elements) {
-        return new GgufValue(GgufValueType.ARRAY, new GgufArray(elementType, List.copyOf(elements)));
+        return new GgufValue(GgufValueType.ARRAY, new GgufArray(elementType, new ArrayList<Object>(elements)));
     }
 
     /** The integer value (any integer type). */
