@@ -91,11 +91,13 @@ public final class Checkpoint implements AutoCloseable {
                         throw new FormatException(file, "tensor '" + t.name() + "'", -1, "is also in shard " + earlier.file().getFileName()
                                 + "; each tensor must be in exactly one shard");
                     }
-                    Path listed = index.weightMap().get(t.name());
-                    if (!file.equals(listed)) {
-                        throw new FormatException(index.file(), "weight_map '" + t.name() + "'", -1, "places the tensor in "
-                                + (listed == null ? "no shard" : "shard " + listed.getFileName()) + " but it is in " + file.getFileName());
-                    }
+                }
+            }
+            for (CheckpointTensor t : found.values()) {
+                Path listed = index.weightMap().get(t.name());
+                if (!t.file().equals(listed)) {
+                    throw new FormatException(index.file(), "weight_map '" + t.name() + "'", -1, "places the tensor in "
+                            + (listed == null ? "no shard" : "shard " + listed.getFileName()) + " but it is in " + t.file().getFileName());
                 }
             }
             for (Map.Entry<String, Path> e : index.weightMap().entrySet()) {
