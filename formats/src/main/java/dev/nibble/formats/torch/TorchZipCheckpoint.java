@@ -208,6 +208,10 @@ public final class TorchZipCheckpoint implements AutoCloseable {
                     MemorySegment.copy(buffer, 0, out, ValueLayout.JAVA_BYTE, filled, n);
                     filled += n;
                 }
+            } catch (FormatException e) {
+                throw e;
+            } catch (IOException e) {
+                throw new FormatException(path, entry.getName(), at, "cannot be inflated: " + e.getMessage(), e);
             }
             if (filled != size) {
                 throw new FormatException(path, entry.getName(), at, "inflates to " + filled + " bytes, not its declared " + size);

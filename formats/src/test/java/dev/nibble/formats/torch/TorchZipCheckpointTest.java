@@ -223,6 +223,33 @@ class TorchZipCheckpointTest {
     }
 
     @Test
+    void randomByteFlipsAnywhereInTheArchiveOnlyEverGiveFormatExceptions() throws IOException {
+        Random random = new Random(4711);
+        for (boolean compress : new boolean[] {false, true}) {
+            Path original = dir.resolve("original.bin");
+            TorchZipWriter.write(original, TorchZipWriter.views(randomTensors(random, 5)), compress);
+            byte[] whole = Files.readAllBytes(original);
+            Path p = dir.resolve("fuzz.bin");
+            for (int round = 0; round < 300; round++) {
+                byte[] copy = whole.clone();
+                for (int flips = 1 + random.nextInt(3); flips > 0; flips--) {
+                    copy[random.nextInt(copy.length)] ^= (byte) (1 << random.nextInt(8));
+                }
+                Files.write(p, copy);
+                try (TorchZipCheckpoint ckpt = TorchZipCheckpoint.open(p)) {
+                    for (CheckpointTensor t : ckpt.tensors()) {
+                        assertEquals(t.elementCount() * t.dtype().typeSize(), t.data().byteSize());
+                    }
+                } catch (FormatException expected) {
+                    // the only acceptable failure
+                } catch (IOException | RuntimeException e) {
+                    fail("round " + round + (compress ? " (deflated)" : "") + ": only FormatException may come from a corrupt archive, got " + e, e);
+                }
+            }
+        }
+    }
+
+    @Test
     void stateDictIsReadInPickleOrder() throws IOException {
         Random random = new Random(13);
         Storage a = randomStorage(random, "0", GgmlType.F32, 1);
