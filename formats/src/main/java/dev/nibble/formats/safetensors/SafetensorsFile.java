@@ -24,6 +24,7 @@ import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Collections;
 import java.util.Comparator;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -113,7 +114,7 @@ public final class SafetensorsFile implements AutoCloseable {
             MemorySegment data = file.asSlice(dataStart + e.begin, e.end - e.begin);
             tensors.add(new CheckpointTensor(e.name, e.dtype, e.shape, data, path));
         }
-        return new SafetensorsFile(path, arena, Map.copyOf(metadata), List.copyOf(tensors));
+        return new SafetensorsFile(path, arena, Collections.unmodifiableMap(metadata), List.copyOf(tensors));
     }
 
     private static void checkUtf8(Path path, byte[] header) throws FormatException {
