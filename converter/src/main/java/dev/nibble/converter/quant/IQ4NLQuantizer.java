@@ -1,0 +1,128 @@
+package dev.nibble.converter.quant;
+
+import dev.nibble.formats.Codebooks;
+import dev.nibble.formats.GgmlType;
+
+/**
+ * IQ4_NL: blocks of 32 weights, each {@code d * level[q]} with the 16 non-linear IQ4_NL levels.
+ *
+ * <p>Scale search: the grids that map the largest-magnitude weight to level -127+t or to 113+t (t in -7..7, both
+ * signs of d) each give an assignment of levels and its least-squares scale, both plain and weighted by x² (ggml's
+ * weighting; the weighted fit on ggml's own grid is exactly ggml's reference scale). Every candidate scale is rounded
+ * to fp16, the weights are re-assigned to their nearest levels under that rounded scale, and the candidate of least
+ * true squared error wins.
+ */
+final class IQ4NLQuantizer extends BlockQuantizer {
+
+    private static final float[] LEVELS = new float[16];
+
+    static {
+        for (int i = 0; i < 16; i++) {
+            LEVELS[i] = Codebooks.iq4nl(i);
+        }
+    }
+
+    @Override
+    public GgmlType type() {
+        return GgmlType.IQ4_NL;
+    }
+
+    @Override
+    void encode(float[] src, int srcOffset, int blocks, byte[] out) {
+        byte[] levels = new byte[32];
+        for (int b = 0; b < blocks; b++) {
+            encodeBlock(src, srcOffset + 32 * b, out, 18 * b, levels);
+        }
+    }
+
+    private static void encodeBlock(float[] x, int at, byte[] out, int o, byte[] levels) {
+        float amax = 0;
+        float max = 0;
+        for (int j = 0; j < 32; j++) {
+            float ax = Math.abs(x[at + j]);
+            if (ax > amax) {
+                amax = ax;
+                max = x[at + j];
+            }
+        }
+        if (amax < 1e-15f) {
+            return; // d = 0 and code 0: dequantizes to zeros
+        }
+        float bestD = 0;
+        double bestError = Double.POSITIVE_INFINITY;
+        for (int end = 0; end < 2; end++) {
+            float edge = end == 0 ? LEVELS[0] : LEVELS[15];
+            for (int t = -7; t <= 7; t++) {
+                float id = (t + edge) / max;
+                for (int weighted = 0; weighted < 2; weighted++) {
+                    float sumQX = 0;
+                    float sumQ2 = 0;
+                    for (int j = 0; j < 32; j++) {
+                        float v = x[at + j];
+                        float q = LEVELS[nearestLevel(id * v)];
+                        float w = weighted == 1 ? v * v : 1f;
+                        sumQX += w * q * v;
+                        sumQ2 += w * q * q;
+                    }
+                    if (sumQ2 <= 0) {
+                        continue;
+                    }
+                    float d = roundToHalf(sumQX / sumQ2);
+                    double e = blockError(x, at, d, null);
+                    if (e < bestError) {
+                        bestError = e;
+                        bestD = d;
+                    }
+                }
+            }
+        }
+        if (bestError == Double.POSITIVE_INFINITY) {
+            return; // every scale underflows (or overflows) fp16: the block stays zero
+        }
+        putShort(out, o, Float.floatToFloat16(bestD));
+        blockError(x, at, bestD, levels);
+        for (int j = 0; j < 16; j++) {
+            out[o + 2 + j] = (byte) (levels[j] | levels[j + 16] << 4);
+        }
+    }
+
+    /** The squared error of 32 weights at their nearest levels {@code d * level}; stores the codes when asked. */
+    private static double blockError(float[] x, int at, float d, byte[] levels) {
+        if (d == 0 || !Float.isFinite(d)) {
+            return Double.POSITIVE_INFINITY;
+        }
+        float id = 1 / d;
+        double error = 0;
+        for (int j = 0; j < 32; j++) {
+            float v = x[at + j];
+            int q = nearestLevel(id * v);
+            double e = (double) (d * LEVELS[q]) - v;
+            error += e * e;
+            if (levels != null) {
+                levels[j] = (byte) q;
+            }
+        }
+        return error;
+    }
+
+    /** The index of the level nearest to {@code v} (the lower one on a tie), by bisection of the sorted levels. */
+    private static int nearestLevel(float v) {
+        if (v <= LEVELS[0]) {
+            return 0;
+        }
+        if (v >= LEVELS[15]) {
+            return 15;
+        }
+        int lo = 0;
+        int hi = 15;
+        while (hi - lo > 1) {
+            int mid = (lo + hi) >>> 1;
+            if (v < LEVELS[mid]) {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+        return v - LEVELS[lo] < LEVELS[hi] - v ? lo : hi;
+    }
+}
