@@ -16,9 +16,25 @@ final class IQ4NLQuantizer extends BlockQuantizer {
 
     private static final float[] LEVELS = new float[16];
 
+    private static final int MIN_LEVEL = Codebooks.iq4nl(0);
+    /** For v with floor(v) = f: the count of level midpoints at or below f, and the midpoint in (f, f+1) if any. */
+    private static final int[] BELOW = new int[Codebooks.iq4nl(15) - MIN_LEVEL + 1];
+    private static final float[] NEXT_MID = new float[BELOW.length];
+
     static {
         for (int i = 0; i < 16; i++) {
             LEVELS[i] = Codebooks.iq4nl(i);
+        }
+        for (int f = 0; f < BELOW.length; f++) {
+            NEXT_MID[f] = Float.POSITIVE_INFINITY;
+            for (int k = 0; k < 15; k++) {
+                float mid = (LEVELS[k] + LEVELS[k + 1]) / 2;
+                if (mid <= f + MIN_LEVEL) {
+                    BELOW[f]++;
+                } else if (mid < f + MIN_LEVEL + 1) {
+                    NEXT_MID[f] = mid;
+                }
+            }
         }
     }
 
@@ -30,12 +46,13 @@ final class IQ4NLQuantizer extends BlockQuantizer {
     @Override
     void encode(float[] src, int srcOffset, int blocks, byte[] out) {
         byte[] levels = new byte[32];
+        short[] tried = new short[60];
         for (int b = 0; b < blocks; b++) {
-            encodeBlock(src, srcOffset + 32 * b, out, 18 * b, levels);
+            encodeBlock(src, srcOffset + 32 * b, out, 18 * b, levels, tried);
         }
     }
 
-    private static void encodeBlock(float[] x, int at, byte[] out, int o, byte[] levels) {
+    private static void encodeBlock(float[] x, int at, byte[] out, int o, byte[] levels, short[] tried) {
         float amax = 0;
         float max = 0;
         for (int j = 0; j < 32; j++) {
@@ -50,24 +67,36 @@ final class IQ4NLQuantizer extends BlockQuantizer {
         }
         float bestD = 0;
         double bestError = Double.POSITIVE_INFINITY;
+        int triedCount = 0;
         for (int end = 0; end < 2; end++) {
             float edge = end == 0 ? LEVELS[0] : LEVELS[15];
             for (int t = -7; t <= 7; t++) {
                 float id = (t + edge) / max;
+                float sumQX = 0;
+                float sumQ2 = 0;
+                float sumWQX = 0;
+                float sumWQ2 = 0;
+                for (int j = 0; j < 32; j++) {
+                    float v = x[at + j];
+                    float q = LEVELS[nearestLevel(id * v)];
+                    float w = v * v;
+                    sumQX += q * v;
+                    sumQ2 += q * q;
+                    sumWQX += w * q * v;
+                    sumWQ2 += w * q * q;
+                }
                 for (int weighted = 0; weighted < 2; weighted++) {
-                    float sumQX = 0;
-                    float sumQ2 = 0;
-                    for (int j = 0; j < 32; j++) {
-                        float v = x[at + j];
-                        float q = LEVELS[nearestLevel(id * v)];
-                        float w = weighted == 1 ? v * v : 1f;
-                        sumQX += w * q * v;
-                        sumQ2 += w * q * q;
-                    }
-                    if (sumQ2 <= 0) {
+                    float num = weighted == 1 ? sumWQX : sumQX;
+                    float den = weighted == 1 ? sumWQ2 : sumQ2;
+                    if (den <= 0) {
                         continue;
                     }
-                    float d = roundToHalf(sumQX / sumQ2);
+                    short bits = Float.floatToFloat16(num / den);
+                    if (seen(tried, triedCount, bits)) {
+                        continue; // neighbouring grids often give the same rounded scale
+                    }
+                    tried[triedCount++] = bits;
+                    float d = Float.float16ToFloat(bits);
                     double e = blockError(x, at, d, null);
                     if (e < bestError) {
                         bestError = e;
@@ -84,6 +113,15 @@ final class IQ4NLQuantizer extends BlockQuantizer {
         for (int j = 0; j < 16; j++) {
             out[o + 2 + j] = (byte) (levels[j] | levels[j + 16] << 4);
         }
+    }
+
+    private static boolean seen(short[] tried, int count, short bits) {
+        for (int i = 0; i < count; i++) {
+            if (tried[i] == bits) {
+                return true;
+            }
+        }
+        return false;
     }
 
     /** The squared error of 32 weights at their nearest levels {@code d * level}; stores the codes when asked. */
@@ -105,24 +143,18 @@ final class IQ4NLQuantizer extends BlockQuantizer {
         return error;
     }
 
-    /** The index of the level nearest to {@code v} (the lower one on a tie), by bisection of the sorted levels. */
+    /**
+     * The index of the level nearest to {@code v}, the upper one on a tie (as ggml). The levels are integers at least 9
+     * apart, so each unit interval [f, f+1) holds at most one midpoint: a table per integer floor gives the answer.
+     */
     private static int nearestLevel(float v) {
-        if (v <= LEVELS[0]) {
+        if (!(v > LEVELS[0])) {
             return 0;
         }
         if (v >= LEVELS[15]) {
             return 15;
         }
-        int lo = 0;
-        int hi = 15;
-        while (hi - lo > 1) {
-            int mid = (lo + hi) >>> 1;
-            if (v < LEVELS[mid]) {
-                hi = mid;
-            } else {
-                lo = mid;
-            }
-        }
-        return v - LEVELS[lo] < LEVELS[hi] - v ? lo : hi;
+        int f = (int) Math.floor(v) - MIN_LEVEL;
+        return BELOW[f] + (v >= NEXT_MID[f] ? 1 : 0);
     }
 }
