@@ -43,4 +43,17 @@ class GgmlErrorComparisonTest {
             assertTrue(o <= g * SLACK, type + " super-block at " + b + ": rmse " + o + " > ggml's " + g);
         }
     }
+
+    /** ggml's bytes for gauss.f32 are dequantized with our dequantizer, which matches ggml's bit for bit (DequantizerTest). */
+    @ParameterizedTest
+    @CsvSource({"Q4_K, q4_k", "Q6_K, q6_k", "IQ4_NL, iq4_nl", "IQ4_NL, iq4_nl_ntry7"})
+    void errorIsNoWorseThanGgmlOnGaussianRows(GgmlType type, String fixture) throws IOException {
+        float[] x = QuantFixtures.floats("gauss.f32");
+        float[] ggml = RoundTrip.dequantize(type, QuantFixtures.bytes("gauss." + fixture + ".ggml.bin"), x.length);
+        float[] ours = RoundTrip.roundTrip(type, x);
+        double o = RoundTrip.rmse(x, ours, 0, x.length);
+        double g = RoundTrip.rmse(x, ggml, 0, x.length);
+        assertTrue(o <= g * SLACK, type + " on Gaussian rows: rmse " + o + " > ggml's " + g);
+        assertTrue(g < 0.1, "ggml's fixture rmse " + g + " is implausible for N(0, 1) at 4+ bits");
+    }
 }
