@@ -10,11 +10,14 @@ import dev.nibble.formats.GgmlType;
  * errors weighted by x²), and separately from the same search with plain squared error. For each of the two candidate
  * sets the int8 codes are placed on the super-block scale d (the largest scale maps to -128, as in ggml), then every
  * sub-block tries the codes within ±2 and keeps whatever lowers the true squared error of the dequantized weights. The
- * first candidate set reproduces ggml's choice, so the error never exceeds ggml's.
+ * first candidate set reproduces ggml's choice, so the error never exceeds ggml's. Finally d is refitted by least
+ * squares with codes and levels fixed and the code search repeated, kept only when the error drops.
  */
 final class Q6KQuantizer extends BlockQuantizer {
 
     private static final int TYPE_SIZE = 210;
+    /** Rounds of super-scale refitting (see Q4KQuantizer). */
+    private static final int REFITS = 2;
 
     @Override
     public GgmlType type() {
@@ -51,25 +54,29 @@ final class Q6KQuantizer extends BlockQuantizer {
             }
             float iscale = -128f / maxScale;
             short dBits = Float.floatToFloat16(1 / iscale);
-            float d = Float.float16ToFloat(dBits);
-            double error = 0;
             for (int j = 0; j < 16; j++) {
-                int sc0 = Math.min(127, nearestInt(iscale * scales[j]));
-                double best = Double.POSITIVE_INFINITY;
-                for (int sc = Math.max(-128, sc0 - 2); sc <= Math.min(127, sc0 + 2); sc++) {
-                    double e = subBlockError(x, at + 16 * j, d * sc, null, 0);
-                    if (e < best) {
-                        best = e;
-                        codes[j] = sc;
-                    }
-                }
-                error += best;
+                codes[j] = Math.min(127, nearestInt(iscale * scales[j]));
             }
+            double error = searchCodes(x, at, dBits, codes);
             if (error < bestError) {
                 bestError = error;
                 bestD = dBits;
                 System.arraycopy(codes, 0, bestCodes, 0, 16);
             }
+        }
+        for (int round = 0; round < REFITS; round++) {
+            System.arraycopy(bestCodes, 0, codes, 0, 16);
+            short dBits = refitSuperScale(x, at, bestD, codes, levels);
+            if (dBits == 0) {
+                break;
+            }
+            double error = searchCodes(x, at, dBits, codes);
+            if (!(error < bestError)) {
+                break;
+            }
+            bestError = error;
+            bestD = dBits;
+            System.arraycopy(codes, 0, bestCodes, 0, 16);
         }
         float d = Float.float16ToFloat(bestD);
         for (int j = 0; j < 16; j++) {
@@ -93,6 +100,51 @@ final class Q6KQuantizer extends BlockQuantizer {
                 out[qh + l] = (byte) ((q1 >> 4) | (q2 >> 4) << 2 | (q3 >> 4) << 4 | (q4 >> 4) << 6);
             }
         }
+    }
+
+    /**
+     * Around each sub-block's code in {@code codes}, tries the codes within ±2 under super-block scale d, keeps the best
+     * per sub-block in {@code codes}, and returns the total squared error.
+     */
+    private static double searchCodes(float[] x, int at, short dBits, int[] codes) {
+        float d = Float.float16ToFloat(dBits);
+        double error = 0;
+        for (int j = 0; j < 16; j++) {
+            int sc0 = codes[j];
+            double best = Double.POSITIVE_INFINITY;
+            for (int sc = Math.max(-128, sc0 - 2); sc <= Math.min(127, sc0 + 2); sc++) {
+                double e = subBlockError(x, at + 16 * j, d * sc, null, 0);
+                if (e < best) {
+                    best = e;
+                    codes[j] = sc;
+                }
+            }
+            error += best;
+        }
+        return error;
+    }
+
+    /**
+     * With the codes and the levels they give fixed, d enters linearly: the least-squares d over all 256 weights, as
+     * fp16 bits, or 0 when there is nothing to fit.
+     */
+    private static short refitSuperScale(float[] x, int at, short dBits, int[] codes, byte[] levels) {
+        float d = Float.float16ToFloat(dBits);
+        double saa = 0;
+        double sax = 0;
+        for (int j = 0; j < 16; j++) {
+            subBlockError(x, at + 16 * j, d * codes[j], levels, 16 * j);
+            for (int l = 0; l < 16; l++) {
+                double a = (double) codes[j] * (levels[16 * j + l] - 32);
+                saa += a * a;
+                sax += a * x[at + 16 * j + l];
+            }
+        }
+        double fitted = sax / saa;
+        if (!(Math.abs(fitted) > 0) || Math.abs(fitted) > 65504) {
+            return 0;
+        }
+        return Float.floatToFloat16((float) fitted);
     }
 
     /**
