@@ -16,6 +16,14 @@ abstract class BlockQuantizer implements Quantizer {
         Objects.checkFromIndexSize(srcOffset, n, src.length);
         int bytes = Math.toIntExact(type().byteSize(n));
         Objects.checkFromIndexSize(dstByteOffset, bytes, dst.byteSize());
+        if (type().isQuantized()) {
+            for (int i = 0; i < n; i++) {
+                if (!Float.isFinite(src[srcOffset + i])) {
+                    // A block scale cannot represent it, and it would silently spoil the whole block.
+                    throw new IllegalArgumentException(type() + ": weight " + i + " of the row is " + src[srcOffset + i]);
+                }
+            }
+        }
         byte[] out = new byte[bytes];
         encode(src, srcOffset, n / blockSize, out);
         MemorySegment.copy(out, 0, dst, ValueLayout.JAVA_BYTE, dstByteOffset, bytes);
@@ -28,11 +36,6 @@ abstract class BlockQuantizer implements Quantizer {
     static void putShort(byte[] out, int at, short v) {
         out[at] = (byte) v;
         out[at + 1] = (byte) (v >> 8);
-    }
-
-    /** Rounds to the nearest fp16 (ties to even) and back: the value a reader will see. */
-    static float roundToHalf(float v) {
-        return Float.float16ToFloat(Float.floatToFloat16(v));
     }
 
     /** Rounds half to even, like ggml's {@code nearest_int} (valid for |v| below 2^22). */

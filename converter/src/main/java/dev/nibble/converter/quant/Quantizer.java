@@ -28,7 +28,8 @@ public interface Quantizer {
      * Quantizes {@code src[srcOffset .. srcOffset + n)} into {@code type().byteSize(n)} bytes of {@code dst} at
      * {@code dstByteOffset}.
      *
-     * @throws IllegalArgumentException when {@code n} is negative or not a multiple of the block size
+     * @throws IllegalArgumentException when {@code n} is negative or not a multiple of the block size, or when a block
+     *     type meets NaN or an infinity (the float types keep them)
      * @throws IndexOutOfBoundsException when the source range or the destination bytes lie outside their buffers
      */
     void quantizeRow(float[] src, int srcOffset, int n, MemorySegment dst, long dstByteOffset);

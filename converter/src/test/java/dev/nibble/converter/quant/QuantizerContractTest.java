@@ -59,6 +59,19 @@ class QuantizerContractTest {
     }
 
     @ParameterizedTest
+    @EnumSource(value = GgmlType.class, names = {"Q4_0", "Q8_0", "Q4_K", "Q6_K", "IQ4_NL", "NF4"})
+    void nonFiniteWeightIsRejectedWithItsIndex(GgmlType type) {
+        float[] row = RoundTrip.gaussian(new Random(5), type.blockSize() * 2, 1.0);
+        row[type.blockSize() + 3] = Float.NaN;
+        MemorySegment dst = MemorySegment.ofArray(new byte[4096]);
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> Quantizer.forType(type).quantizeRow(row, 0, row.length, dst, 0));
+        assertEquals(true, e.getMessage().contains("weight " + (type.blockSize() + 3)), e.getMessage());
+        row[type.blockSize() + 3] = Float.NEGATIVE_INFINITY;
+        assertThrows(IllegalArgumentException.class, () -> Quantizer.forType(type).quantizeRow(row, 0, row.length, dst, 0));
+    }
+
+    @ParameterizedTest
     @EnumSource(GgmlType.class)
     void tooSmallDestinationOrSourceIsRejected(GgmlType type) {
         int n = type.blockSize() * 2;
