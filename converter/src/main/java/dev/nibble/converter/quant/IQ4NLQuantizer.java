@@ -8,7 +8,7 @@ import dev.nibble.formats.GgmlType;
  *
  * <p>Scale search: the grids that map the largest-magnitude weight to level -127+t or to 113+t (t in -7..7, both
  * signs of d) each give an assignment of levels and its least-squares scale, both plain and weighted by x² (ggml's
- * weighting; the weighted fit on ggml's own grid is exactly ggml's reference scale). Every candidate scale is rounded
+ * weighting; the weighted fit on ggml's own grid, t = 0 towards -127, is ggml's reference scale). Every candidate scale is rounded
  * to fp16, the weights are re-assigned to their nearest levels under that rounded scale, and the candidate of least
  * true squared error wins.
  */
@@ -71,7 +71,8 @@ final class IQ4NLQuantizer extends BlockQuantizer {
         for (int end = 0; end < 2; end++) {
             float edge = end == 0 ? LEVELS[0] : LEVELS[15];
             for (int t = -7; t <= 7; t++) {
-                float id = (t + edge) / max;
+                // t = 0 spells the grid step as ggml's reference does (1 / (max / edge)), so that candidate is ggml's.
+                float id = t == 0 ? 1 / (max / edge) : (t + edge) / max;
                 float sumQX = 0;
                 float sumQ2 = 0;
                 float sumWQX = 0;
