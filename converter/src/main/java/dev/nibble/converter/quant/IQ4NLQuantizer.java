@@ -8,9 +8,9 @@ import dev.nibble.formats.GgmlType;
  *
  * <p>Scale search: the grids that map the largest-magnitude weight to level -127+t or to 113+t (t in -7..7, both
  * signs of d) each give an assignment of levels and its least-squares scale, both plain and weighted by x² (ggml's
- * weighting; the weighted fit on ggml's own grid, t = 0 towards -127, is ggml's reference scale). Every candidate scale is rounded
- * to fp16, the weights are re-assigned to their nearest levels under that rounded scale, and the candidate of least
- * true squared error wins.
+ * weighting; the weighted fit on ggml's own grid, t = 0 towards -127, is ggml's reference scale). Every candidate
+ * scale is rounded to fp16, the weights are re-assigned to their nearest levels under that rounded scale, and the
+ * candidate of least true squared error wins.
  */
 final class IQ4NLQuantizer extends BlockQuantizer {
 
