@@ -28,9 +28,9 @@ final class Q8_0Quantizer extends BlockQuantizer {
         }
     }
 
-    /** C's roundf; the float plus 0.5 is exact in double, so the floor is exact too. */
+    /** C's roundf: Math.round is an exact floor(x + 1/2), which rounds halves away from zero once applied to |x|. */
     private static int roundHalfAway(float v) {
-        double r = Math.floor(Math.abs((double) v) + 0.5);
-        return (int) (v < 0 ? -r : r);
+        int r = Math.round(Math.abs(v));
+        return v < 0 ? -r : r;
     }
 }
