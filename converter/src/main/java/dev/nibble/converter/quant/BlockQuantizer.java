@@ -38,7 +38,7 @@ abstract class BlockQuantizer implements Quantizer {
         out[at + 1] = (byte) (v >> 8);
     }
 
-    /** Rounds half to even, like ggml's {@code nearest_int} (valid for |v| below 2^22). */
+    /** Rounds half to even, as ggml's {@code nearest_int} does; values beyond the int range saturate. */
     static int nearestInt(float v) {
         return (int) Math.rint(v);
     }
