@@ -121,7 +121,8 @@ public final class ChatTemplate {
                 .build();
         JinjavaConfig config = JinjavaConfig.newBuilder()
                 .withTrimBlocks(true)
-                .withLstripBlocks(true)
+                // lstrip_blocks is done by Jinja2Syntax.
+                .withLstripBlocks(false)
                 .withLegacyOverrides(jinja2)
                 .withElResolver(resolver)
                 // Message text must come out verbatim, never be read as template code.

@@ -6,11 +6,13 @@ import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
 /**
- * Rewrites the few Jinja2 expressions that Jinjava parses differently into equivalent ones it parses as Jinja2 does.
- * Only code inside {@code {{ }}} and {@code {% %}} is touched; text and string literals are left alone.
+ * Rewrites the few Jinja2 constructs that Jinjava handles differently into equivalent ones it handles as Jinja2 does.
+ * Apart from {@link #lstripBlocks}, only code inside {@code {{ }}} and {@code {% %}} is touched, never string literals.
  */
 final class Jinja2Syntax {
 
+    /** Spaces and tabs that start a line and lead up to a block or comment tag (not one opened with {@code +}). */
+    private static final Pattern BLOCK_INDENT = Pattern.compile("(?m)^[ \\t]+(?=\\{[%#](?!\\+))");
     private static final Pattern TAG = Pattern.compile("\\{[{%].*?[%}]}", Pattern.DOTALL);
     /** {@code not x is defined}: Jinja2 applies the test first, Jinjava the {@code not}. */
     private static final Pattern NOT_TEST = Pattern.compile(
@@ -24,7 +26,7 @@ final class Jinja2Syntax {
     }
 
     static String rewrite(String source) {
-        Matcher tags = TAG.matcher(source);
+        Matcher tags = TAG.matcher(lstripBlocks(source));
         StringBuilder out = new StringBuilder(source.length() + 32);
         while (tags.find()) {
             String tag = parenthesizeNamespaceArguments(tags.group());
@@ -32,6 +34,14 @@ final class Jinja2Syntax {
         }
         tags.appendTail(out);
         return out.toString();
+    }
+
+    /**
+     * Jinja2's {@code lstrip_blocks}: whitespace before a block or comment tag that starts its line goes. Jinjava's own
+     * option also strips it in the middle of a line ({@code "a {% if x %}"} loses its space), so it stays off.
+     */
+    static String lstripBlocks(String source) {
+        return BLOCK_INDENT.matcher(source).replaceAll("");
     }
 
     private static String rewriteOutsideStrings(String code) {

@@ -1,0 +1,175 @@
+package dev.nibble.runtime.chat;
+
+import dev.nibble.runtime.tokenizer.StreamingDecoder;
+import java.io.IOException;
+import java.util.Arrays;
+import java.util.function.Consumer;
+
+/**
+ * A multi-turn conversation with a model. The KV cache is kept across turns: each turn renders the whole conversation,
+ * and only the tokens after the longest prefix already in the cache are run.
+ */
+public final class ChatSession {
+
+    /** Why an answer ended. */
+    public enum StopReason {
+        /** The model ended its turn (an end-of-turn token). */
+        END_OF_TURN,
+        /** The model began writing a template marker as text. */
+        STOP_STRING,
+        /** The answer reached the token limit. */
+        MAX_TOKENS,
+        /** The context window is full. */
+        CONTEXT_FULL,
+        /** {@link #interrupt()} was called (Ctrl-C). */
+        INTERRUPTED
+    }
+
+    /**
+     * One answer and what it took.
+     *
+     * @param promptTokens    tokens of the rendered prompt
+     * @param reusedTokens    of those, how many were already in the KV cache
+     * @param droppedMessages old messages dropped to fit the context
+     */
+    public record Turn(String answer, StopReason stopReason, int promptTokens, int reusedTokens, int generatedTokens,
+                       long promptNanos, long generateNanos, int droppedMessages) {
+    }
+
+    private final ChatFormat format;
+    private final ChatEngine engine;
+    private final TokenSampler sampler;
+    private final ChatHistory history;
+    private final int maxTokens;
+    private final int answerRoom;
+    private volatile boolean interrupted;
+    /** The tokens now in the engine's KV cache, in order. */
+    private int[] cached = new int[0];
+
+    /**
+     * @param maxTokens  the most tokens one answer may have (0: until the context is full)
+     * @param answerRoom how many tokens of the context to keep free for an answer when trimming old turns
+     */
+    public ChatSession(ChatFormat format, ChatEngine engine, TokenSampler sampler, ChatHistory history,
+                       int maxTokens, int answerRoom) {
+        if (answerRoom < 1 || answerRoom >= engine.contextSize()) {
+            throw new IllegalArgumentException("room for the answer must be 1 .. " + (engine.contextSize() - 1)
+                    + " tokens, is " + answerRoom);
+        }
+        this.format = format;
+        this.engine = engine;
+        this.sampler = sampler;
+        this.history = history;
+        this.maxTokens = maxTokens;
+        this.answerRoom = answerRoom;
+    }
+
+    public ChatHistory history() {
+        return history;
+    }
+
+    public ChatFormat format() {
+        return format;
+    }
+
+    /** Positions of the context window. */
+    public int contextSize() {
+        return engine.contextSize();
+    }
+
+    /** Tokens in the KV cache now. */
+    public int cachedTokens() {
+        return cached.length;
+    }
+
+    /**
+     * Ends the answer being generated after the current token; safe to call from a signal handler's thread. A call
+     * while no answer is running is forgotten when the next one starts.
+     */
+    public void interrupt() {
+        interrupted = true;
+    }
+
+    /**
+     * Adds the user's message, streams the answer to {@code out} piece by piece, and adds it to the history.
+     *
+     * @throws PromptTooLongException when the message cannot fit the context (the message is not kept)
+     */
+    public Turn send(String userText, Consumer<String> out) throws IOException {
+        interrupted = false;
+        history.addUser(userText);
+        ChatHistory.Prompt prompt;
+        try {
+            prompt = history.prompt(format, engine.contextSize(), answerRoom);
+        } catch (RuntimeException e) {
+            history.dropUnansweredUser();
+            throw e;
+        }
+        int[] ids = prompt.ids();
+        // At least the last prompt token is run again: its logits are needed to start the answer.
+        int reused = Math.min(commonPrefix(cached, ids), ids.length - 1);
+        long t0 = System.nanoTime();
+        // Until the turn completes, what the cache holds beyond the reused prefix is not known for sure.
+        cached = Arrays.copyOf(ids, reused);
+        engine.truncate(reused);
+        float[] logits = engine.append(Arrays.copyOfRange(ids, reused, ids.length));
+        long t1 = System.nanoTime();
+
+        int[] tokens = Arrays.copyOf(ids, engine.contextSize());
+        int length = ids.length;
+        StreamingDecoder decoder = format.tokenizer().streamingDecoder(true);
+        StopStringFilter filter = new StopStringFilter(format.stopStrings());
+        StringBuilder answer = new StringBuilder();
+        StopReason reason;
+        while (true) {
+            if (interrupted) {
+                reason = StopReason.INTERRUPTED;
+                break;
+            }
+            if (maxTokens > 0 && length - ids.length == maxTokens) {
+                reason = StopReason.MAX_TOKENS;
+                break;
+            }
+            if (length == engine.contextSize()) {
+                reason = StopReason.CONTEXT_FULL;
+                break;
+            }
+            int token = sampler.sample(logits, tokens, length);
+            if (format.isEndOfTurn(token)) {
+                reason = StopReason.END_OF_TURN;
+                break;
+            }
+            emit(filter.accept(decoder.next(token)), answer, out);
+            if (filter.stopped()) {
+                reason = StopReason.STOP_STRING;
+                break;
+            }
+            tokens[length++] = token;
+            logits = engine.append(new int[] {token});
+        }
+        cached = Arrays.copyOf(tokens, length);
+        if (reason != StopReason.STOP_STRING) {
+            emit(filter.accept(decoder.finish()), answer, out);
+            emit(filter.finish(), answer, out);
+        }
+        long t2 = System.nanoTime();
+        history.addAssistant(answer.toString());
+        return new Turn(answer.toString(), reason, ids.length, reused, length - ids.length, t1 - t0, t2 - t1, prompt.droppedMessages());
+    }
+
+    private static void emit(String text, StringBuilder answer, Consumer<String> out) {
+        if (!text.isEmpty()) {
+            answer.append(text);
+            out.accept(text);
+        }
+    }
+
+    private static int commonPrefix(int[] a, int[] b) {
+        int n = Math.min(a.length, b.length);
+        int i = 0;
+        while (i < n && a[i] == b[i]) {
+            i++;
+        }
+        return i;
+    }
+}
