@@ -105,7 +105,7 @@ final class PythonStrings {
                 return parts;
             }
             if (maxSplit >= 0 && parts.size() == maxSplit) {
-                parts.add(rstrip(s.substring(i), null));
+                parts.add(s.substring(i));
                 return parts;
             }
             int start = i;
