@@ -1,0 +1,195 @@
+package dev.nibble.cli.chat;
+
+import dev.nibble.runtime.chat.ChatHistory;
+import dev.nibble.runtime.chat.ChatMessage;
+import dev.nibble.runtime.chat.ChatSession;
+import dev.nibble.runtime.chat.ConversationFile;
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Locale;
+
+/**
+ * The interactive part of {@code nibble chat}: reads the user's lines, runs slash commands, streams answers. Works the
+ * same on a terminal and on piped standard input.
+ */
+final class ChatLoop {
+
+    static final String HELP = """
+            /reset          forget the conversation (the system prompt stays)
+            /system TEXT    set the system prompt (no TEXT: remove it)
+            /save FILE      save the conversation as JSON
+            /load FILE      load a conversation saved as JSON
+            /stats          token counts and speeds
+            /help           this list
+            /quit           leave (so does Ctrl-D); Ctrl-C stops an answer""";
+
+    private final ChatSession session;
+    private final LineSource input;
+    private final PrintWriter out;
+    private final String prompt;
+    private final Stats stats = new Stats();
+    private boolean toldAboutTrimming;
+
+    /** @param prompt what to show before each user line ("" when reading a pipe) */
+    ChatLoop(ChatSession session, LineSource input, PrintWriter out, String prompt) {
+        this.session = session;
+        this.input = input;
+        this.out = out;
+        this.prompt = prompt;
+        input.onInterrupt(this::interrupt);
+    }
+
+    /** What Ctrl-C does: ends the answer being written; the chat goes on. */
+    void interrupt() {
+        session.interrupt();
+    }
+
+    /** Reads and answers lines until /quit or the end of input. */
+    void run() throws IOException {
+        String line;
+        while ((line = input.readLine(prompt)) != null) {
+            String trimmed = line.strip();
+            if (trimmed.isEmpty()) {
+                continue;
+            }
+            if (trimmed.startsWith("/")) {
+                if (!command(trimmed)) {
+                    return;
+                }
+            } else {
+                answer(line);
+            }
+            out.flush();
+        }
+    }
+
+    private void answer(String text) throws IOException {
+        ChatSession.Turn turn;
+        try {
+            turn = session.send(text, piece -> {
+                out.print(piece);
+                out.flush();
+            });
+        } catch (IllegalArgumentException e) {
+            // A message too long for the context, or a template that refuses the conversation.
+            out.println("(" + e.getMessage() + ")");
+            return;
+        }
+        out.println();
+        switch (turn.stopReason()) {
+            case INTERRUPTED -> out.println("(stopped)");
+            case MAX_TOKENS -> out.println("(answer cut at the token limit)");
+            case CONTEXT_FULL -> out.println("(the context window of " + session.contextSize() + " tokens is full; /reset to go on)");
+            default -> { }
+        }
+        if (turn.droppedMessages() > 0 && !toldAboutTrimming) {
+            out.println("(older messages were dropped to fit the " + session.contextSize() + "-token context; the system prompt stays)");
+            toldAboutTrimming = true;
+        }
+        stats.add(turn);
+    }
+
+    /** Runs a slash command; false when the chat should end. */
+    private boolean command(String line) throws IOException {
+        int space = line.indexOf(' ');
+        String name = (space < 0 ? line : line.substring(0, space)).toLowerCase(Locale.ROOT);
+        String argument = space < 0 ? "" : line.substring(space + 1).strip();
+        ChatHistory history = session.history();
+        switch (name) {
+            case "/quit", "/exit" -> {
+                return false;
+            }
+            case "/help" -> out.println(HELP);
+            case "/reset" -> {
+                history.clear();
+                toldAboutTrimming = false;
+                out.println("(conversation cleared)");
+            }
+            case "/system" -> {
+                history.setSystem(argument.isEmpty() ? null : argument);
+                out.println(argument.isEmpty() ? "(system prompt removed)" : "(system prompt set)");
+            }
+            case "/save" -> {
+                if (argument.isEmpty()) {
+                    out.println("(usage: /save FILE)");
+                } else {
+                    ConversationFile.write(Path.of(argument), history.messages());
+                    out.println("(saved " + history.messages().size() + " messages to " + argument + ")");
+                }
+            }
+            case "/load" -> load(argument);
+            case "/stats" -> out.println(stats.describe(session));
+            default -> out.println("(unknown command " + name + "; /help lists them)");
+        }
+        return true;
+    }
+
+    private void load(String argument) {
+        if (argument.isEmpty()) {
+            out.println("(usage: /load FILE)");
+            return;
+        }
+        try {
+            List<ChatMessage> messages = ConversationFile.read(Path.of(argument));
+            ChatHistory loaded = ChatHistory.of(messages);
+            if (loaded.turnCount() % 2 != 0) {
+                out.println("(" + argument + " ends with a user message; a saved chat ends with an answer)");
+                return;
+            }
+            ChatHistory history = session.history();
+            history.clear();
+            history.setSystem(loaded.system().orElse(null));
+            for (ChatMessage m : loaded.messages()) {
+                switch (m.role()) {
+                    case ChatMessage.USER -> history.addUser(m.content());
+                    case ChatMessage.ASSISTANT -> history.addAssistant(m.content());
+                    default -> { }
+                }
+            }
+            toldAboutTrimming = false;
+            out.println("(loaded " + messages.size() + " messages)");
+        } catch (IOException | IllegalArgumentException e) {
+            out.println("(" + e.getMessage() + ")");
+        }
+    }
+
+    /** Totals over the session, for /stats. */
+    private static final class Stats {
+        private int turns;
+        private long promptTokens;
+        private long reusedTokens;
+        private long generatedTokens;
+        private long promptNanos;
+        private long generateNanos;
+        private ChatSession.Turn last;
+
+        void add(ChatSession.Turn turn) {
+            turns++;
+            promptTokens += turn.promptTokens();
+            reusedTokens += turn.reusedTokens();
+            generatedTokens += turn.generatedTokens();
+            promptNanos += turn.promptNanos();
+            generateNanos += turn.generateNanos();
+            last = turn;
+        }
+
+        String describe(ChatSession session) {
+            StringBuilder s = new StringBuilder();
+            s.append(String.format(Locale.ROOT, "context: %d of %d tokens in the cache%n", session.cachedTokens(), session.contextSize()));
+            if (last != null) {
+                s.append(String.format(Locale.ROOT, "last answer: prompt %d tokens (%d reused, %d run), %d generated%n",
+                        last.promptTokens(), last.reusedTokens(), last.promptTokens() - last.reusedTokens(), last.generatedTokens()));
+            }
+            long run = promptTokens - reusedTokens;
+            s.append(String.format(Locale.ROOT, "session: %d answers; prompts %d tokens (%d reused), %.1f tok/s; generation %d tokens, %.1f tok/s",
+                    turns, promptTokens, reusedTokens, rate(run, promptNanos), generatedTokens, rate(generatedTokens, generateNanos)));
+            return s.toString();
+        }
+
+        private static double rate(long tokens, long nanos) {
+            return nanos == 0 ? 0 : tokens * 1e9 / nanos;
+        }
+    }
+}

@@ -1,0 +1,193 @@
+package dev.nibble.cli.chat;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.nibble.formats.vocab.HuggingFaceVocabulary;
+import dev.nibble.runtime.chat.BuiltInTemplate;
+import dev.nibble.runtime.chat.ChatEngine;
+import dev.nibble.runtime.chat.ChatFormat;
+import dev.nibble.runtime.chat.ChatHistory;
+import dev.nibble.runtime.chat.ChatMessage;
+import dev.nibble.runtime.chat.ChatSession;
+import dev.nibble.runtime.chat.ConversationFile;
+import dev.nibble.runtime.tokenizer.Tokenizer;
+import java.io.ByteArrayInputStream;
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Deque;
+import java.util.List;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.function.IntConsumer;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** A scripted chat through the loop that {@code nibble chat} runs on piped standard input, with a scripted model. */
+class ChatLoopTest {
+
+    private static Tokenizer tokenizer;
+
+    @TempDir
+    Path dir;
+
+    @BeforeAll
+    static void loadTokenizer() throws IOException {
+        tokenizer = Tokenizer.from(HuggingFaceVocabulary.load(testData().resolve("tiny-llama/safetensors")));
+    }
+
+    @Test
+    void scriptedSessionStreamsAnswersAndHandlesResetInterruptSaveAndLoad() throws IOException {
+        ChatFormat format = ChatFormat.forModel(tokenizer, null, BuiltInTemplate.LLAMA2);
+        Engine engine = new Engine(256);
+        Sampler sampler = new Sampler();
+        int eos = tokenizer.vocabulary().eosId();
+        sampler.add(tokenizer.encode("The jury said so.", false, false));
+        sampler.add(eos);
+        sampler.add(tokenizer.encode("Hello to you.", false, false));
+        sampler.add(eos);
+        int[] counting = tokenizer.encode("one two three four five six seven eight nine", false, false);
+        sampler.add(counting);
+        ChatSession session = new ChatSession(format, engine, sampler, new ChatHistory("Be brief."), 0, 32);
+        Path saved = dir.resolve("chat.json");
+        String script = String.join("\n", "Who won?", "/reset", "Hello", "  ", "Count to nine", "/stats",
+                "/save " + saved, "/system", "/load " + saved, "/bogus", "/quit", "never read") + "\n";
+        StringWriter out = new StringWriter();
+        ScriptedInput input = new ScriptedInput(script, new PrintWriter(out));
+        ChatLoop loop = new ChatLoop(session, input, new PrintWriter(out, true), "");
+
+        // Ctrl-C arrives after the third token of the counting answer, through the handler a SIGINT would run.
+        int[] promptOfCount = format.encode(List.of(ChatMessage.system("Be brief."), ChatMessage.user("Hello"),
+                ChatMessage.assistant("Hello to you."), ChatMessage.user("Count to nine")), true);
+        engine.afterAppend = size -> {
+            if (size == promptOfCount.length + 3) {
+                input.interruptHandler.run();
+            }
+        };
+        loop.run();
+
+        String[] lines = out.toString().split("\n", -1);
+        assertEquals("The jury said so.", lines[0]);
+        assertEquals("(conversation cleared)", lines[1]);
+        assertEquals("Hello to you.", lines[2]);
+        assertEquals(tokenizer.decode(java.util.Arrays.copyOf(counting, 3), true).strip(), lines[3].strip());
+        assertEquals("(stopped)", lines[4]);
+        assertTrue(lines[5].startsWith("context: "), lines[5]);
+        assertTrue(lines[6].startsWith("last answer: prompt " + promptOfCount.length + " tokens"), lines[6]);
+        assertTrue(lines[7].startsWith("session: 3 answers"), lines[7]);
+        assertEquals("(saved 5 messages to " + saved + ")", lines[8]);
+        assertEquals("(system prompt removed)", lines[9]);
+        assertEquals("(loaded 5 messages)", lines[10]);
+        assertEquals("(unknown command /bogus; /help lists them)", lines[11]);
+        assertEquals("", lines[12]);
+        assertEquals(13, lines.length);
+
+        List<ChatMessage> expected = List.of(ChatMessage.system("Be brief."), ChatMessage.user("Hello"),
+                ChatMessage.assistant("Hello to you."), ChatMessage.user("Count to nine"), ChatMessage.assistant(lines[3]));
+        assertEquals(expected, ConversationFile.read(saved));
+        assertEquals(expected, session.history().messages(), "/load brought the saved conversation and its system prompt back");
+        assertTrue(Files.readString(saved).contains("\"role\" : \"system\""), "saved as readable JSON");
+    }
+
+    @Test
+    void realSigintReachesTheHandlerInsteadOfEndingTheProgram() throws Exception {
+        CountDownLatch interrupted = new CountDownLatch(1);
+        try (PlainLineSource source = new PlainLineSource(new ByteArrayInputStream(new byte[0]), new PrintWriter(new StringWriter()))) {
+            source.onInterrupt(interrupted::countDown);
+            Process kill = new ProcessBuilder("kill", "-INT", Long.toString(ProcessHandle.current().pid())).start();
+            assertEquals(0, kill.waitFor());
+            assertTrue(interrupted.await(10, TimeUnit.SECONDS), "the SIGINT handler ran");
+        }
+    }
+
+    static Path testData() {
+        String property = System.getProperty("nibble.testData");
+        if (property != null && Files.isDirectory(Path.of(property))) {
+            return Path.of(property);
+        }
+        for (Path p = Path.of("").toAbsolutePath(); p != null; p = p.getParent()) {
+            if (Files.isDirectory(p.resolve("test-data/tiny-llama"))) {
+                return p.resolve("test-data");
+            }
+        }
+        throw new IllegalStateException("test-data/ not found; run the tests from the repository");
+    }
+
+    /** Piped input whose interrupt handler the test can call. */
+    private static final class ScriptedInput implements LineSource {
+        private final PlainLineSource lines;
+        Runnable interruptHandler;
+
+        ScriptedInput(String text, PrintWriter out) {
+            this.lines = new PlainLineSource(new ByteArrayInputStream(text.getBytes(StandardCharsets.UTF_8)), out);
+        }
+
+        @Override
+        public String readLine(String prompt) throws IOException {
+            return lines.readLine(prompt);
+        }
+
+        @Override
+        public void onInterrupt(Runnable handler) {
+            interruptHandler = handler;
+        }
+
+        @Override
+        public void close() {
+            lines.close();
+        }
+    }
+
+    /** Keeps the ids its cache would hold; runs nothing. */
+    private static final class Engine implements ChatEngine {
+        private final List<Integer> cache = new ArrayList<>();
+        private final int contextSize;
+        IntConsumer afterAppend = n -> { };
+
+        Engine(int contextSize) {
+            this.contextSize = contextSize;
+        }
+
+        @Override
+        public int contextSize() {
+            return contextSize;
+        }
+
+        @Override
+        public void truncate(int length) {
+            cache.subList(length, cache.size()).clear();
+        }
+
+        @Override
+        public float[] append(int[] tokens) {
+            for (int t : tokens) {
+                cache.add(t);
+            }
+            afterAppend.accept(cache.size());
+            return new float[tokenizer.vocabulary().size()];
+        }
+    }
+
+    /** Plays back ids given in advance. */
+    private static final class Sampler implements dev.nibble.runtime.chat.TokenSampler {
+        private final Deque<Integer> script = new ArrayDeque<>();
+
+        void add(int... ids) {
+            for (int id : ids) {
+                script.add(id);
+            }
+        }
+
+        @Override
+        public int sample(float[] logits, int[] history, int length) {
+            return script.remove();
+        }
+    }
+}
