@@ -9,6 +9,10 @@ import com.hubspot.jinjava.interpret.RenderResult;
 import com.hubspot.jinjava.interpret.TemplateError;
 import com.hubspot.jinjava.lib.filter.Filter;
 import com.hubspot.jinjava.lib.fn.ELFunctionDefinition;
+import com.hubspot.jinjava.lib.tag.Tag;
+import com.hubspot.jinjava.tree.Node;
+import com.hubspot.jinjava.tree.TagNode;
+import java.time.LocalDateTime;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
@@ -84,6 +88,8 @@ public final class ChatTemplate {
         context.put("bos_token", bosToken);
         context.put("eos_token", eosToken);
         context.put("add_generation_prompt", addGenerationPrompt);
+        // Templates test "strftime_now is defined" before calling it (Llama 3.2); the call itself is a function.
+        context.put("strftime_now", true);
         RenderResult result = JINJA.renderForResult(jinjavaSource, context);
         for (TemplateError e : result.getErrors()) {
             if (e.getSeverity() == TemplateError.ErrorType.FATAL) {
@@ -132,6 +138,9 @@ public final class ChatTemplate {
         Jinjava jinja = new Jinjava(config);
         jinja.registerFunction(new ELFunctionDefinition("", "raise_exception", TemplateFunctions.class,
                 "raiseException", String.class));
+        jinja.registerFunction(new ELFunctionDefinition("", "strftime_now", TemplateFunctions.class,
+                "strftimeNow", String.class));
+        jinja.registerTag(new GenerationTag());
         jinja.registerFilter(new PythonFilter("trim", (value, args, kwargs) -> PythonStrings.strip(String.valueOf(value), null)));
         jinja.registerFilter(new PythonFilter("tojson", (value, args, kwargs) -> {
             Object indent = kwargs.getOrDefault("indent", args.length > 0 ? args[0] : null);
@@ -149,6 +158,37 @@ public final class ChatTemplate {
         /** Hugging Face's {@code raise_exception(message)}: the template refuses the conversation. */
         public static String raiseException(String message) {
             throw new ChatTemplateException("the chat template refused the conversation: " + message);
+        }
+
+        /** Hugging Face's {@code strftime_now(format)}: the local date and time in a Python strftime format. */
+        public static String strftimeNow(String format) {
+            return PythonDates.strftime(LocalDateTime.now(), format);
+        }
+    }
+
+    /**
+     * Hugging Face's {@code {% generation %}...{% endgeneration %}}, which marks the assistant's text for training masks;
+     * for rendering it is just its body.
+     */
+    private static final class GenerationTag implements Tag {
+
+        @Override
+        public String getName() {
+            return "generation";
+        }
+
+        @Override
+        public String getEndTagName() {
+            return "endgeneration";
+        }
+
+        @Override
+        public String interpret(TagNode tagNode, JinjavaInterpreter interpreter) {
+            StringBuilder out = new StringBuilder();
+            for (Node child : tagNode.getChildren()) {
+                out.append(child.render(interpreter).getValue());
+            }
+            return out.toString();
         }
     }
 

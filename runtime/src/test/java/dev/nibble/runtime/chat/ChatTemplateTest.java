@@ -150,4 +150,11 @@ class ChatTemplateTest {
         assertEquals("[{\"role\": \"user\", \"content\": \"hé\\\"\\n\"}]|{\n  \"role\": \"user\",\n  \"content\": \"hé\\\"\\n\"\n}",
                 t.render(List.of(ChatMessage.user("hé\"\n")), false));
     }
+
+    @Test
+    void huggingFaceExtensionsWork() {
+        ChatTemplate t = ChatTemplate.of("{% for m in messages %}{% generation %}[{{ m.content }}]{% endgeneration %}{% endfor %}"
+                + "{% if strftime_now is defined %}{{ strftime_now('%Y') }}{% endif %}", "", "");
+        assertEquals("[Hi there!]" + java.time.Year.now().getValue(), t.render(ONE_TURN, true));
+    }
 }

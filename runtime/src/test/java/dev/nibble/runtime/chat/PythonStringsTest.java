@@ -2,6 +2,7 @@ package dev.nibble.runtime.chat;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
+import java.time.LocalDateTime;
 import java.util.List;
 import org.junit.jupiter.api.Test;
 
@@ -37,5 +38,11 @@ class PythonStringsTest {
         assertEquals("They'Re Bill'S Friends", PythonStrings.title("they're bill's friends"));
         assertEquals("\u01c5emal \u00d1u", PythonStrings.title("\u01c6emal \u00f1U"));
         assertEquals("Hello world", PythonStrings.capitalize("hELLO WORLD"));
+    }
+
+    @Test
+    void strftimeFollowsPython() {
+        assertEquals("05 Jan 2026|Monday Mon January|01 26 14 02 03 09 PM 005 %",
+                PythonDates.strftime(LocalDateTime.of(2026, 1, 5, 14, 3, 9), "%d %b %Y|%A %a %B|%m %y %H %I %M %S %p %j %%"));
     }
 }
