@@ -121,7 +121,8 @@ public final class HuggingFaceVocabulary {
         int n = byId.keySet().stream().mapToInt(Integer::intValue).max().orElseThrow() + 1;
         List<String> tokens = new ArrayList<>(n);
         int[] types = new int[n];
-        String unkToken = model.path("unk_token").asText(null);
+        Config config = Config.read(modelDir);
+        String unkToken = model.path("unk_token").isTextual() ? model.path("unk_token").asText() : config.tokenText("unk_token");
         boolean byteFallback = model.path("byte_fallback").asBoolean(false);
         for (int id = 0; id < n; id++) {
             String t = byId.get(id);
@@ -145,7 +146,6 @@ public final class HuggingFaceVocabulary {
         }
         Map<String, Integer> ids = indexOf(tokens);
         checkMerges(file, merges, ids);
-        Config config = Config.read(modelDir);
         JsonNode single = root.path("post_processor").path("type").asText("").equals("TemplateProcessing")
                 ? root.path("post_processor").path("single") : null;
         int templateBos = -1;
@@ -345,10 +345,15 @@ public final class HuggingFaceVocabulary {
             return v.isBoolean() ? v.asBoolean() : fallback;
         }
 
+        /** The text of the token the config names under key, or null. */
+        String tokenText(String key) {
+            JsonNode v = root.has(key) ? root.path(key) : specialMap.path(key);
+            return v.isTextual() ? v.asText() : v.isObject() ? v.path("content").asText(null) : null;
+        }
+
         /** The id of the token the config names under key ("bos_token" ...), or fallback when it names none. */
         int tokenId(String key, Map<String, Integer> ids, int fallback) throws FormatException {
-            JsonNode v = root.has(key) ? root.path(key) : specialMap.path(key);
-            String content = v.isTextual() ? v.asText() : v.isObject() ? v.path("content").asText(null) : null;
+            String content = tokenText(key);
             if (content == null) {
                 return fallback;
             }

@@ -67,7 +67,7 @@ public final class ByteLevelBpeTokenizer extends Tokenizer {
     }
 
     @Override
-    void encodeText(String text, boolean afterSpecial, IdList out) {
+    void encodeText(String text, IdList out) {
         Matcher m = LLAMA3_SPLIT.matcher(text);
         int last = 0;
         while (m.find()) {

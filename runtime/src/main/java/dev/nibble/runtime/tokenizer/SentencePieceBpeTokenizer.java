@@ -42,8 +42,9 @@ public final class SentencePieceBpeTokenizer extends Tokenizer {
     }
 
     @Override
-    void encodeText(String text, boolean afterSpecial, IdList out) {
-        String escaped = ((vocab.addSpacePrefix() && afterSpecial) ? " " + text : text).replace(' ', METASPACE);
+    void encodeText(String text, IdList out) {
+        // As llama.cpp does, every run of text gets the dummy prefix, including one that follows a special token.
+        String escaped = (vocab.addSpacePrefix() ? " " + text : text).replace(' ', METASPACE);
         // Symbols start as single code points and grow by merging with their right neighbour; a merged-away
         // symbol has length 0. Kept as parallel arrays so that a megabyte of text makes no per-symbol objects.
         int n = escaped.codePointCount(0, escaped.length());

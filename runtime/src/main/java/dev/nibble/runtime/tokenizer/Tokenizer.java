@@ -57,21 +57,18 @@ public abstract sealed class Tokenizer permits SentencePieceBpeTokenizer, ByteLe
             }
             out.add(vocab.bosId());
         }
-        boolean afterSpecial = true;
         for (SpecialTokenMatcher.Fragment f : (parseSpecial ? controlAndUserTokens : userTokens).split(text)) {
             if (f.id() >= 0) {
                 out.add(f.id());
-                afterSpecial = true;
             } else {
-                encodeText(f.text(), afterSpecial, out);
-                afterSpecial = false;
+                encodeText(f.text(), out);
             }
         }
         return out.toArray();
     }
 
-    /** Encodes text that holds no special token; {@code afterSpecial} is true at the start and after a special token. */
-    abstract void encodeText(String text, boolean afterSpecial, IdList out);
+    /** Encodes one run of text between special tokens (or the whole text when it has none). */
+    abstract void encodeText(String text, IdList out);
 
     /** The bytes token id stands for; control tokens give their text, or nothing when skipped. */
     abstract byte[] bytesOf(int id, boolean skipSpecial);
