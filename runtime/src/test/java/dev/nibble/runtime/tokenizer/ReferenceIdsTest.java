@@ -6,7 +6,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.nibble.formats.vocab.HuggingFaceVocabulary;
 import dev.nibble.formats.vocab.Vocabulary;
 import java.io.IOException;
 import java.util.ArrayList;
@@ -39,7 +38,7 @@ class ReferenceIdsTest {
         texts = new ArrayList<>();
         reference.path("texts").forEach(t -> texts.add(t.asText()));
         for (String name : NAMES) {
-            tokenizers.put(name, Tokenizer.from(HuggingFaceVocabulary.load(TestData.resolve("tokenizers/" + name))));
+            tokenizers.put(name, TestTokenizers.get(name));
         }
     }
 
