@@ -3,7 +3,9 @@ package dev.nibble.runtime.tokenizer;
 import dev.nibble.formats.vocab.Vocabulary;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.PriorityQueue;
+import java.util.concurrent.ConcurrentHashMap;
 
 /**
  * SentencePiece-style BPE as Llama 1/2 and Mistral use it: spaces become ▁, a dummy-prefix space goes first, the
@@ -13,13 +15,22 @@ import java.util.PriorityQueue;
 public final class SentencePieceBpeTokenizer extends Tokenizer {
 
     private static final char METASPACE = '\u2581';
+    private static final int CACHE_LIMIT = 100_000;
 
     private final float[] scores;
     /** Ids of the byte tokens by byte value, or null when the vocabulary has none (unknown characters become unk). */
     private final int[] byteIds;
+    /**
+     * True when no mergeable piece has a ▁ right after another character, so that no merge can cross the start of a
+     * word: the text is then merged word by word, with a cache, instead of in one queue over the whole text. This
+     * holds for Llama 2, Mistral and the tiny model; a vocabulary without it is merged whole, with the same result.
+     */
+    private final boolean wordsAreIndependent;
+    private final Map<String, int[]> cache = new ConcurrentHashMap<>();
 
     SentencePieceBpeTokenizer(Vocabulary vocab) {
         super(vocab);
+        this.wordsAreIndependent = noPieceSpansAWordStart(vocab);
         if (vocab.scores() == null) {
             throw new IllegalArgumentException("a SentencePiece-style vocabulary needs token scores");
         }
@@ -41,10 +52,50 @@ public final class SentencePieceBpeTokenizer extends Tokenizer {
         }
     }
 
+    private static boolean noPieceSpansAWordStart(Vocabulary vocab) {
+        for (int id = 0; id < vocab.size(); id++) {
+            String t = vocab.tokens().get(id);
+            if (vocab.tokenTypes()[id] != Vocabulary.NORMAL) {
+                continue;
+            }
+            for (int i = 1; i < t.length(); i++) {
+                if (t.charAt(i) == METASPACE && t.charAt(i - 1) != METASPACE) {
+                    return false;
+                }
+            }
+        }
+        return true;
+    }
+
     @Override
     void encodeText(String text, IdList out) {
         // As llama.cpp does, every run of text gets the dummy prefix, including one that follows a special token.
         String escaped = (vocab.addSpacePrefix() ? " " + text : text).replace(' ', METASPACE);
+        if (!wordsAreIndependent) {
+            out.addAll(bpe(escaped));
+            return;
+        }
+        int wordStart = 0;
+        for (int i = 1; i <= escaped.length(); i++) {
+            if (i == escaped.length() || (escaped.charAt(i) == METASPACE && escaped.charAt(i - 1) != METASPACE)) {
+                String word = escaped.substring(wordStart, i);
+                int[] ids = cache.get(word);
+                if (ids == null) {
+                    ids = bpe(word);
+                    if (cache.size() >= CACHE_LIMIT) {
+                        cache.clear();
+                    }
+                    cache.put(word, ids);
+                }
+                out.addAll(ids);
+                wordStart = i;
+            }
+        }
+    }
+
+    /** Merges one escaped text completely. */
+    private int[] bpe(String escaped) {
+        IdList out = new IdList();
         // Symbols start as single code points and grow by merging with their right neighbour; a merged-away
         // symbol has length 0. Kept as parallel arrays so that a megabyte of text makes no per-symbol objects.
         int n = escaped.codePointCount(0, escaped.length());
@@ -95,6 +146,7 @@ public final class SentencePieceBpeTokenizer extends Tokenizer {
                 out.add(vocab.unkId());
             }
         }
+        return out.toArray();
     }
 
     private void offer(PriorityQueue<Bigram> queue, String text, int[] start, int[] len, int left, int right) {

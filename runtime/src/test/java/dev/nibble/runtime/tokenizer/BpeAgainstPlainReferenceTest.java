@@ -2,6 +2,7 @@ package dev.nibble.runtime.tokenizer;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.nibble.formats.vocab.Vocabulary;
 import java.nio.charset.StandardCharsets;
@@ -51,6 +52,31 @@ class BpeAgainstPlainReferenceTest {
             for (Tokenizer t : List.of(tiny, llama2)) {
                 assertArrayEquals(plainSentencePiece(t.vocabulary(), text), t.encode(text, false, false), () -> "text: " + text);
             }
+        }
+    }
+
+    @Test
+    void vocabularyWithPiecesAcrossWordStartsIsMergedWhole() {
+        // "s▁" and "e▁t" let merges cross the start of a word, so the tokenizer cannot merge word by word.
+        Vocabulary v = tiny.vocabulary();
+        List<String> tokens = new ArrayList<>(v.tokens());
+        tokens.addAll(List.of("s\u2581", "e\u2581t"));
+        float[] scores = java.util.Arrays.copyOf(v.scores(), tokens.size());
+        scores[tokens.size() - 2] = 10f;
+        scores[tokens.size() - 1] = -3000f;
+        int[] types = java.util.Arrays.copyOf(v.tokenTypes(), tokens.size());
+        types[tokens.size() - 2] = Vocabulary.NORMAL;
+        types[tokens.size() - 1] = Vocabulary.NORMAL;
+        Vocabulary crossing = new Vocabulary(v.model(), v.preTokenizer(), tokens, scores, types, v.merges(),
+                v.bosId(), v.eosId(), v.unkId(), v.padId(), v.addBos(), v.addEos(), v.addSpacePrefix());
+        Tokenizer t = Tokenizer.from(crossing);
+        int[] ids = t.encode("its time", false, false);
+        int crossingPiece = tokens.size() - 2;
+        assertTrue(java.util.Arrays.stream(ids).anyMatch(id -> id == crossingPiece), "\"s▁\" merges across the word start");
+        Random random = new Random(11);
+        for (int i = 0; i < 200; i++) {
+            String text = randomText(random, random.nextInt(60));
+            assertArrayEquals(plainSentencePiece(crossing, text), t.encode(text, false, false), () -> "text: " + text);
         }
     }
 
