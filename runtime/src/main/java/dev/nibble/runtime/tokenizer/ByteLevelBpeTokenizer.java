@@ -45,7 +45,7 @@ public final class ByteLevelBpeTokenizer extends Tokenizer {
         for (int b = 0; b < 256; b++) {
             alphabet.add(String.valueOf(ByteLevelAlphabet.charOf(b)));
         }
-        this.byteIds = byteTokenIds(vocab, alphabet, "byte-level");
+        this.byteIds = byteTokenIds(alphabet, "byte-level");
         this.mergeRank = new HashMap<>(vocab.merges().size() * 2);
         this.mergeResult = new int[vocab.merges().size()];
         for (int rank = 0; rank < mergeResult.length; rank++) {

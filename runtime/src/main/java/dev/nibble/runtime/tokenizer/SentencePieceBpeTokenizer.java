@@ -44,7 +44,7 @@ public final class SentencePieceBpeTokenizer extends Tokenizer {
             for (int b = 0; b < 256; b++) {
                 spellings.add(String.format("<0x%02X>", b));
             }
-            this.byteIds = byteTokenIds(vocab, spellings, "byte-fallback");
+            this.byteIds = byteTokenIds(spellings, "byte-fallback");
         } else if (vocab.unkId() < 0) {
             throw new IllegalArgumentException("vocabulary has neither byte tokens nor an unknown token, so some text cannot be encoded");
         } else {

@@ -117,15 +117,11 @@ public abstract sealed class Tokenizer permits SentencePieceBpeTokenizer, ByteLe
         return s.getBytes(StandardCharsets.UTF_8);
     }
 
-    /** Ids of the 256 byte tokens, by byte value; each must exist. */
-    protected static int[] byteTokenIds(Vocabulary vocab, List<String> spellings, String what) {
-        Map<String, Integer> index = new HashMap<>();
-        for (int i = 0; i < vocab.size(); i++) {
-            index.putIfAbsent(vocab.tokens().get(i), i);
-        }
+    /** Ids of the 256 byte tokens, by byte value, from their spellings; each must exist. */
+    protected int[] byteTokenIds(List<String> spellings, String what) {
         int[] out = new int[256];
         for (int b = 0; b < 256; b++) {
-            Integer id = index.get(spellings.get(b));
+            Integer id = ids.get(spellings.get(b));
             if (id == null) {
                 throw new IllegalArgumentException("vocabulary lacks the " + what + " token '" + spellings.get(b)
                         + "' for byte 0x" + String.format("%02X", b) + "; the tokenizer data is incomplete");

@@ -100,6 +100,16 @@ class ReferenceIdsTest {
     }
 
     @Test
+    void llama3TakesAPieceThatIsAWholeTokenEvenWhereMergesWouldSplitIt() {
+        // Llama 3's tokenizer.json sets ignore_merges. By merge ranks alone " việc" would end as
+        // [3355, 26298, 66] and "mektedir" as [74853, 6702, 404], but both are single tokens.
+        Tokenizer llama3 = tokenizers.get("llama3");
+        assertArrayEquals(new int[] {100769}, llama3.encode(" việc", false, false));
+        assertArrayEquals(new int[] {102909}, llama3.encode("mektedir", false, false));
+        assertArrayEquals(new int[] {101309, 100827}, llama3.encode(" điều hợp", false, false));
+    }
+
+    @Test
     void specialTokenTextIsPlainTextUnlessAskedToParse() {
         Tokenizer llama3 = tokenizers.get("llama3");
         int[] parsed = llama3.encode("<|eot_id|>", false, true);
