@@ -1,5 +1,6 @@
 package dev.nibble.cli;
 
+import dev.nibble.cli.inspect.InspectCommand;
 import dev.nibble.runtime.nativelib.NibbleCpu;
 import java.io.OutputStreamWriter;
 import java.io.PrintWriter;
@@ -12,7 +13,7 @@ import picocli.CommandLine.Command;
         mixinStandardHelpOptions = true,
         versionProvider = Nibble.Version.class,
         description = "Runs Llama-family language models in 4 bits on CPUs and NVIDIA GPUs.",
-        subcommands = {CommandLine.HelpCommand.class, TokenizeCommand.class})
+        subcommands = {InspectCommand.class, TokenizeCommand.class, CommandLine.HelpCommand.class})
 public final class Nibble implements Runnable {
 
     @CommandLine.Spec
