@@ -75,9 +75,13 @@ public final class HuggingFaceVocabulary {
         int eos = config.tokenId("eos_token", ids, inRange(sp.eosId(), n));
         int unk = config.tokenId("unk_token", ids, inRange(sp.unkId(), n));
         int pad = config.tokenId("pad_token", ids, inRange(sp.padId(), n));
-        return new Vocabulary(Vocabulary.Model.LLAMA, "default", tokens, toFloats(scores), toInts(types), List.of(),
-                bos, eos, unk, pad, config.flag("add_bos_token", true), config.flag("add_eos_token", false),
-                sp.addDummyPrefix());
+        try {
+            return new Vocabulary(Vocabulary.Model.LLAMA, "default", tokens, toFloats(scores), toInts(types), List.of(),
+                    bos, eos, unk, pad, config.flag("add_bos_token", true), config.flag("add_eos_token", false),
+                    sp.addDummyPrefix());
+        } catch (IllegalArgumentException e) {
+            throw new FormatException(file, "pieces", -1, e.getMessage(), e);
+        }
     }
 
     /** Reads the folder's {@code tokenizer.json} (SentencePiece-style or byte-level BPE) and its tokenizer_config.json. */

@@ -57,6 +57,16 @@ class HuggingFaceVocabularyTest {
     }
 
     @Test
+    void pieceOfUnknownTypeIsRejectedAsAFormatError() throws IOException {
+        Proto model = new Proto().message(1, piece("<unk>", 0f, 2)).message(1, piece("x", 0f, 9))
+                .message(2, new Proto().varint(3, 2))
+                .message(3, new Proto().string(1, "identity").varint(4, 0));
+        Files.write(tmp.resolve("tokenizer.model"), model.bytes());
+        FormatException e = assertThrows(FormatException.class, () -> HuggingFaceVocabulary.load(tmp));
+        assertTrue(e.getMessage().contains("token 1 has unknown type 9"), e.getMessage());
+    }
+
+    @Test
     void truncatedTokenizerModelIsRejectedWithOffset() throws IOException {
         byte[] real = Files.readAllBytes(TestData.resolve("tiny-llama/safetensors/tokenizer.model"));
         Files.write(tmp.resolve("tokenizer.model"), Arrays.copyOf(real, 1001));
