@@ -6,6 +6,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.PriorityQueue;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.regex.Pattern;
 
 /**
  * SentencePiece-style BPE as Llama 1/2 and Mistral use it: spaces become ▁, a dummy-prefix space goes first, the
@@ -16,6 +17,7 @@ public final class SentencePieceBpeTokenizer extends Tokenizer {
 
     private static final char METASPACE = '\u2581';
     private static final int CACHE_LIMIT = 100_000;
+    private static final Pattern BYTE_PIECE = Pattern.compile("<0x[0-9A-Fa-f]{2}>");
 
     private final float[] scores;
     /** Ids of the byte tokens by byte value, or null when the vocabulary has none (unknown characters become unk). */
@@ -45,6 +47,11 @@ public final class SentencePieceBpeTokenizer extends Tokenizer {
                 spellings.add(String.format("<0x%02X>", b));
             }
             this.byteIds = byteTokenIds(spellings, "byte-fallback");
+            for (int id = 0; id < vocab.size(); id++) {
+                if (vocab.tokenTypes()[id] == Vocabulary.BYTE && !BYTE_PIECE.matcher(vocab.tokens().get(id)).matches()) {
+                    throw new IllegalArgumentException("token " + id + " '" + vocab.tokens().get(id) + "' is typed as a byte but is not <0xNN>");
+                }
+            }
         } else if (vocab.unkId() < 0) {
             throw new IllegalArgumentException("vocabulary has neither byte tokens nor an unknown token, so some text cannot be encoded");
         } else {

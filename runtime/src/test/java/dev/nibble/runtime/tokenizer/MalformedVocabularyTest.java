@@ -25,6 +25,18 @@ class MalformedVocabularyTest {
     }
 
     @Test
+    void byteTypedTokenThatIsNotAByteIsRejected() {
+        Vocabulary tiny = TestTokenizers.get("tiny").vocabulary();
+        int[] types = tiny.tokenTypes().clone();
+        int piece = tiny.tokens().indexOf("\u2581the");
+        types[piece] = Vocabulary.BYTE;
+        Vocabulary broken = new Vocabulary(tiny.model(), tiny.preTokenizer(), tiny.tokens(), tiny.scores(), types,
+                tiny.merges(), tiny.bosId(), tiny.eosId(), tiny.unkId(), tiny.padId(), true, false, true);
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> Tokenizer.from(broken));
+        assertTrue(e.getMessage().contains("token " + piece + " '\u2581the' is typed as a byte"), e.getMessage());
+    }
+
+    @Test
     void sentencePieceVocabularyWithoutByteTokensFallsBackToUnknown() {
         List<String> tokens = List.of("<unk>", "<s>", "</s>", "\u2581", "a", "\u2581a");
         Vocabulary v = new Vocabulary(Vocabulary.Model.LLAMA, "default", tokens, new float[] {0, 0, 0, -3, -2, -1},
