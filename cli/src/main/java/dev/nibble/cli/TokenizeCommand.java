@@ -2,10 +2,13 @@ package dev.nibble.cli;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.nibble.cli.chat.ModelChatFormat;
 import dev.nibble.formats.gguf.GgufFile;
 import dev.nibble.formats.vocab.HuggingFaceVocabulary;
 import dev.nibble.formats.vocab.Vocabulary;
 import dev.nibble.formats.vocab.VocabularyGguf;
+import dev.nibble.runtime.chat.ChatMessage;
+import dev.nibble.runtime.chat.ConversationFile;
 import dev.nibble.runtime.tokenizer.Tokenizer;
 import java.io.IOException;
 import java.io.PrintWriter;
@@ -13,17 +16,22 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
+import java.util.List;
 import java.util.concurrent.Callable;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 
-/** {@code nibble tokenize}: shows the token ids a model's tokenizer gives a text, or the text of ids. */
+/**
+ * {@code nibble tokenize}: shows the token ids a model's tokenizer gives a text, or the text of ids, or the prompt a
+ * conversation becomes through the model's chat template.
+ */
 @Command(name = "tokenize",
         mixinStandardHelpOptions = true,
         description = {"Prints the token ids of TEXT (or of a file, or of standard input) with a model's tokenizer;",
-            "with --detokenize, prints the text of the ids given instead."})
+            "with --detokenize, prints the text of the ids given instead;",
+            "with --messages, prints the prompt a conversation becomes through the model's chat template, and its ids."})
 final class TokenizeCommand implements Callable<Integer> {
 
     private static final ObjectMapper JSON = new ObjectMapper();
@@ -57,8 +65,25 @@ final class TokenizeCommand implements Callable<Integer> {
     @Option(names = "--detokenize", description = "Turn ids (separated by spaces or commas) back into text.")
     boolean detokenize;
 
+    @Option(names = "--messages", paramLabel = "FILE",
+            description = "A conversation as JSON ([{\"role\": \"user\", \"content\": \"...\"}, ...]): print the prompt "
+                    + "the chat template makes of it, then its ids.")
+    Path messages;
+
+    @Option(names = "--add-generation-prompt",
+            description = "With --messages: end the prompt with the start of the assistant's answer.")
+    boolean addGenerationPrompt;
+
+    @Option(names = "--template", paramLabel = "NAME", defaultValue = ModelChatFormat.AUTO,
+            description = "With --messages: the chat template: auto (the model's own, else one matching its vocabulary), "
+                    + "llama2, llama3 or chatml (default ${DEFAULT-VALUE}).")
+    String template;
+
     @Override
     public Integer call() throws IOException {
+        if (messages != null) {
+            return conversation();
+        }
         String input = input();
         Tokenizer tokenizer = Tokenizer.from(loadVocabulary(model));
         PrintWriter out = spec.commandLine().getOut();
@@ -78,8 +103,36 @@ final class TokenizeCommand implements Callable<Integer> {
             ids = Arrays.copyOf(ids, ids.length + 1);
             ids[ids.length - 1] = vocab.eosId();
         }
+        printIds(out, tokenizer, ids, JSON.createObjectNode());
+        return 0;
+    }
+
+    /** --messages: the rendered prompt, then its ids; special tokens only where the template put them. */
+    private int conversation() throws IOException {
+        if (text != null || file != null || detokenize || noBos || special) {
+            throw new CommandLine.ParameterException(spec.commandLine(),
+                    "--messages takes no TEXT, --file, --detokenize, --no-bos or --special (the template decides)");
+        }
+        List<ChatMessage> conversation = ConversationFile.read(messages);
+        Tokenizer tokenizer = Tokenizer.from(loadVocabulary(model));
+        ModelChatFormat chat = ModelChatFormat.load(model, tokenizer, template);
+        String prompt = chat.format().render(conversation, addGenerationPrompt);
+        int[] ids = chat.format().encode(conversation, addGenerationPrompt);
+        PrintWriter out = spec.commandLine().getOut();
         if (json) {
-            ObjectNode node = JSON.createObjectNode();
+            printIds(out, tokenizer, ids, JSON.createObjectNode().put("template", chat.description()).put("prompt", prompt));
+        } else {
+            out.println("--- prompt (template: " + chat.description() + ") ---");
+            out.println(prompt);
+            out.println("--- " + ids.length + " tokens ---");
+            printIds(out, tokenizer, ids, null);
+        }
+        return 0;
+    }
+
+    /** Prints ids as JSON (into {@code node}, with the fields it has) when --json, else as text. */
+    private void printIds(PrintWriter out, Tokenizer tokenizer, int[] ids, ObjectNode node) throws IOException {
+        if (json) {
             Arrays.stream(ids).forEach(node.putArray("ids")::add);
             if (pieces) {
                 Arrays.stream(ids).forEach(id -> node.withArray("pieces").add(tokenizer.piece(id)));
@@ -98,7 +151,6 @@ final class TokenizeCommand implements Callable<Integer> {
             out.println(line);
         }
         out.flush();
-        return 0;
     }
 
     private String input() throws IOException {

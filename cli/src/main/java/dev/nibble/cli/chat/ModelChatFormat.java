@@ -12,25 +12,38 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 
-/** Finds a model's chat template (GGUF {@code tokenizer.chat_template}, or a Hugging Face folder's) and makes its format. */
-public final class ModelChatFormat {
+/**
+ * A model's chat format, found from its files: its own template (GGUF {@code tokenizer.chat_template}, or a Hugging
+ * Face folder's) or a built-in one.
+ *
+ * @param description which template it is, for users ("the model's own", "built-in llama2 (the model has none)")
+ */
+public record ModelChatFormat(ChatFormat format, String description) {
 
     /** The GGUF key llama.cpp and Hugging Face's GGUF export use for the template. */
     public static final String GGUF_KEY = "tokenizer.chat_template";
 
-    private ModelChatFormat() {
-    }
+    /** What {@code --template} says by default: the model's own template, else one chosen from the vocabulary. */
+    public static final String AUTO = "auto";
 
     /**
      * The chat format for a model.
      *
-     * @param templateOption {@code --template}: null or "auto" for the model's own template (else a built-in chosen from
-     *                       the vocabulary), or llama2, llama3, chatml
+     * @param templateOption {@code --template}: "auto" (or null) for the model's own template, else a built-in chosen
+     *                       from the vocabulary; or llama2, llama3, chatml
      */
-    public static ChatFormat load(Path model, Tokenizer tokenizer, String templateOption) throws IOException {
-        BuiltInTemplate chosen = templateOption == null || templateOption.equalsIgnoreCase("auto")
-                ? null : BuiltInTemplate.named(templateOption);
-        return ChatFormat.forModel(tokenizer, chosen == null ? template(model) : null, chosen);
+    public static ModelChatFormat load(Path model, Tokenizer tokenizer, String templateOption) throws IOException {
+        if (templateOption != null && !templateOption.equalsIgnoreCase(AUTO)) {
+            BuiltInTemplate chosen = BuiltInTemplate.named(templateOption);
+            return new ModelChatFormat(ChatFormat.forModel(tokenizer, null, chosen), "built-in " + chosen.cliName());
+        }
+        String own = template(model);
+        if (own != null && !own.isBlank()) {
+            return new ModelChatFormat(ChatFormat.forModel(tokenizer, own, null), "the model's own");
+        }
+        BuiltInTemplate guessed = BuiltInTemplate.forVocabulary(tokenizer.vocabulary());
+        return new ModelChatFormat(ChatFormat.forModel(tokenizer, null, guessed),
+                "built-in " + guessed.cliName() + " (the model has none)");
     }
 
     /** The model's own template, or null when it has none. */
