@@ -3,6 +3,7 @@ package dev.nibble.runtime.chat;
 import dev.nibble.runtime.tokenizer.StreamingDecoder;
 import java.io.IOException;
 import java.util.Arrays;
+import java.util.List;
 import java.util.function.Consumer;
 
 /**
@@ -105,7 +106,28 @@ public final class ChatSession {
             history.dropUnansweredUser();
             throw e;
         }
-        int[] ids = prompt.ids();
+        Turn turn = answer(prompt.ids(), prompt.droppedMessages(), out);
+        history.addAssistant(turn.answer());
+        return turn;
+    }
+
+    /**
+     * Answers a whole conversation given at once (its last message is the user's), streaming the answer to {@code out};
+     * the history is left alone. This is {@code nibble generate --chat}.
+     *
+     * @throws PromptTooLongException when the conversation leaves no room in the context for an answer
+     */
+    public Turn complete(List<ChatMessage> conversation, Consumer<String> out) throws IOException {
+        interrupted = false;
+        int[] ids = format.encode(conversation, true);
+        if (ids.length >= engine.contextSize()) {
+            throw new PromptTooLongException("the conversation takes " + ids.length + " tokens, but the context holds only "
+                    + engine.contextSize() + " (raise --ctx or shorten it)");
+        }
+        return answer(ids, 0, out);
+    }
+
+    private Turn answer(int[] ids, int droppedMessages, Consumer<String> out) throws IOException {
         // At least the last prompt token is run again: its logits are needed to start the answer.
         int reused = Math.min(commonPrefix(cached, ids), ids.length - 1);
         long t0 = System.nanoTime();
@@ -153,8 +175,7 @@ public final class ChatSession {
             emit(filter.finish(), answer, out);
         }
         long t2 = System.nanoTime();
-        history.addAssistant(answer.toString());
-        return new Turn(answer.toString(), reason, ids.length, reused, length - ids.length, t1 - t0, t2 - t1, prompt.droppedMessages());
+        return new Turn(answer.toString(), reason, ids.length, reused, length - ids.length, t1 - t0, t2 - t1, droppedMessages);
     }
 
     private static void emit(String text, StringBuilder answer, Consumer<String> out) {

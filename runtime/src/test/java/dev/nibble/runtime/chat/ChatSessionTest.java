@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import com.fasterxml.jackson.databind.JsonNode;
 import dev.nibble.runtime.tokenizer.Tokenizer;
 import java.io.IOException;
 import java.util.ArrayList;
@@ -157,5 +158,22 @@ class ChatSessionTest {
         int[] prompt = format.encode(List.of(ChatMessage.system("Be brief."), ChatMessage.user("Bye")), true);
         assertArrayEquals(prompt, Arrays.copyOf(engine.cached(), prompt.length));
         assertTrue(turn.reusedTokens() > 5 && turn.reusedTokens() < prompt.length, "reused " + turn.reusedTokens());
+    }
+
+    @Test
+    void wholeConversationIsAnsweredWithoutTouchingTheHistory() throws IOException {
+        FakeEngine engine = new FakeEngine(512, tokenizer.vocabulary().size());
+        ChatSession session = new ChatSession(format, engine, sampler, new ChatHistory(null), 0, 8);
+        JsonNode ref = ChatTestData.json("tiny-llama/refs.json").get("chat_template");
+        sampler.add(answer("In the morning, nothing."));
+        sampler.add(eos);
+        StringBuilder shown = new StringBuilder();
+        ChatSession.Turn turn = session.complete(ChatTestData.messages(ref.get("messages")), shown::append);
+        assertEquals("In the morning, nothing.", shown.toString());
+        assertArrayEquals(ChatTestData.ids(ref.get("ids")), Arrays.copyOf(engine.cached(), turn.promptTokens()));
+        assertEquals(List.of(), session.history().messages());
+        FakeEngine small = new FakeEngine(40, tokenizer.vocabulary().size());
+        ChatSession tight = new ChatSession(format, small, sampler, new ChatHistory(null), 0, 8);
+        assertThrows(PromptTooLongException.class, () -> tight.complete(ChatTestData.messages(ref.get("messages")), s -> { }));
     }
 }
