@@ -114,6 +114,11 @@ public final class ChatFormat {
         return false;
     }
 
+    /** Whether the token is a control token (a template marker such as {@code <|start_header_id|>}, or BOS). */
+    public boolean isControl(int id) {
+        return tokenizer.vocabulary().tokenTypes()[id] == Vocabulary.CONTROL;
+    }
+
     /** Texts that end an answer if the model writes them out as plain text: the template's own markers. */
     public List<String> stopStrings() {
         return stopStrings;

@@ -16,8 +16,8 @@ public final class ChatSession {
     public enum StopReason {
         /** The model ended its turn (an end-of-turn token). */
         END_OF_TURN,
-        /** The model began writing a template marker as text. */
-        STOP_STRING,
+        /** The model began a template marker: as text, or as a control token other than end of turn. */
+        TEMPLATE_MARKER,
         /** The answer reached the token limit. */
         MAX_TOKENS,
         /** The context window is full. */
@@ -161,16 +161,20 @@ public final class ChatSession {
                 reason = StopReason.END_OF_TURN;
                 break;
             }
+            if (format.isControl(token)) {
+                reason = StopReason.TEMPLATE_MARKER;
+                break;
+            }
             emit(filter.accept(decoder.next(token)), answer, out);
             if (filter.stopped()) {
-                reason = StopReason.STOP_STRING;
+                reason = StopReason.TEMPLATE_MARKER;
                 break;
             }
             tokens[length++] = token;
             logits = engine.append(new int[] {token});
         }
         cached = Arrays.copyOf(tokens, length);
-        if (reason != StopReason.STOP_STRING) {
+        if (!filter.stopped()) {
             emit(filter.accept(decoder.finish()), answer, out);
             emit(filter.finish(), answer, out);
         }

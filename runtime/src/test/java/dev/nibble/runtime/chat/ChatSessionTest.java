@@ -73,12 +73,20 @@ class ChatSessionTest {
         StringBuilder shown = new StringBuilder();
         ChatSession.Turn turn = session.send("hi", shown::append);
         assertEquals("Sure. ", shown.toString());
-        assertEquals(ChatSession.StopReason.STOP_STRING, turn.stopReason());
+        assertEquals(ChatSession.StopReason.TEMPLATE_MARKER, turn.stopReason());
         sampler.clear();
         sampler.add(answer("</s> is not shown either"));
         StringBuilder second = new StringBuilder();
         session.send("again", second::append);
         assertEquals("", second.toString());
+        // A control token other than end of turn (here BOS) ends the answer too, and is not shown.
+        sampler.clear();
+        sampler.add(answer("Fine."));
+        sampler.add(tokenizer.vocabulary().bosId());
+        sampler.add(answer("[INST] more"));
+        StringBuilder third = new StringBuilder();
+        assertEquals(ChatSession.StopReason.TEMPLATE_MARKER, session.send("once more", third::append).stopReason());
+        assertEquals("Fine.", third.toString());
     }
 
     @Test
