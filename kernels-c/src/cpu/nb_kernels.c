@@ -1,0 +1,636 @@
+/* Kernel bodies, compiled once per instruction-set path (see CMakeLists.txt): without vector flags
+ * (NB_KERNELS = nb_kernels_scalar), with AVX2+FMA+F16C (nb_kernels_avx2), and with AVX-512 F/BW/VL/VNNI
+ * (nb_kernels_avx512). The integer dot products are written with 256-bit intrinsics; the AVX-512 build
+ * runs them as VNNI vpdpbusd (on Zen 4 a 512-bit op costs two 256-bit ones, so width buys nothing there). */
+#include <math.h>
+
+#include "nb_internal.h"
+
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#include <immintrin.h>
+#define NB_SIMD 1
+#else
+#define NB_SIMD 0
+#endif
+
+#if NB_SIMD && defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#define NB_VNNI 1
+#else
+#define NB_VNNI 0
+#endif
+
+#define INLINE static inline __attribute__((always_inline))
+
+/* ---------------------------------------------------------------- scalar conversions */
+
+INLINE float bits_to_f32(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+INLINE uint32_t f32_to_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+INLINE float h2f(uint16_t h) {
+#if NB_SIMD
+    return _cvtsh_ss(h);
+#else
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff;
+    if (exp == 0) {
+        float f = (float)man * 5.9604644775390625e-8f; /* subnormal: man * 2^-24 */
+        return sign ? -f : f;
+    }
+    if (exp == 31) return bits_to_f32(sign | 0x7f800000u | (man << 13));
+    return bits_to_f32(sign | ((exp + 112) << 23) | (man << 13));
+#endif
+}
+
+INLINE uint16_t f2h(float f) {
+#if NB_SIMD
+    return _cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT);
+#else
+    uint32_t x = f32_to_bits(f);
+    uint32_t sign = (x >> 16) & 0x8000;
+    x &= 0x7fffffffu;
+    if (x > 0x7f800000u) return (uint16_t)(sign | 0x7e00);   /* NaN stays NaN */
+    if (x >= 0x477ff000u) return (uint16_t)(sign | 0x7c00);  /* rounds past 65504: infinity */
+    if (x < 0x38800000u) {                                   /* below 2^-14: half subnormal */
+        uint32_t m = (uint32_t)nearbyintf(bits_to_f32(x) * 16777216.0f);
+        return (uint16_t)(sign | m);
+    }
+    x += 0xfffu + ((x >> 13) & 1); /* round to nearest even on the 13 dropped bits */
+    return (uint16_t)(sign | ((x - (112u << 23)) >> 13));
+#endif
+}
+
+INLINE float bf2f(uint16_t h) { return bits_to_f32((uint32_t)h << 16); }
+
+INLINE uint16_t rd16(const uint8_t *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+
+static const int8_t IQ4NL_VALUES[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+/* The bitsandbytes NF4 codebook. */
+static const float NF4_VALUES[16] = {
+    -1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f, -0.28444138169288635f,
+    -0.18477343022823334f, -0.09105003625154495f, 0.0f, 0.07958029955625534f, 0.16093020141124725f,
+    0.24611230194568634f, 0.33791524171829224f, 0.44070982933044434f, 0.5626170039176941f,
+    0.7229568362236023f, 1.0f};
+
+/* Q4_K packs 8 six-bit scales and 8 six-bit mins into 12 bytes. */
+INLINE void q4k_scale_min(const uint8_t *s, int j, int *sc, int *m) {
+    if (j < 4) {
+        *sc = s[j] & 63;
+        *m = s[j + 4] & 63;
+    } else {
+        *sc = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
+        *m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
+/* ---------------------------------------------------------------- dequantization (all paths) */
+
+static void dequant_row(int32_t wtype, const uint8_t *row, int64_t n, float *out) {
+    switch (wtype) {
+    case NB_F32:
+        memcpy(out, row, (size_t)n * 4);
+        return;
+    case NB_F16:
+        for (int64_t i = 0; i < n; i++) out[i] = h2f(rd16(row + 2 * i));
+        return;
+    case NB_BF16:
+        for (int64_t i = 0; i < n; i++) out[i] = bf2f(rd16(row + 2 * i));
+        return;
+    case NB_Q4_0:
+        for (int64_t b = 0; b < n / 32; b++, row += 18, out += 32) {
+            float d = h2f(rd16(row));
+            for (int j = 0; j < 16; j++) {
+                out[j] = d * (float)((row[2 + j] & 0xF) - 8);
+                out[j + 16] = d * (float)((row[2 + j] >> 4) - 8);
+            }
+        }
+        return;
+    case NB_Q8_0:
+        for (int64_t b = 0; b < n / 32; b++, row += 34, out += 32) {
+            float d = h2f(rd16(row));
+            for (int j = 0; j < 32; j++) out[j] = d * (float)(int8_t)row[2 + j];
+        }
+        return;
+    case NB_IQ4_NL:
+        for (int64_t b = 0; b < n / 32; b++, row += 18, out += 32) {
+            float d = h2f(rd16(row));
+            for (int j = 0; j < 16; j++) {
+                out[j] = d * (float)IQ4NL_VALUES[row[2 + j] & 0xF];
+                out[j + 16] = d * (float)IQ4NL_VALUES[row[2 + j] >> 4];
+            }
+        }
+        return;
+    case NB_Q4_K:
+        for (int64_t b = 0; b < n / 256; b++, row += 144, out += 256) {
+            float d = h2f(rd16(row)), dmin = h2f(rd16(row + 2));
+            const uint8_t *q = row + 16;
+            for (int j = 0; j < 4; j++) {
+                int sc1, m1, sc2, m2;
+                q4k_scale_min(row + 4, 2 * j, &sc1, &m1);
+                q4k_scale_min(row + 4, 2 * j + 1, &sc2, &m2);
+                float d1 = d * (float)sc1, o1 = dmin * (float)m1, d2 = d * (float)sc2, o2 = dmin * (float)m2;
+                for (int l = 0; l < 32; l++) {
+                    out[64 * j + l] = d1 * (float)(q[32 * j + l] & 0xF) - o1;
+                    out[64 * j + 32 + l] = d2 * (float)(q[32 * j + l] >> 4) - o2;
+                }
+            }
+        }
+        return;
+    case NB_Q6_K:
+        for (int64_t b = 0; b < n / 256; b++, row += 210, out += 256) {
+            float d = h2f(rd16(row + 208));
+            const int8_t *sc = (const int8_t *)(row + 192);
+            for (int h = 0; h < 2; h++) {
+                const uint8_t *ql = row + 64 * h, *qh = row + 128 + 32 * h;
+                float *y = out + 128 * h;
+                const int8_t *s = sc + 8 * h;
+                for (int l = 0; l < 32; l++) {
+                    int is = l / 16;
+                    int q1 = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+                    int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                    int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                    int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+                    y[l] = d * (float)s[is] * (float)q1;
+                    y[l + 32] = d * (float)s[is + 2] * (float)q2;
+                    y[l + 64] = d * (float)s[is + 4] * (float)q3;
+                    y[l + 96] = d * (float)s[is + 6] * (float)q4;
+                }
+            }
+        }
+        return;
+    case NB_NF4:
+        for (int64_t b = 0; b < n / 256; b++, row += 134, out += 256) {
+            float d = h2f(rd16(row));
+            for (int i = 0; i < 4; i++) {
+                float amax = d * (float)row[2 + i];
+                const uint8_t *q = row + 6 + 32 * i;
+                for (int j = 0; j < 32; j++) {
+                    out[64 * i + j] = amax * NF4_VALUES[q[j] & 0xF];
+                    out[64 * i + j + 32] = amax * NF4_VALUES[q[j] >> 4];
+                }
+            }
+        }
+        return;
+    default:
+        return;
+    }
+}
+
+/* ---------------------------------------------------------------- float vector helpers */
+
+#if NB_SIMD
+INLINE float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+INLINE float hmax256(__m256 v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* Eight floats from f32 or f16 memory. */
+INLINE __m256 load8(const void *p, int32_t type, int64_t i) {
+    if (type == NB_F16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i)));
+    return _mm256_loadu_ps((const float *)p + i);
+}
+#endif
+
+INLINE float load1(const void *p, int32_t type, int64_t i) {
+    return type == NB_F16 ? h2f(((const uint16_t *)p)[i]) : ((const float *)p)[i];
+}
+
+/* sum a[i] * b[i]; b is f32 or f16. */
+INLINE float dot_any(const float *a, const void *b, int32_t btype, int64_t n) {
+    int64_t i = 0;
+    float s = 0.0f;
+#if NB_SIMD
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (; i + 16 <= n; i += 16) {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), load8(b, btype, i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), load8(b, btype, i + 8), acc1);
+    }
+    for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), load8(b, btype, i), acc0);
+    s = hsum256(_mm256_add_ps(acc0, acc1));
+#endif
+    for (; i < n; i++) s += a[i] * load1(b, btype, i); /* scalar tail */
+    return s;
+}
+
+/* acc[i] = acc[i] * c + p * v[i]; v is f32 or f16. */
+INLINE void scale_axpy(float *acc, float c, float p, const void *v, int32_t vtype, int64_t n) {
+    int64_t i = 0;
+#if NB_SIMD
+    __m256 cv = _mm256_set1_ps(c), pv = _mm256_set1_ps(p);
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(pv, load8(v, vtype, i), _mm256_mul_ps(cv, _mm256_loadu_ps(acc + i))));
+#endif
+    for (; i < n; i++) acc[i] = acc[i] * c + p * load1(v, vtype, i);
+}
+
+/* ---------------------------------------------------------------- float matmul (every type) */
+
+/* Dequantizes each chunk of a row once and uses it for every token. */
+static void matmul_rows_float(const nb_mm_args *a, int64_t r0, int64_t r1) {
+    float buf[NB_CHUNK];
+    int64_t bs = nb_block_elems(a->wtype), bb = nb_block_bytes(a->wtype);
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = a->w + r * a->row_bytes;
+        for (int64_t t = 0; t < a->n_tok; t++) a->y[t * a->n_out + r] = 0.0f;
+        for (int64_t c = 0; c < a->n_in; c += NB_CHUNK) {
+            int64_t len = a->n_in - c < NB_CHUNK ? a->n_in - c : NB_CHUNK;
+            const float *wc;
+            if (a->wtype == NB_F32) {
+                wc = (const float *)row + c;
+            } else {
+                dequant_row(a->wtype, row + c / bs * bb, len, buf);
+                wc = buf;
+            }
+            for (int64_t t = 0; t < a->n_tok; t++) a->y[t * a->n_out + r] += dot_any(wc, a->x + t * a->n_in + c, NB_F32, len);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- 8-bit activations and integer dot products */
+
+#if NB_SIMD
+
+static int wants_q8(int32_t wtype) {
+    return wtype == NB_Q4_0 || wtype == NB_Q8_0 || wtype == NB_IQ4_NL || wtype == NB_Q4_K || wtype == NB_Q6_K;
+}
+
+/* Per 32 values: d = absmax / 127, q = round(x / d); also the negated sums of each 16 q (for offsets). */
+static void quantize_x(const float *x, int64_t n, int8_t *qx, float *dx, int32_t *sx) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int64_t b = 0; b < n / 32; b++) {
+        const float *xb = x + 32 * b;
+        __m256 v0 = _mm256_loadu_ps(xb), v1 = _mm256_loadu_ps(xb + 8), v2 = _mm256_loadu_ps(xb + 16),
+               v3 = _mm256_loadu_ps(xb + 24);
+        __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
+                                 _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+        float amax = hmax256(m);
+        float d = amax / 127.0f;
+        __m256 id = _mm256_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+        __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, id)), i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, id)),
+                i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, id)), i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, id));
+        __m256i s01 = _mm256_add_epi32(i0, i1), s23 = _mm256_add_epi32(i2, i3);
+        __m128i h01 = _mm_add_epi32(_mm256_castsi256_si128(s01), _mm256_extracti128_si256(s01, 1));
+        __m128i h23 = _mm_add_epi32(_mm256_castsi256_si128(s23), _mm256_extracti128_si256(s23, 1));
+        __m128i h = _mm_hadd_epi32(h01, h23); /* a01 a23 b01 b23 */
+        h = _mm_hadd_epi32(h, h);             /* sum first 16, sum last 16, ... */
+        sx[2 * b] = -_mm_extract_epi32(h, 0);
+        sx[2 * b + 1] = -_mm_extract_epi32(h, 1);
+        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+        _mm256_storeu_si256((__m256i *)(qx + 32 * b), _mm256_permutevar8x32_epi32(p, perm));
+        dx[b] = d;
+    }
+}
+
+/* acc += sum over groups of 4 of u[i] * s[i] (u unsigned, s signed bytes). */
+INLINE __m256i dot_u8s8(__m256i acc, __m256i u, __m256i s) {
+#if NB_VNNI
+    return _mm256_dpbusd_epi32(acc, u, s);
+#else
+    /* maddubs saturates at 16 bits: callers keep |u * s| pairs below 32767 (u <= 128, |s| <= 127). */
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+#endif
+}
+
+INLINE __m256i load_nibbles(const uint8_t *p) { /* 16 bytes -> low nibbles then high nibbles */
+    __m128i q = _mm_loadu_si128((const __m128i *)p);
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(0x0F));
+}
+
+/* The token tile: T tokens starting at t0, one output per token. */
+#define XQ(t, off) ((const __m256i *)(a->qx + (t0 + (t)) * a->n_in + (off)))
+#define DX(t, blk) (a->dx + (t0 + (t)) * (a->n_in / 32) + (blk))
+#define SX(t, g) (a->sx + (t0 + (t)) * (a->n_in / 16) + (g))
+
+INLINE void dot_q4_0(const nb_mm_args *a, const uint8_t *row, int64_t t0, int T, float *out) {
+    __m256 acc[8];
+    for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
+    int64_t nb = a->n_in / 32;
+    for (int64_t b = 0; b < nb; b++, row += 18) {
+        __m256i w = load_nibbles(row + 2);
+        __m256 dw = _mm256_set1_ps(h2f(rd16(row)));
+        for (int t = 0; t < T; t++) {
+            /* weights are q - 8: start each of the 8 lanes at -S (lanes sum to -8 S) */
+            __m256i ci = _mm256_set1_epi32(SX(t, 2 * b)[0] + SX(t, 2 * b)[1]);
+            __m256i i = dot_u8s8(ci, w, _mm256_loadu_si256(XQ(t, 32 * b)));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), _mm256_mul_ps(dw, _mm256_broadcast_ss(DX(t, b))), acc[t]);
+        }
+    }
+    for (int t = 0; t < T; t++) out[t] = hsum256(acc[t]);
+}
+
+/* Signed weights w against the tile: |w| times x carrying w's sign keeps the unsigned-by-signed product. */
+INLINE void dot_signed_blocks(const nb_mm_args *a, const uint8_t *row, int64_t stride, int iq4, int64_t t0, int T,
+                              float *out) {
+    __m256 acc[8];
+    for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
+    int64_t nb = a->n_in / 32;
+    const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)IQ4NL_VALUES));
+    for (int64_t b = 0; b < nb; b++, row += stride) {
+        __m256i w = iq4 ? _mm256_shuffle_epi8(table, load_nibbles(row + 2)) : _mm256_loadu_si256((const __m256i *)(row + 2));
+        __m256i u = _mm256_abs_epi8(w);
+        __m256 dw = _mm256_set1_ps(h2f(rd16(row)));
+        for (int t = 0; t < T; t++) {
+            __m256i i = dot_u8s8(_mm256_setzero_si256(), u, _mm256_sign_epi8(_mm256_loadu_si256(XQ(t, 32 * b)), w));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), _mm256_mul_ps(dw, _mm256_broadcast_ss(DX(t, b))), acc[t]);
+        }
+    }
+    for (int t = 0; t < T; t++) out[t] = hsum256(acc[t]);
+}
+
+INLINE void dot_q4_k(const nb_mm_args *a, const uint8_t *row, int64_t t0, int T, float *out) {
+    __m256 acc[8], accm[8];
+    for (int t = 0; t < T; t++) acc[t] = accm[t] = _mm256_setzero_ps();
+    int64_t nb = a->n_in / 256;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    for (int64_t b = 0; b < nb; b++, row += 144) {
+        float d = h2f(rd16(row)), dmin = h2f(rd16(row + 2));
+        float ds[8], dm[8];
+        for (int j = 0; j < 8; j++) {
+            int sc, m;
+            q4k_scale_min(row + 4, j, &sc, &m);
+            ds[j] = d * (float)sc;
+            dm[j] = dmin * (float)m;
+        }
+        const uint8_t *q = row + 16;
+        for (int j = 0; j < 4; j++) {
+            __m256i qv = _mm256_loadu_si256((const __m256i *)(q + 32 * j));
+            __m256i lo = _mm256_and_si256(qv, m4), hi = _mm256_and_si256(_mm256_srli_epi16(qv, 4), m4);
+            __m256 s_lo = _mm256_broadcast_ss(&ds[2 * j]), s_hi = _mm256_broadcast_ss(&ds[2 * j + 1]);
+            for (int t = 0; t < T; t++) {
+                int64_t blk = 8 * b + 2 * j;
+                __m256i il = dot_u8s8(_mm256_setzero_si256(), lo, _mm256_loadu_si256(XQ(t, 32 * blk)));
+                __m256i ih = dot_u8s8(_mm256_setzero_si256(), hi, _mm256_loadu_si256(XQ(t, 32 * blk + 32)));
+                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(il), _mm256_mul_ps(s_lo, _mm256_broadcast_ss(DX(t, blk))), acc[t]);
+                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ih), _mm256_mul_ps(s_hi, _mm256_broadcast_ss(DX(t, blk + 1))), acc[t]);
+            }
+        }
+        /* the mins: sum_j dmin*m_j * dx_j * (sum of x's 32 q): lane j of one 8-wide product */
+        __m256 dmv = _mm256_loadu_ps(dm);
+        for (int t = 0; t < T; t++) {
+            __m256i s16 = _mm256_loadu_si256((const __m256i *)SX(t, 16 * b));
+            __m256i s32a = _mm256_hadd_epi32(s16, _mm256_loadu_si256((const __m256i *)SX(t, 16 * b + 8)));
+            /* hadd interleaves 128-bit lanes: (j0 j1 j4 j5 | j2 j3 j6 j7) -> restore order */
+            __m256i s32 = _mm256_permute4x64_epi64(s32a, 0xD8);
+            accm[t] = _mm256_fmadd_ps(_mm256_mul_ps(dmv, _mm256_loadu_ps(DX(t, 8 * b))), _mm256_cvtepi32_ps(s32), accm[t]);
+        }
+    }
+    /* sx holds negated sums, so accm already carries the minus sign of the min term */
+    for (int t = 0; t < T; t++) out[t] = hsum256(_mm256_add_ps(acc[t], accm[t]));
+}
+
+INLINE void dot_q6_k(const nb_mm_args *a, const uint8_t *row, int64_t t0, int T, float *out) {
+    __m256 acc[8];
+    for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
+    int64_t nb = a->n_in / 256;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30), k32 = _mm256_set1_epi8(32);
+    for (int64_t b = 0; b < nb; b++, row += 210) {
+        float d = h2f(rd16(row + 208));
+        const int8_t *sc = (const int8_t *)(row + 192);
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = row + 64 * h, *qh = row + 128 + 32 * h;
+            __m256i la = _mm256_loadu_si256((const __m256i *)ql), lb = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            __m256i hv = _mm256_loadu_si256((const __m256i *)qh);
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(la, m4), _mm256_and_si256(_mm256_slli_epi16(hv, 4), m30));
+            q[1] = _mm256_or_si256(_mm256_and_si256(lb, m4), _mm256_and_si256(_mm256_slli_epi16(hv, 2), m30));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(la, 4), m4), _mm256_and_si256(hv, m30));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(lb, 4), m4),
+                                   _mm256_and_si256(_mm256_srli_epi16(hv, 2), m30));
+            for (int k = 0; k < 4; k++) {
+                __m256i w = _mm256_sub_epi8(q[k], k32);
+                __m256i u = _mm256_abs_epi8(w);
+                const int8_t *s = sc + 8 * h + 2 * k;
+                /* lanes 0-3 hold the first 16 products, lanes 4-7 the second 16: one scale each */
+                __m256 sv = _mm256_set_m128(_mm_set1_ps(d * (float)s[1]), _mm_set1_ps(d * (float)s[0]));
+                int64_t blk = 8 * b + 4 * h + k;
+                for (int t = 0; t < T; t++) {
+                    __m256i i = dot_u8s8(_mm256_setzero_si256(), u, _mm256_sign_epi8(_mm256_loadu_si256(XQ(t, 32 * blk)), w));
+                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), _mm256_mul_ps(sv, _mm256_broadcast_ss(DX(t, blk))), acc[t]);
+                }
+            }
+        }
+    }
+    for (int t = 0; t < T; t++) out[t] = hsum256(acc[t]);
+}
+
+INLINE void dot_tile(const nb_mm_args *a, const uint8_t *row, int64_t t0, int T, float *out) {
+    switch (a->wtype) {
+    case NB_Q4_0: dot_q4_0(a, row, t0, T, out); break;
+    case NB_Q8_0: dot_signed_blocks(a, row, 34, 0, t0, T, out); break;
+    case NB_IQ4_NL: dot_signed_blocks(a, row, 18, 1, t0, T, out); break;
+    case NB_Q4_K: dot_q4_k(a, row, t0, T, out); break;
+    case NB_Q6_K: dot_q6_k(a, row, t0, T, out); break;
+    default: break;
+    }
+}
+
+/* Tokens per tile: each weight block is unpacked once and used for this many tokens. */
+#if NB_VNNI
+#define NB_TILE 8
+#else
+#define NB_TILE 4
+#endif
+/* Rows per cache block: their weights stay in L1/L2 while every token tile passes over them. */
+#define NB_ROW_BLOCK 16
+
+static void matmul_rows_q8(const nb_mm_args *a, int64_t r0, int64_t r1) {
+    float out[NB_TILE];
+    for (int64_t rb = r0; rb < r1; rb += NB_ROW_BLOCK) {
+        int64_t re = rb + NB_ROW_BLOCK < r1 ? rb + NB_ROW_BLOCK : r1;
+        for (int64_t t0 = 0; t0 < a->n_tok; t0 += NB_TILE) {
+            int T = a->n_tok - t0 < NB_TILE ? (int)(a->n_tok - t0) : NB_TILE;
+            for (int64_t r = rb; r < re; r++) {
+                const uint8_t *row = a->w + r * a->row_bytes;
+                switch (T) { /* constant tile sizes let the compiler keep accumulators in registers */
+                case 1: dot_tile(a, row, t0, 1, out); break;
+                case 2: dot_tile(a, row, t0, 2, out); break;
+                case 3: dot_tile(a, row, t0, 3, out); break;
+                case 4: dot_tile(a, row, t0, 4, out); break;
+#if NB_TILE > 4
+                case 5: dot_tile(a, row, t0, 5, out); break;
+                case 6: dot_tile(a, row, t0, 6, out); break;
+                case 7: dot_tile(a, row, t0, 7, out); break;
+                case 8: dot_tile(a, row, t0, 8, out); break;
+#endif
+                default: break;
+                }
+                for (int t = 0; t < T; t++) a->y[(t0 + t) * a->n_out + r] = out[t];
+            }
+        }
+    }
+}
+
+static void matmul_rows(const nb_mm_args *a, int64_t r0, int64_t r1) {
+    if (a->qx) matmul_rows_q8(a, r0, r1);
+    else matmul_rows_float(a, r0, r1);
+}
+
+#else /* scalar path: everything in f32 */
+
+static int wants_q8(int32_t wtype) {
+    (void)wtype;
+    return 0;
+}
+
+static void quantize_x(const float *x, int64_t n, int8_t *qx, float *dx, int32_t *sx) {
+    (void)x, (void)n, (void)qx, (void)dx, (void)sx;
+}
+
+static void matmul_rows(const nb_mm_args *a, int64_t r0, int64_t r1) { matmul_rows_float(a, r0, r1); }
+
+#endif
+
+/* ---------------------------------------------------------------- element-wise and small kernels */
+
+static void rmsnorm(const float *x, const float *w, int64_t n, float eps, float *y) {
+    float ss = dot_any(x, x, NB_F32, n);
+    float s = 1.0f / sqrtf(ss / (float)n + eps);
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] * s * w[i];
+}
+
+static void rope(float *x, int64_t n_heads, int64_t head_dim, int32_t pos, float theta, float freq_scale,
+                 const float *freq_factors) {
+    float cs[NB_MAX_HEAD_DIM / 2], sn[NB_MAX_HEAD_DIM / 2];
+    int64_t half = head_dim / 2;
+    for (int64_t i = 0; i < half; i++) {
+        double inv_freq = pow((double)theta, -2.0 * (double)i / (double)head_dim);
+        double angle = (double)pos * (double)freq_scale * inv_freq / (freq_factors ? (double)freq_factors[i] : 1.0);
+        cs[i] = (float)cos(angle);
+        sn[i] = (float)sin(angle);
+    }
+    for (int64_t h = 0; h < n_heads; h++) {
+        float *v = x + h * head_dim;
+        for (int64_t i = 0; i < half; i++) {
+            float a = v[2 * i], b = v[2 * i + 1];
+            v[2 * i] = a * cs[i] - b * sn[i];
+            v[2 * i + 1] = a * sn[i] + b * cs[i];
+        }
+    }
+}
+
+static void softmax(float *x, int64_t n) {
+    float m = -INFINITY;
+    for (int64_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
+    float s = 0.0f;
+    for (int64_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - m);
+        s += x[i];
+    }
+    float inv = 1.0f / s;
+    for (int64_t i = 0; i < n; i++) x[i] *= inv;
+}
+
+/* Keys scored per step of the online softmax. */
+#define NB_ATT_BLOCK 64
+/* Query heads of one group processed together (they read the same keys and values). */
+#define NB_ATT_GROUP 8
+
+static void attention_one(const nb_attn_args *a, int64_t t, int64_t h) {
+    int64_t group = a->n_heads / a->n_kv_heads, hd = a->head_dim;
+    int64_t n_ctx = (int64_t)a->pos[t] + 1 < a->n_kv ? (int64_t)a->pos[t] + 1 : a->n_kv;
+    int64_t esz = a->kv_type == NB_F16 ? 2 : 4;
+    float acc[NB_ATT_GROUP][NB_MAX_HEAD_DIM];
+    float s[NB_ATT_GROUP][NB_ATT_BLOCK];
+    float m[NB_ATT_GROUP], l[NB_ATT_GROUP];
+    for (int64_t g0 = 0; g0 < group; g0 += NB_ATT_GROUP) {
+        int64_t ng = group - g0 < NB_ATT_GROUP ? group - g0 : NB_ATT_GROUP;
+        const float *q = a->q + (t * a->n_heads + h * group + g0) * hd;
+        for (int64_t g = 0; g < ng; g++) {
+            m[g] = -INFINITY;
+            l[g] = 0.0f;
+            memset(acc[g], 0, (size_t)hd * 4);
+        }
+        for (int64_t j0 = 0; j0 < n_ctx; j0 += NB_ATT_BLOCK) {
+            int64_t nj = n_ctx - j0 < NB_ATT_BLOCK ? n_ctx - j0 : NB_ATT_BLOCK;
+            for (int64_t j = 0; j < nj; j++) {
+                const uint8_t *kr = (const uint8_t *)a->k + ((j0 + j) * a->kv_stride + h * hd) * esz;
+                for (int64_t g = 0; g < ng; g++) s[g][j] = dot_any(q + g * hd, kr, a->kv_type, hd) * a->scale;
+            }
+            for (int64_t g = 0; g < ng; g++) {
+                float mb = m[g];
+                for (int64_t j = 0; j < nj; j++) mb = s[g][j] > mb ? s[g][j] : mb;
+                float c = expf(m[g] - mb); /* rescales what came before to the new maximum */
+                l[g] *= c;
+                m[g] = mb;
+                for (int64_t j = 0; j < nj; j++) {
+                    float p = expf(s[g][j] - mb);
+                    l[g] += p;
+                    const uint8_t *vr = (const uint8_t *)a->v + ((j0 + j) * a->kv_stride + h * hd) * esz;
+                    scale_axpy(acc[g], j == 0 ? c : 1.0f, p, vr, a->kv_type, hd);
+                }
+            }
+        }
+        for (int64_t g = 0; g < ng; g++) {
+            float *o = a->out + (t * a->n_heads + h * group + g0 + g) * hd;
+            float inv = l[g] > 0.0f ? 1.0f / l[g] : 0.0f;
+            for (int64_t i = 0; i < hd; i++) o[i] = acc[g][i] * inv;
+        }
+    }
+}
+
+static void swiglu(const float *gate, const float *up, int64_t n, float *out) {
+    for (int64_t i = 0; i < n; i++) {
+        float g = gate[i];
+        out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+static void add(const float *a, const float *b, int64_t n, float *out) {
+    for (int64_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+static void f32_to_f16(const float *src, int64_t n, uint16_t *dst) {
+    int64_t i = 0;
+#if NB_SIMD
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(dst + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+#endif
+    for (; i < n; i++) dst[i] = f2h(src[i]);
+}
+
+static void f16_to_f32(const uint16_t *src, int64_t n, float *dst) {
+    int64_t i = 0;
+#if NB_SIMD
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
+#endif
+    for (; i < n; i++) dst[i] = h2f(src[i]);
+}
+
+const nb_kernels NB_KERNELS = {
+    .name = NB_KERNELS_NAME,
+    .wants_q8 = wants_q8,
+    .quantize_x = quantize_x,
+    .matmul_rows = matmul_rows,
+    .dequant_row = dequant_row,
+    .rmsnorm = rmsnorm,
+    .rope = rope,
+    .softmax = softmax,
+    .attention_one = attention_one,
+    .swiglu = swiglu,
+    .add = add,
+    .f32_to_f16 = f32_to_f16,
+    .f16_to_f32 = f16_to_f32,
+};
