@@ -137,9 +137,14 @@ typedef struct {
 static void quantize_task(void *ctx, int ith, int nth) {
     mm_task *m = ctx;
     const nb_mm_args *a = &m->a;
-    for (int64_t t = ith; t < a->n_tok; t += nth)
-        m->k->quantize_x(a->x + t * a->n_in, a->n_in, (int8_t *)a->qx + t * a->n_in, (float *)a->dx + t * (a->n_in / 32),
-                         (int32_t *)a->sx + t * (a->n_in / 16));
+    for (int64_t t = ith; t < a->n_tok; t += nth) {
+        if (a->packed)
+            m->k->quantize_x_packed(a->x + t * a->n_in, a->n_in, t, a->n_tok, (uint8_t *)a->xp, (float *)a->dx,
+                                    (float *)a->dxs);
+        else
+            m->k->quantize_x(a->x + t * a->n_in, a->n_in, (int8_t *)a->qx + t * a->n_in,
+                             (float *)a->dx + t * (a->n_in / 32), (int32_t *)a->sx + t * (a->n_in / 16));
+    }
 }
 
 /* Rows are handed out in chunks from a shared counter, so a thread slowed by other load takes fewer. */
@@ -177,9 +182,16 @@ NB_API nb_status nb_matmul(int32_t wtype, const void *w, int64_t n_out, int64_t 
             pthread_mutex_unlock(&api_lock);
             return NB_ERR_MEMORY;
         }
-        m.a.qx = scratch;
-        m.a.dx = (const float *)((char *)scratch + qbytes);
-        m.a.sx = (const int32_t *)((char *)scratch + qbytes + nd * 4);
+        if (m.k->wants_packed(wtype, n_tok)) {
+            m.a.packed = 1;
+            m.a.xp = scratch;
+            m.a.dx = (const float *)((char *)scratch + qbytes);
+            m.a.dxs = (const float *)((char *)scratch + qbytes + nd * 4);
+        } else {
+            m.a.qx = scratch;
+            m.a.dx = (const float *)((char *)scratch + qbytes);
+            m.a.sx = (const int32_t *)((char *)scratch + qbytes + nd * 4);
+        }
         nb_pool_run(quantize_task, &m);
     }
     int nth = nb_pool_size();

@@ -24,7 +24,12 @@ typedef struct {
     float *y;
     const int8_t *qx;  /* [n_tok][n_in] */
     const float *dx;   /* [n_tok][n_in/32] block scales */
-    const int32_t *sx; /* [n_tok][n_in/16] sums of each 16 quantized values */
+    const int32_t *sx; /* [n_tok][n_in/16] negated sums of each 16 quantized values */
+    /* Packed (prefill) layout instead, block-major so one block of every token is contiguous:
+     * xp [n_in/32][n_tok][32] quantized values + 128 as u8, dx [n_in/32][n_tok], dxs = dx * -(sum of the block's q). */
+    int packed;
+    const uint8_t *xp;
+    const float *dxs;
 } nb_mm_args;
 
 typedef struct {
@@ -45,6 +50,10 @@ typedef struct {
     /* Whether matmul with this weight type wants quantized activations on this path. */
     int (*wants_q8)(int32_t wtype);
     void (*quantize_x)(const float *x, int64_t n, int8_t *qx, float *dx, int32_t *sx);
+    /* Whether a matmul of n_tok tokens uses the packed prefill kernels (then quantize with quantize_x_packed). */
+    int (*wants_packed)(int32_t wtype, int64_t n_tok);
+    /* Token t of n_tok into the packed layout (see nb_mm_args). */
+    void (*quantize_x_packed)(const float *x, int64_t n, int64_t t, int64_t n_tok, uint8_t *xp, float *dx, float *dxs);
     /* Rows [r0, r1) of y for all tokens. */
     void (*matmul_rows)(const nb_mm_args *a, int64_t r0, int64_t r1);
     /* n elements (a multiple of the block size) of a row, from element 0, as floats. */

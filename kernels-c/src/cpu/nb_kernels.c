@@ -483,8 +483,24 @@ static void matmul_rows_q8(const nb_mm_args *a, int64_t r0, int64_t r1) {
     }
 }
 
+#if NB_VNNI
+#include "nb_packed.h"
+#else
+static int wants_packed(int32_t wtype, int64_t n_tok) {
+    (void)wtype, (void)n_tok;
+    return 0;
+}
+
+static void quantize_x_packed(const float *x, int64_t n, int64_t t, int64_t n_tok, uint8_t *xp, float *dx, float *dxs) {
+    (void)x, (void)n, (void)t, (void)n_tok, (void)xp, (void)dx, (void)dxs;
+}
+
+static void matmul_rows_packed(const nb_mm_args *a, int64_t r0, int64_t r1) { (void)a, (void)r0, (void)r1; }
+#endif
+
 static void matmul_rows(const nb_mm_args *a, int64_t r0, int64_t r1) {
-    if (a->qx) matmul_rows_q8(a, r0, r1);
+    if (a->packed) matmul_rows_packed(a, r0, r1);
+    else if (a->qx) matmul_rows_q8(a, r0, r1);
     else matmul_rows_float(a, r0, r1);
 }
 
@@ -497,6 +513,15 @@ static int wants_q8(int32_t wtype) {
 
 static void quantize_x(const float *x, int64_t n, int8_t *qx, float *dx, int32_t *sx) {
     (void)x, (void)n, (void)qx, (void)dx, (void)sx;
+}
+
+static int wants_packed(int32_t wtype, int64_t n_tok) {
+    (void)wtype, (void)n_tok;
+    return 0;
+}
+
+static void quantize_x_packed(const float *x, int64_t n, int64_t t, int64_t n_tok, uint8_t *xp, float *dx, float *dxs) {
+    (void)x, (void)n, (void)t, (void)n_tok, (void)xp, (void)dx, (void)dxs;
 }
 
 static void matmul_rows(const nb_mm_args *a, int64_t r0, int64_t r1) { matmul_rows_float(a, r0, r1); }
@@ -623,6 +648,8 @@ const nb_kernels NB_KERNELS = {
     .name = NB_KERNELS_NAME,
     .wants_q8 = wants_q8,
     .quantize_x = quantize_x,
+    .wants_packed = wants_packed,
+    .quantize_x_packed = quantize_x_packed,
     .matmul_rows = matmul_rows,
     .dequant_row = dequant_row,
     .rmsnorm = rmsnorm,

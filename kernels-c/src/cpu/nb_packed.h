@@ -1,0 +1,242 @@
+/* Prefill kernels for AVX-512 VNNI, included by nb_kernels.c in its AVX-512 build only.
+ *
+ * One vpdpbusd lane per weight row: 16 rows x 32 columns of weights are unpacked to signed bytes and transposed so
+ * that register W[k] holds, in each 32-bit lane, 4 consecutive weights of one row; one token's 4 activation bytes
+ * are broadcast to all lanes. Eight vpdpbusd then give 16 rows' block sums for a token, and the per-block float
+ * work (convert, scale, accumulate) is shared by 16 rows instead of being spent per row. Activations are unsigned
+ * (q + 128); the 128 * sum(w) this adds is subtracted through the accumulator's start value, computed per row when
+ * packing. */
+
+/* Tokens from which packing pays for itself (it costs about as much as 8 tokens of plain dot products). */
+#define NB_PACK_MIN_TOK 8
+/* Tokens whose accumulators (16 floats each) stay in L1 while one row block is processed. */
+#define NB_TOK_GROUP 64
+
+typedef struct {
+    __m512i w[8];     /* 8 x (16 lanes x 4 signed bytes) */
+    __m512i corr[2];  /* start values: -128 * sum of weights (columns 0-15 and 16-31 when split) */
+    __m512 scale[2];  /* per-row scale (two for Q6_K's 16-column groups) */
+    __m512 min;       /* Q4_K: dmin * m per row, applied to dx * -(sum of the activations) */
+} nb_packed_block;
+
+static int wants_packed(int32_t wtype, int64_t n_tok) {
+    return n_tok >= NB_PACK_MIN_TOK &&
+           (wtype == NB_Q4_0 || wtype == NB_Q8_0 || wtype == NB_IQ4_NL || wtype == NB_Q4_K || wtype == NB_Q6_K);
+}
+
+static void quantize_x_packed(const float *x, int64_t n, int64_t t, int64_t n_tok, uint8_t *xp, float *dx, float *dxs) {
+    int8_t q[32];
+    float d;
+    int32_t s[2];
+    for (int64_t b = 0; b < n / 32; b++) {
+        quantize_x(x + 32 * b, 32, q, &d, s);
+        __m256i v = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)q), _mm256_set1_epi8((char)0x80));
+        _mm256_storeu_si256((__m256i *)(xp + (b * n_tok + t) * 32), v);
+        dx[b * n_tok + t] = d;
+        dxs[b * n_tok + t] = d * (float)(s[0] + s[1]);
+    }
+}
+
+/* rows[r] + off: 16 bytes of row r; out[k] lane r = bytes 4k..4k+3 of row r. */
+INLINE void transpose16x4(const uint8_t *const rows[16], int64_t off, __m512i out[4]) {
+    __m512i z[4];
+    for (int q = 0; q < 4; q++) {
+        __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(rows[4 * q] + off)));
+        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(rows[4 * q + 1] + off)), 1);
+        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(rows[4 * q + 2] + off)), 2);
+        z[q] = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(rows[4 * q + 3] + off)), 3);
+    }
+    /* z[q] holds rows 4q..4q+3; regroup so that b[j] holds rows j, 4+j, 8+j, 12+j */
+    __m512i a0 = _mm512_shuffle_i32x4(z[0], z[1], 0x44), a1 = _mm512_shuffle_i32x4(z[0], z[1], 0xEE);
+    __m512i a2 = _mm512_shuffle_i32x4(z[2], z[3], 0x44), a3 = _mm512_shuffle_i32x4(z[2], z[3], 0xEE);
+    /* a0 = rows 0,1,4,5; a1 = rows 2,3,6,7; a2 = rows 8,9,12,13; a3 = rows 10,11,14,15 */
+    __m512i b0 = _mm512_shuffle_i32x4(a0, a2, 0x88), b1 = _mm512_shuffle_i32x4(a0, a2, 0xDD);
+    __m512i b2 = _mm512_shuffle_i32x4(a1, a3, 0x88), b3 = _mm512_shuffle_i32x4(a1, a3, 0xDD);
+    /* b0 = rows 0,4,8,12; b1 = rows 1,5,9,13; b2 = rows 2,6,10,14; b3 = rows 3,7,11,15: a 4x4 dword transpose
+     * inside each 128-bit lane i then yields rows 4i..4i+3 */
+    __m512i lo01 = _mm512_unpacklo_epi32(b0, b1), hi01 = _mm512_unpackhi_epi32(b0, b1);
+    __m512i lo23 = _mm512_unpacklo_epi32(b2, b3), hi23 = _mm512_unpackhi_epi32(b2, b3);
+    out[0] = _mm512_unpacklo_epi64(lo01, lo23);
+    out[1] = _mm512_unpackhi_epi64(lo01, lo23);
+    out[2] = _mm512_unpacklo_epi64(hi01, hi23);
+    out[3] = _mm512_unpackhi_epi64(hi01, hi23);
+}
+
+/* -128 * sum over W[k0..k0+n) per lane. */
+INLINE __m512i weight_corr(const __m512i *w, int k0, int n) {
+    __m512i acc = _mm512_setzero_si512();
+    const __m512i ones = _mm512_set1_epi8(1);
+    for (int k = k0; k < k0 + n; k++) acc = _mm512_dpbusd_epi32(acc, ones, w[k]);
+    return _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(acc, 7));
+}
+
+/* One 32-column block of a 32-element-block type (Q4_0, Q8_0, IQ4_NL). */
+INLINE void pack_block32(int32_t wtype, const uint8_t *const rows[16], int64_t b, nb_packed_block *pb) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    int64_t bb = wtype == NB_Q8_0 ? 34 : 18;
+    __m512i t[8];
+    float d[16];
+    for (int r = 0; r < 16; r++) d[r] = h2f(rd16(rows[r] + b * bb));
+    if (wtype == NB_Q8_0) {
+        transpose16x4(rows, b * bb + 2, t);
+        transpose16x4(rows, b * bb + 18, t + 4);
+        for (int k = 0; k < 8; k++) pb->w[k] = t[k];
+    } else {
+        transpose16x4(rows, b * bb + 2, t);
+        const __m512i table = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)IQ4NL_VALUES));
+        for (int k = 0; k < 4; k++) {
+            __m512i lo = _mm512_and_si512(t[k], m4), hi = _mm512_and_si512(_mm512_srli_epi16(t[k], 4), m4);
+            if (wtype == NB_IQ4_NL) {
+                pb->w[k] = _mm512_shuffle_epi8(table, lo);
+                pb->w[k + 4] = _mm512_shuffle_epi8(table, hi);
+            } else {
+                pb->w[k] = _mm512_sub_epi8(lo, _mm512_set1_epi8(8));
+                pb->w[k + 4] = _mm512_sub_epi8(hi, _mm512_set1_epi8(8));
+            }
+        }
+    }
+    pb->corr[0] = weight_corr(pb->w, 0, 8);
+    pb->scale[0] = _mm512_loadu_ps(d);
+}
+
+/* A 256-column Q4_K super-block into 8 packed blocks. */
+INLINE void pack_q4_k(const uint8_t *const rows[16], int64_t sb, nb_packed_block *pb) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    float ds[8][16], dm[8][16];
+    for (int r = 0; r < 16; r++) {
+        const uint8_t *blk = rows[r] + sb * 144;
+        float d = h2f(rd16(blk)), dmin = h2f(rd16(blk + 2));
+        for (int j = 0; j < 8; j++) {
+            int sc, m;
+            q4k_scale_min(blk + 4, j, &sc, &m);
+            ds[j][r] = d * (float)sc;
+            dm[j][r] = dmin * (float)m;
+        }
+    }
+    for (int i = 0; i < 4; i++) {
+        __m512i t[8];
+        transpose16x4(rows, sb * 144 + 16 + 32 * i, t);
+        transpose16x4(rows, sb * 144 + 16 + 32 * i + 16, t + 4);
+        for (int k = 0; k < 8; k++) {
+            pb[2 * i].w[k] = _mm512_and_si512(t[k], m4);
+            pb[2 * i + 1].w[k] = _mm512_and_si512(_mm512_srli_epi16(t[k], 4), m4);
+        }
+        for (int h = 0; h < 2; h++) {
+            nb_packed_block *p = &pb[2 * i + h];
+            p->corr[0] = weight_corr(p->w, 0, 8);
+            p->scale[0] = _mm512_loadu_ps(ds[2 * i + h]);
+            p->min = _mm512_loadu_ps(dm[2 * i + h]);
+        }
+    }
+}
+
+/* A 256-column Q6_K super-block into 8 packed blocks, each with two 16-column scale groups. */
+INLINE void pack_q6_k(const uint8_t *const rows[16], int64_t sb, nb_packed_block *pb) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30), k32 = _mm512_set1_epi8(32);
+    float sc[16][16];
+    for (int r = 0; r < 16; r++) {
+        const uint8_t *blk = rows[r] + sb * 210;
+        float d = h2f(rd16(blk + 208));
+        for (int g = 0; g < 16; g++) sc[g][r] = d * (float)(int8_t)blk[192 + g];
+    }
+    for (int h = 0; h < 2; h++) {
+        __m512i la[8], lb[8], hv[8];
+        int64_t base = sb * 210;
+        transpose16x4(rows, base + 64 * h, la);
+        transpose16x4(rows, base + 64 * h + 16, la + 4);
+        transpose16x4(rows, base + 64 * h + 32, lb);
+        transpose16x4(rows, base + 64 * h + 48, lb + 4);
+        transpose16x4(rows, base + 128 + 32 * h, hv);
+        transpose16x4(rows, base + 128 + 32 * h + 16, hv + 4);
+        for (int k = 0; k < 8; k++) {
+            __m512i q0 = _mm512_or_si512(_mm512_and_si512(la[k], m4), _mm512_and_si512(_mm512_slli_epi16(hv[k], 4), m30));
+            __m512i q1 = _mm512_or_si512(_mm512_and_si512(lb[k], m4), _mm512_and_si512(_mm512_slli_epi16(hv[k], 2), m30));
+            __m512i q2 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(la[k], 4), m4), _mm512_and_si512(hv[k], m30));
+            __m512i q3 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(lb[k], 4), m4),
+                                         _mm512_and_si512(_mm512_srli_epi16(hv[k], 2), m30));
+            pb[4 * h + 0].w[k] = _mm512_sub_epi8(q0, k32);
+            pb[4 * h + 1].w[k] = _mm512_sub_epi8(q1, k32);
+            pb[4 * h + 2].w[k] = _mm512_sub_epi8(q2, k32);
+            pb[4 * h + 3].w[k] = _mm512_sub_epi8(q3, k32);
+        }
+        for (int s = 0; s < 4; s++) {
+            nb_packed_block *p = &pb[4 * h + s];
+            p->corr[0] = weight_corr(p->w, 0, 4);
+            p->corr[1] = weight_corr(p->w, 4, 4);
+            p->scale[0] = _mm512_loadu_ps(sc[8 * h + 2 * s]);
+            p->scale[1] = _mm512_loadu_ps(sc[8 * h + 2 * s + 1]);
+        }
+    }
+}
+
+/* acc[t] += this block's contribution for tokens [t0, t0 + nt); kind: 0 plain, 1 with mins (Q4_K), 2 split (Q6_K). */
+INLINE void packed_tokens(const nb_mm_args *a, const nb_packed_block *pb, int64_t blk, int64_t t0, int64_t nt, int kind,
+                          __m512 *acc) {
+    const __m512i w0 = pb->w[0], w1 = pb->w[1], w2 = pb->w[2], w3 = pb->w[3], w4 = pb->w[4], w5 = pb->w[5],
+                  w6 = pb->w[6], w7 = pb->w[7];
+    const uint8_t *xb = a->xp + (blk * a->n_tok + t0) * 32;
+    const float *dx = a->dx + blk * a->n_tok + t0, *dxs = a->dxs + blk * a->n_tok + t0;
+    for (int64_t t = 0; t < nt; t++, xb += 32) {
+        const int32_t *xi = (const int32_t *)xb;
+        if (kind == 2) {
+            __m512i ia = pb->corr[0], ib = pb->corr[1];
+            ia = _mm512_dpbusd_epi32(ia, _mm512_set1_epi32(xi[0]), w0);
+            ib = _mm512_dpbusd_epi32(ib, _mm512_set1_epi32(xi[4]), w4);
+            ia = _mm512_dpbusd_epi32(ia, _mm512_set1_epi32(xi[1]), w1);
+            ib = _mm512_dpbusd_epi32(ib, _mm512_set1_epi32(xi[5]), w5);
+            ia = _mm512_dpbusd_epi32(ia, _mm512_set1_epi32(xi[2]), w2);
+            ib = _mm512_dpbusd_epi32(ib, _mm512_set1_epi32(xi[6]), w6);
+            ia = _mm512_dpbusd_epi32(ia, _mm512_set1_epi32(xi[3]), w3);
+            ib = _mm512_dpbusd_epi32(ib, _mm512_set1_epi32(xi[7]), w7);
+            __m512 d = _mm512_set1_ps(dx[t]);
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia), _mm512_mul_ps(pb->scale[0], d), acc[t]);
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ib), _mm512_mul_ps(pb->scale[1], d), acc[t]);
+        } else {
+            /* two chains of four keep the dependent vpdpbusd latency off the critical path */
+            __m512i ia = pb->corr[0], ib = _mm512_setzero_si512();
+            ia = _mm512_dpbusd_epi32(ia, _mm512_set1_epi32(xi[0]), w0);
+            ib = _mm512_dpbusd_epi32(ib, _mm512_set1_epi32(xi[4]), w4);
+            ia = _mm512_dpbusd_epi32(ia, _mm512_set1_epi32(xi[1]), w1);
+            ib = _mm512_dpbusd_epi32(ib, _mm512_set1_epi32(xi[5]), w5);
+            ia = _mm512_dpbusd_epi32(ia, _mm512_set1_epi32(xi[2]), w2);
+            ib = _mm512_dpbusd_epi32(ib, _mm512_set1_epi32(xi[6]), w6);
+            ia = _mm512_dpbusd_epi32(ia, _mm512_set1_epi32(xi[3]), w3);
+            ib = _mm512_dpbusd_epi32(ib, _mm512_set1_epi32(xi[7]), w7);
+            __m512 v = _mm512_cvtepi32_ps(_mm512_add_epi32(ia, ib));
+            acc[t] = _mm512_fmadd_ps(v, _mm512_mul_ps(pb->scale[0], _mm512_set1_ps(dx[t])), acc[t]);
+            if (kind == 1) acc[t] = _mm512_fmadd_ps(pb->min, _mm512_set1_ps(dxs[t]), acc[t]);
+        }
+    }
+}
+
+static void matmul_rows_packed(const nb_mm_args *a, int64_t r0, int64_t r1) {
+    __m512 acc[NB_TOK_GROUP];
+    nb_packed_block pb[8];
+    const int32_t wt = a->wtype;
+    const int ksuper = wt == NB_Q4_K || wt == NB_Q6_K;
+    const int64_t nunits = ksuper ? a->n_in / 256 : a->n_in / 32;
+    for (int64_t rb = r0; rb < r1; rb += 16) {
+        int nrows = r1 - rb < 16 ? (int)(r1 - rb) : 16;
+        const uint8_t *rows[16];
+        for (int r = 0; r < 16; r++) rows[r] = a->w + (rb + (r < nrows ? r : nrows - 1)) * a->row_bytes;
+        for (int64_t t0 = 0; t0 < a->n_tok; t0 += NB_TOK_GROUP) {
+            int64_t nt = a->n_tok - t0 < NB_TOK_GROUP ? a->n_tok - t0 : NB_TOK_GROUP;
+            for (int64_t t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+            for (int64_t u = 0; u < nunits; u++) {
+                if (wt == NB_Q4_K) {
+                    pack_q4_k(rows, u, pb);
+                    for (int j = 0; j < 8; j++) packed_tokens(a, &pb[j], 8 * u + j, t0, nt, 1, acc);
+                } else if (wt == NB_Q6_K) {
+                    pack_q6_k(rows, u, pb);
+                    for (int j = 0; j < 8; j++) packed_tokens(a, &pb[j], 8 * u + j, t0, nt, 2, acc);
+                } else {
+                    pack_block32(wt, rows, u, pb);
+                    packed_tokens(a, pb, u, t0, nt, 0, acc);
+                }
+            }
+            __mmask16 valid = (__mmask16)((1u << nrows) - 1);
+            for (int64_t t = 0; t < nt; t++)
+                _mm512_mask_storeu_ps(a->y + (t0 + t) * a->n_out + rb, valid, acc[t]);
+        }
+    }
+}
