@@ -1,7 +1,7 @@
 /* Kernel benchmark: nb_matmul GB/s and GFLOP/s for a weight type and shape on the current path.
  * Usage: nb_kernel_bench TYPE N_OUT N_IN N_TOK THREADS [REPS]   (TYPE: a GGUF type id, e.g. 2 = Q4_0)
  * Cycles through copies of the weights totalling >= 256 MB, so that they stream from memory as in a real model
- * (one 4096x4096 Q4_0 matrix alone would sit in L3). Also checks the result against the scalar path once. Built with: cmake --build B --target nb_kernel_bench */
+ * (one 4096x4096 Q4_0 matrix alone would sit in L3; set NB_BENCH_CACHED=1 to measure exactly that). Also checks the result against the scalar path once. Built with: cmake --build B --target nb_kernel_bench */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,7 +69,7 @@ int main(int argc, char **argv) {
     int64_t n_out = atoll(argv[2]), n_in = atoll(argv[3]), n_tok = atoll(argv[4]);
     int threads = atoi(argv[5]), reps = argc > 6 ? atoi(argv[6]) : 10;
     int64_t wbytes = nb_type_size(type, n_in) * n_out;
-    int64_t copies = ((int64_t)256 << 20) / wbytes + 1;
+    int64_t copies = getenv("NB_BENCH_CACHED") ? 1 : ((int64_t)256 << 20) / wbytes + 1; /* NB_BENCH_CACHED: one copy */
     uint8_t *w = malloc((size_t)(wbytes * copies));
     float *x = malloc((size_t)(n_tok * n_in) * 4), *y = malloc((size_t)(n_tok * n_out) * 4),
           *yr = malloc((size_t)(n_tok * n_out) * 4);

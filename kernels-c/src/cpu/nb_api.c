@@ -139,8 +139,7 @@ static void quantize_task(void *ctx, int ith, int nth) {
     const nb_mm_args *a = &m->a;
     for (int64_t t = ith; t < a->n_tok; t += nth) {
         if (a->packed)
-            m->k->quantize_x_packed(a->x + t * a->n_in, a->n_in, t, a->n_tok, (uint8_t *)a->xp, (float *)a->dx,
-                                    (float *)a->dxs);
+            m->k->quantize_x_packed(a, t);
         else
             m->k->quantize_x(a->x + t * a->n_in, a->n_in, (int8_t *)a->qx + t * a->n_in,
                              (float *)a->dx + t * (a->n_in / 32), (int32_t *)a->sx + t * (a->n_in / 16));
@@ -178,7 +177,7 @@ NB_API nb_status nb_matmul(int32_t wtype, const void *w, int64_t n_out, int64_t 
     if (m.k->wants_q8(wtype)) {
         size_t nq = (size_t)(n_tok * n_in), nd = (size_t)(n_tok * (n_in / 32)), ns = (size_t)(n_tok * (n_in / 16));
         size_t qbytes = (nq + 63) / 64 * 64;
-        if (!reserve_scratch(qbytes + nd * 4 + ns * 4)) {
+        if (!reserve_scratch(qbytes + nd * 4 + (ns > 2 * nd ? ns : 2 * nd) * 4)) {
             pthread_mutex_unlock(&api_lock);
             return NB_ERR_MEMORY;
         }
@@ -187,6 +186,7 @@ NB_API nb_status nb_matmul(int32_t wtype, const void *w, int64_t n_out, int64_t 
             m.a.xp = scratch;
             m.a.dx = (const float *)((char *)scratch + qbytes);
             m.a.dxs = (const float *)((char *)scratch + qbytes + nd * 4);
+            m.a.xcorr = (const int32_t *)((char *)scratch + qbytes + 2 * nd * 4);
         } else {
             m.a.qx = scratch;
             m.a.dx = (const float *)((char *)scratch + qbytes);

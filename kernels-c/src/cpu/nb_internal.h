@@ -25,11 +25,13 @@ typedef struct {
     const int8_t *qx;  /* [n_tok][n_in] */
     const float *dx;   /* [n_tok][n_in/32] block scales */
     const int32_t *sx; /* [n_tok][n_in/16] negated sums of each 16 quantized values */
-    /* Packed (prefill) layout instead, block-major so one block of every token is contiguous:
-     * xp [n_in/32][n_tok][32] quantized values + 128 as u8, dx [n_in/32][n_tok], dxs = dx * -(sum of the block's q). */
+    /* Packed layout instead (AVX-512 VNNI), block-major so one block of every token is contiguous:
+     * xp [n_in/32][n_tok][32] quantized values (+ 128 as u8 for signed weight types), dx [n_in/32][n_tok],
+     * dxs = dx * -(sum of the block's q), xcorr = -8 * (sum of the block's q) for Q4_0's offset, else 0. */
     int packed;
     const uint8_t *xp;
     const float *dxs;
+    const int32_t *xcorr;
 } nb_mm_args;
 
 typedef struct {
@@ -53,7 +55,7 @@ typedef struct {
     /* Whether a matmul of n_tok tokens uses the packed prefill kernels (then quantize with quantize_x_packed). */
     int (*wants_packed)(int32_t wtype, int64_t n_tok);
     /* Token t of n_tok into the packed layout (see nb_mm_args). */
-    void (*quantize_x_packed)(const float *x, int64_t n, int64_t t, int64_t n_tok, uint8_t *xp, float *dx, float *dxs);
+    void (*quantize_x_packed)(const nb_mm_args *a, int64_t t);
     /* Rows [r0, r1) of y for all tokens. */
     void (*matmul_rows)(const nb_mm_args *a, int64_t r0, int64_t r1);
     /* n elements (a multiple of the block size) of a row, from element 0, as floats. */

@@ -304,14 +304,18 @@ static void quantize_x(const float *x, int64_t n, int8_t *qx, float *dx, int32_t
     }
 }
 
-/* acc += sum over groups of 4 of u[i] * s[i] (u unsigned, s signed bytes). */
-INLINE __m256i dot_u8s8(__m256i acc, __m256i u, __m256i s) {
 #if NB_VNNI
-    return _mm256_dpbusd_epi32(acc, u, s);
+#include "nb_packed.h"
 #else
-    /* maddubs saturates at 16 bits: callers keep |u * s| pairs below 32767 (u <= 128, |s| <= 127). */
+/* Row-at-a-time integer dot products for AVX2 (the AVX-512 build uses nb_packed.h instead). */
+
+/* Tokens per tile: each weight block is unpacked once and used for this many tokens. */
+#define NB_TILE 4
+
+/* acc += sum over groups of 4 of u[i] * s[i] (u unsigned, s signed bytes). maddubs saturates at 16 bits: callers
+ * keep |u * s| pairs below 32767 (u <= 128, |s| <= 127). */
+INLINE __m256i dot_u8s8(__m256i acc, __m256i u, __m256i s) {
     return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
-#endif
 }
 
 INLINE __m256i load_nibbles(const uint8_t *p) { /* 16 bytes -> low nibbles then high nibbles */
@@ -325,7 +329,7 @@ INLINE __m256i load_nibbles(const uint8_t *p) { /* 16 bytes -> low nibbles then 
 #define SX(t, g) (a->sx + (t0 + (t)) * (a->n_in / 16) + (g))
 
 INLINE void dot_q4_0(const nb_mm_args *a, const uint8_t *row, int64_t t0, int T, float *out) {
-    __m256 acc[8];
+    __m256 acc[NB_TILE];
     for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
     int64_t nb = a->n_in / 32;
     for (int64_t b = 0; b < nb; b++, row += 18) {
@@ -344,7 +348,7 @@ INLINE void dot_q4_0(const nb_mm_args *a, const uint8_t *row, int64_t t0, int T,
 /* Signed weights w against the tile: |w| times x carrying w's sign keeps the unsigned-by-signed product. */
 INLINE void dot_signed_blocks(const nb_mm_args *a, const uint8_t *row, int64_t stride, int iq4, int64_t t0, int T,
                               float *out) {
-    __m256 acc[8];
+    __m256 acc[NB_TILE];
     for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
     int64_t nb = a->n_in / 32;
     const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)IQ4NL_VALUES));
@@ -361,7 +365,7 @@ INLINE void dot_signed_blocks(const nb_mm_args *a, const uint8_t *row, int64_t s
 }
 
 INLINE void dot_q4_k(const nb_mm_args *a, const uint8_t *row, int64_t t0, int T, float *out) {
-    __m256 acc[8], accm[8];
+    __m256 acc[NB_TILE], accm[NB_TILE];
     for (int t = 0; t < T; t++) acc[t] = accm[t] = _mm256_setzero_ps();
     int64_t nb = a->n_in / 256;
     const __m256i m4 = _mm256_set1_epi8(0x0F);
@@ -402,7 +406,7 @@ INLINE void dot_q4_k(const nb_mm_args *a, const uint8_t *row, int64_t t0, int T,
 }
 
 INLINE void dot_q6_k(const nb_mm_args *a, const uint8_t *row, int64_t t0, int T, float *out) {
-    __m256 acc[8];
+    __m256 acc[NB_TILE];
     for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
     int64_t nb = a->n_in / 256;
     const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30), k32 = _mm256_set1_epi8(32);
@@ -447,12 +451,6 @@ INLINE void dot_tile(const nb_mm_args *a, const uint8_t *row, int64_t t0, int T,
     }
 }
 
-/* Tokens per tile: each weight block is unpacked once and used for this many tokens. */
-#if NB_VNNI
-#define NB_TILE 8
-#else
-#define NB_TILE 4
-#endif
 /* Rows per cache block: their weights stay in L1/L2 while every token tile passes over them. */
 #define NB_ROW_BLOCK 16
 
@@ -469,12 +467,6 @@ static void matmul_rows_q8(const nb_mm_args *a, int64_t r0, int64_t r1) {
                 case 2: dot_tile(a, row, t0, 2, out); break;
                 case 3: dot_tile(a, row, t0, 3, out); break;
                 case 4: dot_tile(a, row, t0, 4, out); break;
-#if NB_TILE > 4
-                case 5: dot_tile(a, row, t0, 5, out); break;
-                case 6: dot_tile(a, row, t0, 6, out); break;
-                case 7: dot_tile(a, row, t0, 7, out); break;
-                case 8: dot_tile(a, row, t0, 8, out); break;
-#endif
                 default: break;
                 }
                 for (int t = 0; t < T; t++) a->y[(t0 + t) * a->n_out + r] = out[t];
@@ -483,25 +475,22 @@ static void matmul_rows_q8(const nb_mm_args *a, int64_t r0, int64_t r1) {
     }
 }
 
-#if NB_VNNI
-#include "nb_packed.h"
-#else
 static int wants_packed(int32_t wtype, int64_t n_tok) {
     (void)wtype, (void)n_tok;
     return 0;
 }
 
-static void quantize_x_packed(const float *x, int64_t n, int64_t t, int64_t n_tok, uint8_t *xp, float *dx, float *dxs) {
-    (void)x, (void)n, (void)t, (void)n_tok, (void)xp, (void)dx, (void)dxs;
-}
-
-static void matmul_rows_packed(const nb_mm_args *a, int64_t r0, int64_t r1) { (void)a, (void)r0, (void)r1; }
-#endif
+static void quantize_x_packed(const nb_mm_args *a, int64_t t) { (void)a, (void)t; }
+#endif /* NB_VNNI */
 
 static void matmul_rows(const nb_mm_args *a, int64_t r0, int64_t r1) {
+#if NB_VNNI
     if (a->packed) matmul_rows_packed(a, r0, r1);
-    else if (a->qx) matmul_rows_q8(a, r0, r1);
     else matmul_rows_float(a, r0, r1);
+#else
+    if (a->qx) matmul_rows_q8(a, r0, r1);
+    else matmul_rows_float(a, r0, r1);
+#endif
 }
 
 #else /* scalar path: everything in f32 */
@@ -520,9 +509,7 @@ static int wants_packed(int32_t wtype, int64_t n_tok) {
     return 0;
 }
 
-static void quantize_x_packed(const float *x, int64_t n, int64_t t, int64_t n_tok, uint8_t *xp, float *dx, float *dxs) {
-    (void)x, (void)n, (void)t, (void)n_tok, (void)xp, (void)dx, (void)dxs;
-}
+static void quantize_x_packed(const nb_mm_args *a, int64_t t) { (void)a, (void)t; }
 
 static void matmul_rows(const nb_mm_args *a, int64_t r0, int64_t r1) { matmul_rows_float(a, r0, r1); }
 

@@ -1,39 +1,48 @@
-/* Prefill kernels for AVX-512 VNNI, included by nb_kernels.c in its AVX-512 build only.
+/* Matmul kernels for AVX-512 VNNI (decode and prefill), included by nb_kernels.c in its AVX-512 build only.
  *
- * One vpdpbusd lane per weight row: 16 rows x 32 columns of weights are unpacked to signed bytes and transposed so
- * that register W[k] holds, in each 32-bit lane, 4 consecutive weights of one row; one token's 4 activation bytes
- * are broadcast to all lanes. Eight vpdpbusd then give 16 rows' block sums for a token, and the per-block float
- * work (convert, scale, accumulate) is shared by 16 rows instead of being spent per row. Activations are unsigned
- * (q + 128); the 128 * sum(w) this adds is subtracted through the accumulator's start value, computed per row when
- * packing. */
+ * One vpdpbusd lane per weight row: 16 rows x 32 columns of weights are unpacked to bytes and transposed so that
+ * register w[k] holds, in each 32-bit lane, 4 consecutive weights of one row; one token's 4 activation bytes are
+ * broadcast to all lanes. Eight vpdpbusd then give 16 rows' block sums for a token, and the per-block float work
+ * (convert, scale, accumulate) is shared by 16 rows instead of being spent per row: about a quarter of the
+ * instructions of a row-at-a-time dot product, which matters even for one token (decode).
+ *
+ * vpdpbusd multiplies unsigned by signed bytes. Q4_0 and Q4_K weights are unsigned codes (0..15), so they take the
+ * unsigned side and the activations stay signed; Q4_0's offset of 8 becomes a per-token start value -8 * sum(x).
+ * Q8_0, IQ4_NL and Q6_K weights are signed: the activations are made unsigned (q + 128) and the 128 * sum(w) that
+ * adds is removed through a per-row start value computed when packing. */
 
-/* Tokens from which packing pays for itself (it costs about as much as 8 tokens of plain dot products). */
-#define NB_PACK_MIN_TOK 8
 /* Tokens whose accumulators (16 floats each) stay in L1 while one row block is processed. */
 #define NB_TOK_GROUP 64
 
 typedef struct {
-    __m512i w[8];     /* 8 x (16 lanes x 4 signed bytes) */
-    __m512i corr[2];  /* start values: -128 * sum of weights (columns 0-15 and 16-31 when split) */
+    __m512i w[8];     /* 8 x (16 lanes x 4 bytes) */
+    __m512i corr[2];  /* signed kinds: start values -128 * sum of weights (columns 0-15 and 16-31 when split) */
     __m512 scale[2];  /* per-row scale (two for Q6_K's 16-column groups) */
     __m512 min;       /* Q4_K: dmin * m per row, applied to dx * -(sum of the activations) */
 } nb_packed_block;
 
+enum { KIND_UNSIGNED, KIND_UNSIGNED_MIN, KIND_SIGNED, KIND_SIGNED_SPLIT };
+
 static int wants_packed(int32_t wtype, int64_t n_tok) {
-    return n_tok >= NB_PACK_MIN_TOK &&
-           (wtype == NB_Q4_0 || wtype == NB_Q8_0 || wtype == NB_IQ4_NL || wtype == NB_Q4_K || wtype == NB_Q6_K);
+    (void)n_tok;
+    return wtype == NB_Q4_0 || wtype == NB_Q8_0 || wtype == NB_IQ4_NL || wtype == NB_Q4_K || wtype == NB_Q6_K;
 }
 
-static void quantize_x_packed(const float *x, int64_t n, int64_t t, int64_t n_tok, uint8_t *xp, float *dx, float *dxs) {
+static void quantize_x_packed(const nb_mm_args *a, int64_t t) {
     int8_t q[32];
     float d;
     int32_t s[2];
-    for (int64_t b = 0; b < n / 32; b++) {
+    int unsigned_weights = a->wtype == NB_Q4_0 || a->wtype == NB_Q4_K;
+    const float *x = a->x + t * a->n_in;
+    for (int64_t b = 0; b < a->n_in / 32; b++) {
         quantize_x(x + 32 * b, 32, q, &d, s);
-        __m256i v = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)q), _mm256_set1_epi8((char)0x80));
-        _mm256_storeu_si256((__m256i *)(xp + (b * n_tok + t) * 32), v);
-        dx[b * n_tok + t] = d;
-        dxs[b * n_tok + t] = d * (float)(s[0] + s[1]);
+        __m256i v = _mm256_loadu_si256((const __m256i *)q);
+        if (!unsigned_weights) v = _mm256_xor_si256(v, _mm256_set1_epi8((char)0x80));
+        int64_t at = b * a->n_tok + t;
+        _mm256_storeu_si256((__m256i *)(a->xp + at * 32), v);
+        ((float *)a->dx)[at] = d;
+        ((float *)a->dxs)[at] = d * (float)(s[0] + s[1]);
+        ((int32_t *)a->xcorr)[at] = a->wtype == NB_Q4_0 ? 8 * (s[0] + s[1]) : 0;
     }
 }
 
@@ -62,7 +71,7 @@ INLINE void transpose16x4(const uint8_t *const rows[16], int64_t off, __m512i ou
     out[3] = _mm512_unpackhi_epi64(hi01, hi23);
 }
 
-/* -128 * sum over W[k0..k0+n) per lane. */
+/* -128 * sum over w[k0..k0+n) per lane. */
 INLINE __m512i weight_corr(const __m512i *w, int k0, int n) {
     __m512i acc = _mm512_setzero_si512();
     const __m512i ones = _mm512_set1_epi8(1);
@@ -70,48 +79,59 @@ INLINE __m512i weight_corr(const __m512i *w, int k0, int n) {
     return _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(acc, 7));
 }
 
+/* The fp16 at byte off of each of the 16 rows (row r at base + idx[r]). */
+INLINE __m512 gather_f16(const uint8_t *base, __m512i idx, int64_t off) {
+    __m512i v = _mm512_i32gather_epi32(idx, (const void *)(base + off), 1);
+    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v));
+}
+
 /* One 32-column block of a 32-element-block type (Q4_0, Q8_0, IQ4_NL). */
-INLINE void pack_block32(int32_t wtype, const uint8_t *const rows[16], int64_t b, nb_packed_block *pb) {
+INLINE void pack_block32(int32_t wtype, const uint8_t *const rows[16], __m512i idx, int64_t b, nb_packed_block *pb) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     int64_t bb = wtype == NB_Q8_0 ? 34 : 18;
     __m512i t[8];
-    float d[16];
-    for (int r = 0; r < 16; r++) d[r] = h2f(rd16(rows[r] + b * bb));
+    pb->scale[0] = gather_f16(rows[0], idx, b * bb);
     if (wtype == NB_Q8_0) {
-        transpose16x4(rows, b * bb + 2, t);
-        transpose16x4(rows, b * bb + 18, t + 4);
-        for (int k = 0; k < 8; k++) pb->w[k] = t[k];
-    } else {
-        transpose16x4(rows, b * bb + 2, t);
-        const __m512i table = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)IQ4NL_VALUES));
-        for (int k = 0; k < 4; k++) {
-            __m512i lo = _mm512_and_si512(t[k], m4), hi = _mm512_and_si512(_mm512_srli_epi16(t[k], 4), m4);
-            if (wtype == NB_IQ4_NL) {
-                pb->w[k] = _mm512_shuffle_epi8(table, lo);
-                pb->w[k + 4] = _mm512_shuffle_epi8(table, hi);
-            } else {
-                pb->w[k] = _mm512_sub_epi8(lo, _mm512_set1_epi8(8));
-                pb->w[k + 4] = _mm512_sub_epi8(hi, _mm512_set1_epi8(8));
-            }
+        transpose16x4(rows, b * bb + 2, pb->w);
+        transpose16x4(rows, b * bb + 18, pb->w + 4);
+        pb->corr[0] = weight_corr(pb->w, 0, 8);
+        return;
+    }
+    transpose16x4(rows, b * bb + 2, t);
+    const __m512i table = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)IQ4NL_VALUES));
+    for (int k = 0; k < 4; k++) {
+        __m512i lo = _mm512_and_si512(t[k], m4), hi = _mm512_and_si512(_mm512_srli_epi16(t[k], 4), m4);
+        if (wtype == NB_IQ4_NL) {
+            pb->w[k] = _mm512_shuffle_epi8(table, lo);
+            pb->w[k + 4] = _mm512_shuffle_epi8(table, hi);
+        } else {
+            pb->w[k] = lo;
+            pb->w[k + 4] = hi;
         }
     }
-    pb->corr[0] = weight_corr(pb->w, 0, 8);
-    pb->scale[0] = _mm512_loadu_ps(d);
+    if (wtype == NB_IQ4_NL) pb->corr[0] = weight_corr(pb->w, 0, 8);
 }
 
 /* A 256-column Q4_K super-block into 8 packed blocks. */
 INLINE void pack_q4_k(const uint8_t *const rows[16], int64_t sb, nb_packed_block *pb) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
-    float ds[8][16], dm[8][16];
-    for (int r = 0; r < 16; r++) {
-        const uint8_t *blk = rows[r] + sb * 144;
-        float d = h2f(rd16(blk)), dmin = h2f(rd16(blk + 2));
-        for (int j = 0; j < 8; j++) {
-            int sc, m;
-            q4k_scale_min(blk + 4, j, &sc, &m);
-            ds[j][r] = d * (float)sc;
-            dm[j][r] = dmin * (float)m;
-        }
+    /* the 16-byte headers of the 16 rows, transposed: h[0] = d | dmin << 16, h[1..3] = scale bytes 0-3, 4-7, 8-11 */
+    __m512i h[4];
+    transpose16x4(rows, sb * 144, h);
+    const __m512i m6 = _mm512_set1_epi32(63), m4d = _mm512_set1_epi32(15);
+    __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(h[0]));
+    __m512 dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(h[0], 16)));
+    __m512 ds[8], dm[8];
+    for (int j = 0; j < 4; j++) {
+        __m512i b1 = _mm512_srli_epi32(h[1], 8 * j), b2 = _mm512_srli_epi32(h[2], 8 * j), b3 = _mm512_srli_epi32(h[3], 8 * j);
+        __m512i sc = _mm512_and_si512(b1, m6), m = _mm512_and_si512(b2, m6);
+        /* sub-blocks 4-7: low 4 bits from byte j+8, top 2 bits from the spare bits of bytes j and j+4 */
+        __m512i sc_hi = _mm512_or_si512(_mm512_and_si512(b3, m4d), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(b1, 6), _mm512_set1_epi32(3)), 4));
+        __m512i m_hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(b3, 4), m4d), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(b2, 6), _mm512_set1_epi32(3)), 4));
+        ds[j] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(sc));
+        dm[j] = _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(m));
+        ds[j + 4] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(sc_hi));
+        dm[j + 4] = _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(m_hi));
     }
     for (int i = 0; i < 4; i++) {
         __m512i t[8];
@@ -122,10 +142,8 @@ INLINE void pack_q4_k(const uint8_t *const rows[16], int64_t sb, nb_packed_block
             pb[2 * i + 1].w[k] = _mm512_and_si512(_mm512_srli_epi16(t[k], 4), m4);
         }
         for (int h = 0; h < 2; h++) {
-            nb_packed_block *p = &pb[2 * i + h];
-            p->corr[0] = weight_corr(p->w, 0, 8);
-            p->scale[0] = _mm512_loadu_ps(ds[2 * i + h]);
-            p->min = _mm512_loadu_ps(dm[2 * i + h]);
+            pb[2 * i + h].scale[0] = ds[2 * i + h];
+            pb[2 * i + h].min = dm[2 * i + h];
         }
     }
 }
@@ -169,16 +187,18 @@ INLINE void pack_q6_k(const uint8_t *const rows[16], int64_t sb, nb_packed_block
     }
 }
 
-/* acc[t] += this block's contribution for tokens [t0, t0 + nt); kind: 0 plain, 1 with mins (Q4_K), 2 split (Q6_K). */
+/* acc[t] += this block's contribution for tokens [t0, t0 + nt). */
 INLINE void packed_tokens(const nb_mm_args *a, const nb_packed_block *pb, int64_t blk, int64_t t0, int64_t nt, int kind,
                           __m512 *acc) {
     const __m512i w0 = pb->w[0], w1 = pb->w[1], w2 = pb->w[2], w3 = pb->w[3], w4 = pb->w[4], w5 = pb->w[5],
                   w6 = pb->w[6], w7 = pb->w[7];
     const uint8_t *xb = a->xp + (blk * a->n_tok + t0) * 32;
     const float *dx = a->dx + blk * a->n_tok + t0, *dxs = a->dxs + blk * a->n_tok + t0;
+    const int32_t *xc = a->xcorr + blk * a->n_tok + t0;
     for (int64_t t = 0; t < nt; t++, xb += 32) {
         const int32_t *xi = (const int32_t *)xb;
-        if (kind == 2) {
+        __m512 d = _mm512_set1_ps(dx[t]);
+        if (kind == KIND_SIGNED_SPLIT) {
             __m512i ia = pb->corr[0], ib = pb->corr[1];
             ia = _mm512_dpbusd_epi32(ia, _mm512_set1_epi32(xi[0]), w0);
             ib = _mm512_dpbusd_epi32(ib, _mm512_set1_epi32(xi[4]), w4);
@@ -188,10 +208,9 @@ INLINE void packed_tokens(const nb_mm_args *a, const nb_packed_block *pb, int64_
             ib = _mm512_dpbusd_epi32(ib, _mm512_set1_epi32(xi[6]), w6);
             ia = _mm512_dpbusd_epi32(ia, _mm512_set1_epi32(xi[3]), w3);
             ib = _mm512_dpbusd_epi32(ib, _mm512_set1_epi32(xi[7]), w7);
-            __m512 d = _mm512_set1_ps(dx[t]);
             acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia), _mm512_mul_ps(pb->scale[0], d), acc[t]);
             acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ib), _mm512_mul_ps(pb->scale[1], d), acc[t]);
-        } else {
+        } else if (kind == KIND_SIGNED) {
             /* two chains of four keep the dependent vpdpbusd latency off the critical path */
             __m512i ia = pb->corr[0], ib = _mm512_setzero_si512();
             ia = _mm512_dpbusd_epi32(ia, _mm512_set1_epi32(xi[0]), w0);
@@ -202,9 +221,19 @@ INLINE void packed_tokens(const nb_mm_args *a, const nb_packed_block *pb, int64_
             ib = _mm512_dpbusd_epi32(ib, _mm512_set1_epi32(xi[6]), w6);
             ia = _mm512_dpbusd_epi32(ia, _mm512_set1_epi32(xi[3]), w3);
             ib = _mm512_dpbusd_epi32(ib, _mm512_set1_epi32(xi[7]), w7);
-            __m512 v = _mm512_cvtepi32_ps(_mm512_add_epi32(ia, ib));
-            acc[t] = _mm512_fmadd_ps(v, _mm512_mul_ps(pb->scale[0], _mm512_set1_ps(dx[t])), acc[t]);
-            if (kind == 1) acc[t] = _mm512_fmadd_ps(pb->min, _mm512_set1_ps(dxs[t]), acc[t]);
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(ia, ib)), _mm512_mul_ps(pb->scale[0], d), acc[t]);
+        } else {
+            __m512i ia = _mm512_set1_epi32(xc[t]), ib = _mm512_setzero_si512();
+            ia = _mm512_dpbusd_epi32(ia, w0, _mm512_set1_epi32(xi[0]));
+            ib = _mm512_dpbusd_epi32(ib, w4, _mm512_set1_epi32(xi[4]));
+            ia = _mm512_dpbusd_epi32(ia, w1, _mm512_set1_epi32(xi[1]));
+            ib = _mm512_dpbusd_epi32(ib, w5, _mm512_set1_epi32(xi[5]));
+            ia = _mm512_dpbusd_epi32(ia, w2, _mm512_set1_epi32(xi[2]));
+            ib = _mm512_dpbusd_epi32(ib, w6, _mm512_set1_epi32(xi[6]));
+            ia = _mm512_dpbusd_epi32(ia, w3, _mm512_set1_epi32(xi[3]));
+            ib = _mm512_dpbusd_epi32(ib, w7, _mm512_set1_epi32(xi[7]));
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(ia, ib)), _mm512_mul_ps(pb->scale[0], d), acc[t]);
+            if (kind == KIND_UNSIGNED_MIN) acc[t] = _mm512_fmadd_ps(pb->min, _mm512_set1_ps(dxs[t]), acc[t]);
         }
     }
 }
@@ -213,30 +242,38 @@ static void matmul_rows_packed(const nb_mm_args *a, int64_t r0, int64_t r1) {
     __m512 acc[NB_TOK_GROUP];
     nb_packed_block pb[8];
     const int32_t wt = a->wtype;
-    const int ksuper = wt == NB_Q4_K || wt == NB_Q6_K;
-    const int64_t nunits = ksuper ? a->n_in / 256 : a->n_in / 32;
+    const int64_t nunits = wt == NB_Q4_K || wt == NB_Q6_K ? a->n_in / 256 : a->n_in / 32;
+    const int kind = wt == NB_Q4_0 ? KIND_UNSIGNED : wt == NB_Q4_K ? KIND_UNSIGNED_MIN : wt == NB_Q6_K ? KIND_SIGNED_SPLIT
+                                                                                                         : KIND_SIGNED;
     for (int64_t rb = r0; rb < r1; rb += 16) {
         int nrows = r1 - rb < 16 ? (int)(r1 - rb) : 16;
         const uint8_t *rows[16];
-        for (int r = 0; r < 16; r++) rows[r] = a->w + (rb + (r < nrows ? r : nrows - 1)) * a->row_bytes;
+        int32_t off[16];
+        for (int r = 0; r < 16; r++) {
+            rows[r] = a->w + (rb + (r < nrows ? r : nrows - 1)) * a->row_bytes;
+            off[r] = (int32_t)(rows[r] - rows[0]); /* a row block spans < 2 GiB: rows are at most ~1 MB */
+        }
+        const __m512i idx = _mm512_loadu_si512(off);
         for (int64_t t0 = 0; t0 < a->n_tok; t0 += NB_TOK_GROUP) {
             int64_t nt = a->n_tok - t0 < NB_TOK_GROUP ? a->n_tok - t0 : NB_TOK_GROUP;
             for (int64_t t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
             for (int64_t u = 0; u < nunits; u++) {
                 if (wt == NB_Q4_K) {
                     pack_q4_k(rows, u, pb);
-                    for (int j = 0; j < 8; j++) packed_tokens(a, &pb[j], 8 * u + j, t0, nt, 1, acc);
+                    for (int j = 0; j < 8; j++) packed_tokens(a, &pb[j], 8 * u + j, t0, nt, KIND_UNSIGNED_MIN, acc);
                 } else if (wt == NB_Q6_K) {
                     pack_q6_k(rows, u, pb);
-                    for (int j = 0; j < 8; j++) packed_tokens(a, &pb[j], 8 * u + j, t0, nt, 2, acc);
+                    for (int j = 0; j < 8; j++) packed_tokens(a, &pb[j], 8 * u + j, t0, nt, KIND_SIGNED_SPLIT, acc);
+                } else if (kind == KIND_UNSIGNED) {
+                    pack_block32(NB_Q4_0, rows, idx, u, pb);
+                    packed_tokens(a, pb, u, t0, nt, KIND_UNSIGNED, acc);
                 } else {
-                    pack_block32(wt, rows, u, pb);
-                    packed_tokens(a, pb, u, t0, nt, 0, acc);
+                    pack_block32(wt, rows, idx, u, pb);
+                    packed_tokens(a, pb, u, t0, nt, KIND_SIGNED, acc);
                 }
             }
             __mmask16 valid = (__mmask16)((1u << nrows) - 1);
-            for (int64_t t = 0; t < nt; t++)
-                _mm512_mask_storeu_ps(a->y + (t0 + t) * a->n_out + rb, valid, acc[t]);
+            for (int64_t t = 0; t < nt; t++) _mm512_mask_storeu_ps(a->y + (t0 + t) * a->n_out + rb, valid, acc[t]);
         }
     }
 }
