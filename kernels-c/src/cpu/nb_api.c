@@ -195,8 +195,8 @@ NB_API nb_status nb_matmul(int32_t wtype, const void *w, int64_t n_out, int64_t 
         nb_pool_run(quantize_task, &m);
     }
     int nth = nb_pool_size();
-    /* several chunks per thread for balance, but whole row blocks so prefill tiles stay intact */
-    int64_t chunk = (n_out + 4 * nth - 1) / (4 * nth);
+    /* ~16 chunks per thread, so that a thread the OS preempts holds up little work; whole 16-row blocks */
+    int64_t chunk = (n_out + 16 * nth - 1) / (16 * nth);
     chunk = (chunk + 15) / 16 * 16;
     m.chunk = chunk;
     atomic_store(&m.next, 0);

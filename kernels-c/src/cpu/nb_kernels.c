@@ -211,7 +211,46 @@ INLINE __m256 load8(const void *p, int32_t type, int64_t i) {
     if (type == NB_F16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i)));
     return _mm256_loadu_ps((const float *)p + i);
 }
+
+/* e^x to about 2e-7 relative: x = n ln2 + r with |r| <= ln2/2, e^r by its degree-6 Taylor polynomial, 2^n into the
+ * exponent bits. Inputs are clamped to [-87.3, 88.7], so results stay finite and normal. */
+INLINE __m256 exp256(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.7f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x); /* ln 2 split in two for exactness */
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 720);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
 #endif
+
+/* out[i] = e^(x[i] - shift), returning the sum of the outputs. */
+INLINE float exp_shifted(const float *x, float shift, int64_t n, float *out) {
+    int64_t i = 0;
+    float s = 0.0f;
+#if NB_SIMD
+    __m256 acc = _mm256_setzero_ps(), sh = _mm256_set1_ps(shift);
+    for (; i + 8 <= n; i += 8) {
+        __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), sh));
+        _mm256_storeu_ps(out + i, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    s = hsum256(acc);
+#endif
+    for (; i < n; i++) {
+        out[i] = expf(x[i] - shift);
+        s += out[i];
+    }
+    return s;
+}
 
 INLINE float load1(const void *p, int32_t type, int64_t i) {
     return type == NB_F16 ? h2f(((const uint16_t *)p)[i]) : ((const float *)p)[i];
@@ -546,12 +585,7 @@ static void rope(float *x, int64_t n_heads, int64_t head_dim, int32_t pos, float
 static void softmax(float *x, int64_t n) {
     float m = -INFINITY;
     for (int64_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
-    float s = 0.0f;
-    for (int64_t i = 0; i < n; i++) {
-        x[i] = expf(x[i] - m);
-        s += x[i];
-    }
-    float inv = 1.0f / s;
+    float inv = 1.0f / exp_shifted(x, m, n, x);
     for (int64_t i = 0; i < n; i++) x[i] *= inv;
 }
 
@@ -585,13 +619,11 @@ static void attention_one(const nb_attn_args *a, int64_t t, int64_t h) {
                 float mb = m[g];
                 for (int64_t j = 0; j < nj; j++) mb = s[g][j] > mb ? s[g][j] : mb;
                 float c = expf(m[g] - mb); /* rescales what came before to the new maximum */
-                l[g] *= c;
                 m[g] = mb;
+                l[g] = l[g] * c + exp_shifted(s[g], mb, nj, s[g]);
                 for (int64_t j = 0; j < nj; j++) {
-                    float p = expf(s[g][j] - mb);
-                    l[g] += p;
                     const uint8_t *vr = (const uint8_t *)a->v + ((j0 + j) * a->kv_stride + h * hd) * esz;
-                    scale_axpy(acc[g], j == 0 ? c : 1.0f, p, vr, a->kv_type, hd);
+                    scale_axpy(acc[g], j == 0 ? c : 1.0f, s[g][j], vr, a->kv_type, hd);
                 }
             }
         }
@@ -604,7 +636,16 @@ static void attention_one(const nb_attn_args *a, int64_t t, int64_t h) {
 }
 
 static void swiglu(const float *gate, const float *up, int64_t n, float *out) {
-    for (int64_t i = 0; i < n; i++) {
+    int64_t i = 0;
+#if NB_SIMD
+    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    for (; i + 8 <= n; i += 8) {
+        __m256 g = _mm256_loadu_ps(gate + i);
+        __m256 e = exp256(_mm256_sub_ps(zero, g));
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)), _mm256_loadu_ps(up + i)));
+    }
+#endif
+    for (; i < n; i++) { /* scalar tail */
         float g = gate[i];
         out[i] = g / (1.0f + expf(-g)) * up[i];
     }
