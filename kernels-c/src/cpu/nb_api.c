@@ -132,12 +132,14 @@ typedef struct {
     const nb_kernels *k;
     int64_t chunk;
     _Atomic int64_t next;
+    _Atomic int64_t next_tok;
 } mm_task;
 
 static void quantize_task(void *ctx, int ith, int nth) {
+    (void)ith, (void)nth;
     mm_task *m = ctx;
     const nb_mm_args *a = &m->a;
-    for (int64_t t = ith; t < a->n_tok; t += nth) {
+    for (int64_t t; (t = atomic_fetch_add(&m->next_tok, 1)) < a->n_tok;) {
         if (a->packed)
             m->k->quantize_x_packed(a, t);
         else
@@ -192,7 +194,9 @@ NB_API nb_status nb_matmul(int32_t wtype, const void *w, int64_t n_out, int64_t 
             m.a.dx = (const float *)((char *)scratch + qbytes);
             m.a.sx = (const int32_t *)((char *)scratch + qbytes + nd * 4);
         }
-        nb_pool_run(quantize_task, &m);
+        atomic_store(&m.next_tok, 0);
+        if (n_tok < 4) quantize_task(&m, 0, 1); /* too little work to wake the pool for */
+        else nb_pool_run(quantize_task, &m);
     }
     int nth = nb_pool_size();
     /* ~16 chunks per thread, so that a thread the OS preempts holds up little work; whole 16-row blocks */

@@ -81,7 +81,8 @@ extern const nb_kernels nb_kernels_avx512;
 #define nb_kernels_avx512 nb_kernels_scalar
 #endif
 
-/* Worker pool: runs fn(ctx, i, n) for i in [0, n) on the pool's n threads (caller is i = 0). */
+/* Worker pool: runs fn(ctx, ith, nth) on the caller (ith = 0) and on whichever of the pool's workers join in time.
+ * fn must take its work from a shared counter in ctx until none is left: any subset of the threads may run it. */
 typedef void (*nb_task)(void *ctx, int ith, int nth);
 void nb_pool_run(nb_task fn, void *ctx);
 int nb_pool_size(void);

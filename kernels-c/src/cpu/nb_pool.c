@@ -1,4 +1,9 @@
-/* Persistent worker pool: workers spin briefly on a generation counter, then sleep on a condition variable. */
+/* Persistent worker pool.
+ *
+ * Workers spin briefly on a generation counter, then sleep on a condition variable. Tasks pull their work from a
+ * shared counter, so the caller never waits for a worker that has not started: after doing what it could itself,
+ * it closes the run, and waits only for workers already inside the task. On a machine shared with other programs
+ * a preempted worker then costs at most the piece of work it holds. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -15,8 +20,11 @@ static struct {
     pthread_t threads[NB_MAX_THREADS];
     _Atomic uint64_t generation;
     uint64_t start_generation; /* what new workers have seen: set before they start */
-    _Atomic int pending;
+    _Atomic int open;           /* the current run still accepts workers */
+    _Atomic int active;         /* workers inside (or about to enter) the current task */
     _Atomic int stop;
+    _Atomic int sleepers;       /* workers blocked (or about to block) on `work` */
+    _Atomic int caller_waiting; /* the caller blocked (or about to block) on `done` */
     nb_task fn;
     void *ctx;
     pthread_mutex_t lock;
@@ -29,24 +37,29 @@ static inline void cpu_relax(void) {
 #endif
 }
 
+/* The atomics below are sequentially consistent on purpose: each sleep/wake pair is a Dekker handshake (one side
+ * writes its flag then reads the other's), so that no wake-up is lost. */
 static void *worker_main(void *arg) {
     int ith = (int)(intptr_t)arg;
     uint64_t seen = pool.start_generation;
     for (;;) {
         int spins = 0;
-        while (atomic_load_explicit(&pool.generation, memory_order_acquire) == seen && spins < NB_SPIN) {
+        while (atomic_load(&pool.generation) == seen && spins < NB_SPIN) {
             cpu_relax();
             spins++;
         }
-        if (atomic_load_explicit(&pool.generation, memory_order_acquire) == seen) {
+        if (atomic_load(&pool.generation) == seen) {
             pthread_mutex_lock(&pool.lock);
+            atomic_fetch_add(&pool.sleepers, 1);
             while (atomic_load(&pool.generation) == seen) pthread_cond_wait(&pool.work, &pool.lock);
+            atomic_fetch_sub(&pool.sleepers, 1);
             pthread_mutex_unlock(&pool.lock);
         }
         seen = atomic_load(&pool.generation);
         if (atomic_load(&pool.stop)) return NULL;
-        pool.fn(pool.ctx, ith, pool.n);
-        if (atomic_fetch_sub_explicit(&pool.pending, 1, memory_order_acq_rel) == 1) {
+        atomic_fetch_add(&pool.active, 1);
+        if (atomic_load(&pool.open)) pool.fn(pool.ctx, ith, pool.n);
+        if (atomic_fetch_sub(&pool.active, 1) == 1 && atomic_load(&pool.caller_waiting)) {
             pthread_mutex_lock(&pool.lock);
             pthread_cond_signal(&pool.done);
             pthread_mutex_unlock(&pool.lock);
@@ -54,11 +67,14 @@ static void *worker_main(void *arg) {
     }
 }
 
+/* The mutex and broadcast are only needed when a worker went to sleep; spinning workers see the counter. */
 static void wake_workers(void) {
-    atomic_fetch_add_explicit(&pool.generation, 1, memory_order_release);
-    pthread_mutex_lock(&pool.lock);
-    pthread_cond_broadcast(&pool.work);
-    pthread_mutex_unlock(&pool.lock);
+    atomic_fetch_add(&pool.generation, 1);
+    if (atomic_load(&pool.sleepers) > 0) {
+        pthread_mutex_lock(&pool.lock);
+        pthread_cond_broadcast(&pool.work);
+        pthread_mutex_unlock(&pool.lock);
+    }
 }
 
 static void stop_workers(void) {
@@ -77,17 +93,20 @@ void nb_pool_run(nb_task fn, void *ctx) {
     }
     pool.fn = fn;
     pool.ctx = ctx;
-    atomic_store_explicit(&pool.pending, pool.n - 1, memory_order_relaxed);
+    atomic_store(&pool.open, 1);
     wake_workers();
     fn(ctx, 0, pool.n);
+    atomic_store(&pool.open, 0);
     int spins = 0;
-    while (atomic_load_explicit(&pool.pending, memory_order_acquire) != 0 && spins < NB_SPIN) {
+    while (atomic_load(&pool.active) != 0 && spins < NB_SPIN) {
         cpu_relax();
         spins++;
     }
-    if (atomic_load_explicit(&pool.pending, memory_order_acquire) != 0) {
+    if (atomic_load(&pool.active) != 0) {
         pthread_mutex_lock(&pool.lock);
-        while (atomic_load(&pool.pending) != 0) pthread_cond_wait(&pool.done, &pool.lock);
+        atomic_store(&pool.caller_waiting, 1);
+        while (atomic_load(&pool.active) != 0) pthread_cond_wait(&pool.done, &pool.lock);
+        atomic_store(&pool.caller_waiting, 0);
         pthread_mutex_unlock(&pool.lock);
     }
 }
