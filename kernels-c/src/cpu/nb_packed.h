@@ -79,18 +79,19 @@ INLINE __m512i weight_corr(const __m512i *w, int k0, int n) {
     return _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(acc, 7));
 }
 
-/* The fp16 at byte off of each of the 16 rows (row r at base + idx[r]). */
-INLINE __m512 gather_f16(const uint8_t *base, __m512i idx, int64_t off) {
-    __m512i v = _mm512_i32gather_epi32(idx, (const void *)(base + off), 1);
-    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v));
+/* The fp16 at byte off of each of the 16 rows (scalar loads: a vpgatherdd costs more on Zen 4). */
+INLINE __m512 gather_f16(const uint8_t *const rows[16], int64_t off) {
+    uint16_t h[16];
+    for (int r = 0; r < 16; r++) h[r] = rd16(rows[r] + off);
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)h));
 }
 
 /* One 32-column block of a 32-element-block type (Q4_0, Q8_0, IQ4_NL). */
-INLINE void pack_block32(int32_t wtype, const uint8_t *const rows[16], __m512i idx, int64_t b, nb_packed_block *pb) {
+INLINE void pack_block32(int32_t wtype, const uint8_t *const rows[16], int64_t b, nb_packed_block *pb) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     int64_t bb = wtype == NB_Q8_0 ? 34 : 18;
     __m512i t[8];
-    pb->scale[0] = gather_f16(rows[0], idx, b * bb);
+    pb->scale[0] = gather_f16(rows, b * bb);
     if (wtype == NB_Q8_0) {
         transpose16x4(rows, b * bb + 2, pb->w);
         transpose16x4(rows, b * bb + 18, pb->w + 4);
@@ -248,12 +249,7 @@ static void matmul_rows_packed(const nb_mm_args *a, int64_t r0, int64_t r1) {
     for (int64_t rb = r0; rb < r1; rb += 16) {
         int nrows = r1 - rb < 16 ? (int)(r1 - rb) : 16;
         const uint8_t *rows[16];
-        int32_t off[16];
-        for (int r = 0; r < 16; r++) {
-            rows[r] = a->w + (rb + (r < nrows ? r : nrows - 1)) * a->row_bytes;
-            off[r] = (int32_t)(rows[r] - rows[0]); /* a row block spans < 2 GiB: rows are at most ~1 MB */
-        }
-        const __m512i idx = _mm512_loadu_si512(off);
+        for (int r = 0; r < 16; r++) rows[r] = a->w + (rb + (r < nrows ? r : nrows - 1)) * a->row_bytes;
         for (int64_t t0 = 0; t0 < a->n_tok; t0 += NB_TOK_GROUP) {
             int64_t nt = a->n_tok - t0 < NB_TOK_GROUP ? a->n_tok - t0 : NB_TOK_GROUP;
             for (int64_t t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
@@ -265,10 +261,10 @@ static void matmul_rows_packed(const nb_mm_args *a, int64_t r0, int64_t r1) {
                     pack_q6_k(rows, u, pb);
                     for (int j = 0; j < 8; j++) packed_tokens(a, &pb[j], 8 * u + j, t0, nt, KIND_SIGNED_SPLIT, acc);
                 } else if (kind == KIND_UNSIGNED) {
-                    pack_block32(NB_Q4_0, rows, idx, u, pb);
+                    pack_block32(NB_Q4_0, rows, u, pb);
                     packed_tokens(a, pb, u, t0, nt, KIND_UNSIGNED, acc);
                 } else {
-                    pack_block32(wt, rows, idx, u, pb);
+                    pack_block32(wt, rows, u, pb);
                     packed_tokens(a, pb, u, t0, nt, KIND_SIGNED, acc);
                 }
             }
