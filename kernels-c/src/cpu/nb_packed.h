@@ -239,6 +239,99 @@ INLINE void packed_tokens(const nb_mm_args *a, const nb_packed_block *pb, int64_
     }
 }
 
+/* Four rows' 16 bytes at byte off, one row per 128-bit lane. */
+INLINE __m512i load_4rows(const uint8_t *const *rows, int64_t off) {
+    __m512i z = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(rows[0] + off)));
+    z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(rows[1] + off)), 1);
+    z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(rows[2] + off)), 2);
+    return _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(rows[3] + off)), 3);
+}
+
+/* Adds the four dwords of each row in s[0..3] (row 4q + i in lane i of s[q]): lane 4i + j gets row 4j + i. */
+INLINE __m512i row_sums(const __m512i s[4]) {
+    __m512i t0 = _mm512_add_epi32(_mm512_unpacklo_epi32(s[0], s[1]), _mm512_unpackhi_epi32(s[0], s[1]));
+    __m512i t1 = _mm512_add_epi32(_mm512_unpacklo_epi32(s[2], s[3]), _mm512_unpackhi_epi32(s[2], s[3]));
+    return _mm512_add_epi32(_mm512_unpacklo_epi64(t0, t1), _mm512_unpackhi_epi64(t0, t1));
+}
+
+/* Q4_0 for one token: without a transpose. Each 128-bit lane holds 16 code bytes of one row (4 rows per register)
+ * against that block's activations broadcast to every lane; the four partial sums of each row are then added
+ * across lanes, which costs fewer shuffles than transposing the weights when there is only one token to reuse
+ * them for. The sums come out with lane 4i + j holding row 4j + i; the scales are loaded in that order and the
+ * result is put back in row order at the end. */
+static void decode_q4_0(const nb_mm_args *a, const uint8_t *const rows[16], int nrows, int64_t rb) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    const uint8_t *perm[16];
+    for (int p = 0; p < 16; p++) perm[p] = rows[(p % 4) * 4 + p / 4];
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t b = 0; b < a->n_in / 32; b++) {
+        const uint8_t *xb = a->xp + b * 32;
+        __m512i xlo = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)xb));
+        __m512i xhi = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(xb + 16)));
+        __m512i s[4];
+        for (int q = 0; q < 4; q++) {
+            __m512i z = load_4rows(rows + 4 * q, b * 18 + 2);
+            __m512i lo = _mm512_and_si512(z, m4), hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), m4);
+            s[q] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xlo), hi, xhi);
+        }
+        __m512i sum = _mm512_add_epi32(row_sums(s), _mm512_set1_epi32(a->xcorr[b]));
+        __m512 scale = _mm512_mul_ps(gather_f16(perm, b * 18), _mm512_set1_ps(a->dx[b]));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), scale, acc);
+    }
+    _mm512_mask_storeu_ps(a->y + rb, (__mmask16)((1u << nrows) - 1), _mm512_permutexvar_ps(order, acc));
+}
+
+/* Q4_K for one token, in the same row-per-128-bit-lane layout as decode_q4_0. */
+static void decode_q4_k(const nb_mm_args *a, const uint8_t *const rows[16], int nrows, int64_t rb) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m6 = _mm512_set1_epi32(63), m4d = _mm512_set1_epi32(15),
+                  m2 = _mm512_set1_epi32(3);
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    const uint8_t *perm[16];
+    for (int p = 0; p < 16; p++) perm[p] = rows[(p % 4) * 4 + p / 4];
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t sb = 0; sb < a->n_in / 256; sb++) {
+        /* scales and mins, decoded 16 rows at a time (lanes in the permuted row order) */
+        __m512i h[4];
+        transpose16x4(perm, sb * 144, h);
+        __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(h[0]));
+        __m512 dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(h[0], 16)));
+        __m512i sc[8], mn[8];
+        for (int j = 0; j < 4; j++) {
+            __m512i b1 = _mm512_srli_epi32(h[1], 8 * j), b2 = _mm512_srli_epi32(h[2], 8 * j), b3 = _mm512_srli_epi32(h[3], 8 * j);
+            sc[j] = _mm512_and_si512(b1, m6);
+            mn[j] = _mm512_and_si512(b2, m6);
+            sc[j + 4] = _mm512_or_si512(_mm512_and_si512(b3, m4d), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(b1, 6), m2), 4));
+            mn[j + 4] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(b3, 4), m4d), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(b2, 6), m2), 4));
+        }
+        for (int i = 0; i < 4; i++) {
+            const uint8_t *xb = a->xp + (8 * sb + 2 * i) * 32;
+            __m512i xa = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)xb));
+            __m512i xbv = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(xb + 16)));
+            __m512i xc = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(xb + 32)));
+            __m512i xd = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(xb + 48)));
+            __m512i slo[4], shi[4];
+            int64_t off = sb * 144 + 16 + 32 * i;
+            for (int q = 0; q < 4; q++) {
+                __m512i z0 = load_4rows(rows + 4 * q, off), z1 = load_4rows(rows + 4 * q, off + 16);
+                __m512i l0 = _mm512_and_si512(z0, m4), l1 = _mm512_and_si512(z1, m4);
+                __m512i h0 = _mm512_and_si512(_mm512_srli_epi16(z0, 4), m4), h1 = _mm512_and_si512(_mm512_srli_epi16(z1, 4), m4);
+                slo[q] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), l0, xa), l1, xbv);
+                shi[q] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), h0, xc), h1, xd);
+            }
+            for (int half = 0; half < 2; half++) {
+                int64_t blk = 8 * sb + 2 * i + half;
+                __m512i sum = row_sums(half ? shi : slo);
+                __m512 scale = _mm512_mul_ps(_mm512_mul_ps(d, _mm512_cvtepi32_ps(sc[2 * i + half])), _mm512_set1_ps(a->dx[blk]));
+                acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), scale, acc);
+                __m512 mins = _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(mn[2 * i + half]));
+                acc = _mm512_fmadd_ps(mins, _mm512_set1_ps(a->dxs[blk]), acc);
+            }
+        }
+    }
+    _mm512_mask_storeu_ps(a->y + rb, (__mmask16)((1u << nrows) - 1), _mm512_permutexvar_ps(order, acc));
+}
+
 static void matmul_rows_packed(const nb_mm_args *a, int64_t r0, int64_t r1) {
     __m512 acc[NB_TOK_GROUP];
     nb_packed_block pb[8];
@@ -250,6 +343,11 @@ static void matmul_rows_packed(const nb_mm_args *a, int64_t r0, int64_t r1) {
         int nrows = r1 - rb < 16 ? (int)(r1 - rb) : 16;
         const uint8_t *rows[16];
         for (int r = 0; r < 16; r++) rows[r] = a->w + (rb + (r < nrows ? r : nrows - 1)) * a->row_bytes;
+        if (a->n_tok == 1 && (kind == KIND_UNSIGNED || kind == KIND_UNSIGNED_MIN)) {
+            if (kind == KIND_UNSIGNED) decode_q4_0(a, rows, nrows, rb);
+            else decode_q4_k(a, rows, nrows, rb);
+            continue;
+        }
         for (int64_t t0 = 0; t0 < a->n_tok; t0 += NB_TOK_GROUP) {
             int64_t nt = a->n_tok - t0 < NB_TOK_GROUP ? a->n_tok - t0 : NB_TOK_GROUP;
             for (int64_t t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
