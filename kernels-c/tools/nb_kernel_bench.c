@@ -102,7 +102,6 @@ int main(int argc, char **argv) {
     }
     double med = total / reps;
     double flop = 2.0 * (double)n_out * (double)n_in * (double)n_tok;
-    if (den == 0) num = den = -1; /* too large to check against the scalar path */
     printf("type=%d n_out=%lld n_in=%lld n_tok=%lld threads=%d isa=%d: best %.3f ms (mean %.3f)  %.1f GB/s  %.1f GFLOP/s"
            "  | per CPU-second: %.1f GB, %.1f GFLOP  | rel.err vs scalar %.2e\n",
            type, (long long)n_out, (long long)n_in, (long long)n_tok, threads, isa, best * 1e3, med * 1e3,
