@@ -273,15 +273,34 @@ INLINE float dot_any(const float *a, const void *b, int32_t btype, int64_t n) {
     return s;
 }
 
-/* acc[i] = acc[i] * c + p * v[i]; v is f32 or f16. */
-INLINE void scale_axpy(float *acc, float c, float p, const void *v, int32_t vtype, int64_t n) {
-    int64_t i = 0;
+/* acc[i] = acc[i] * c + sum over j < nv of p[j] * v_j[i], with v_j = v + j * stride elements (f32 or f16).
+ * Four value rows per pass over acc, so acc is loaded and stored once per four keys. */
+INLINE void scale_axpy_rows(float *acc, float c, const float *p, const uint8_t *v, int64_t stride_bytes, int64_t nv,
+                            int32_t vtype, int64_t n) {
+    if (c != 1.0f)
+        for (int64_t i = 0; i < n; i++) acc[i] *= c;
+    int64_t j = 0;
 #if NB_SIMD
-    __m256 cv = _mm256_set1_ps(c), pv = _mm256_set1_ps(p);
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(pv, load8(v, vtype, i), _mm256_mul_ps(cv, _mm256_loadu_ps(acc + i))));
+    for (; j + 4 <= nv; j += 4) {
+        const uint8_t *v0 = v + j * stride_bytes, *v1 = v0 + stride_bytes, *v2 = v1 + stride_bytes, *v3 = v2 + stride_bytes;
+        __m256 p0 = _mm256_set1_ps(p[j]), p1 = _mm256_set1_ps(p[j + 1]), p2 = _mm256_set1_ps(p[j + 2]),
+               p3 = _mm256_set1_ps(p[j + 3]);
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+            __m256 a = _mm256_loadu_ps(acc + i);
+            a = _mm256_fmadd_ps(p0, load8(v0, vtype, i), a);
+            a = _mm256_fmadd_ps(p1, load8(v1, vtype, i), a);
+            a = _mm256_fmadd_ps(p2, load8(v2, vtype, i), a);
+            a = _mm256_fmadd_ps(p3, load8(v3, vtype, i), a);
+            _mm256_storeu_ps(acc + i, a);
+        }
+        for (; i < n; i++) /* scalar tail */
+            acc[i] += p[j] * load1(v0, vtype, i) + p[j + 1] * load1(v1, vtype, i) + p[j + 2] * load1(v2, vtype, i) +
+                      p[j + 3] * load1(v3, vtype, i);
+    }
 #endif
-    for (; i < n; i++) acc[i] = acc[i] * c + p * load1(v, vtype, i);
+    for (; j < nv; j++)
+        for (int64_t i = 0; i < n; i++) acc[i] += p[j] * load1(v + j * stride_bytes, vtype, i);
 }
 
 /* ---------------------------------------------------------------- float matmul (every type) */
@@ -621,10 +640,8 @@ static void attention_one(const nb_attn_args *a, int64_t t, int64_t h) {
                 float c = expf(m[g] - mb); /* rescales what came before to the new maximum */
                 m[g] = mb;
                 l[g] = l[g] * c + exp_shifted(s[g], mb, nj, s[g]);
-                for (int64_t j = 0; j < nj; j++) {
-                    const uint8_t *vr = (const uint8_t *)a->v + ((j0 + j) * a->kv_stride + h * hd) * esz;
-                    scale_axpy(acc[g], j == 0 ? c : 1.0f, s[g][j], vr, a->kv_type, hd);
-                }
+                const uint8_t *vr = (const uint8_t *)a->v + (j0 * a->kv_stride + h * hd) * esz;
+                scale_axpy_rows(acc[g], c, s[g], vr, a->kv_stride * esz, nj, a->kv_type, hd);
             }
         }
         for (int64_t g = 0; g < ng; g++) {
