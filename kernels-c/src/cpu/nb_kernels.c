@@ -103,12 +103,25 @@ static void dequant_row(int32_t wtype, const uint8_t *row, int64_t n, float *out
     case NB_F32:
         memcpy(out, row, (size_t)n * 4);
         return;
-    case NB_F16:
-        for (int64_t i = 0; i < n; i++) out[i] = h2f(rd16(row + 2 * i));
+    case NB_F16: {
+        int64_t i = 0;
+#if NB_SIMD
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 2 * i))));
+#endif
+        for (; i < n; i++) out[i] = h2f(rd16(row + 2 * i));
         return;
-    case NB_BF16:
-        for (int64_t i = 0; i < n; i++) out[i] = bf2f(rd16(row + 2 * i));
+    }
+    case NB_BF16: {
+        int64_t i = 0;
+#if NB_SIMD
+        for (; i + 8 <= n; i += 8) {
+            __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(row + 2 * i)));
+            _mm256_storeu_ps(out + i, _mm256_castsi256_ps(_mm256_slli_epi32(h, 16)));
+        }
+#endif
+        for (; i < n; i++) out[i] = bf2f(rd16(row + 2 * i));
         return;
+    }
     case NB_Q4_0:
         for (int64_t b = 0; b < n / 32; b++, row += 18, out += 32) {
             float d = h2f(rd16(row));
