@@ -196,7 +196,37 @@ INLINE void packed_tokens(const nb_mm_args *a, const nb_packed_block *pb, int64_
     const uint8_t *xb = a->xp + (blk * a->n_tok + t0) * 32;
     const float *dx = a->dx + blk * a->n_tok + t0, *dxs = a->dxs + blk * a->n_tok + t0;
     const int32_t *xc = a->xcorr + blk * a->n_tok + t0;
-    for (int64_t t = 0; t < nt; t++, xb += 32) {
+    int64_t t = 0;
+    if (kind == KIND_UNSIGNED || kind == KIND_UNSIGNED_MIN) {
+        /* two tokens per pass: two independent chains of eight, with no add to join halves of one chain */
+        for (; t + 2 <= nt; t += 2, xb += 64) {
+            const int32_t *xi = (const int32_t *)xb, *xj = (const int32_t *)(xb + 32);
+            __m512i i0 = _mm512_set1_epi32(xc[t]), i1 = _mm512_set1_epi32(xc[t + 1]);
+            i0 = _mm512_dpbusd_epi32(i0, w0, _mm512_set1_epi32(xi[0]));
+            i1 = _mm512_dpbusd_epi32(i1, w0, _mm512_set1_epi32(xj[0]));
+            i0 = _mm512_dpbusd_epi32(i0, w1, _mm512_set1_epi32(xi[1]));
+            i1 = _mm512_dpbusd_epi32(i1, w1, _mm512_set1_epi32(xj[1]));
+            i0 = _mm512_dpbusd_epi32(i0, w2, _mm512_set1_epi32(xi[2]));
+            i1 = _mm512_dpbusd_epi32(i1, w2, _mm512_set1_epi32(xj[2]));
+            i0 = _mm512_dpbusd_epi32(i0, w3, _mm512_set1_epi32(xi[3]));
+            i1 = _mm512_dpbusd_epi32(i1, w3, _mm512_set1_epi32(xj[3]));
+            i0 = _mm512_dpbusd_epi32(i0, w4, _mm512_set1_epi32(xi[4]));
+            i1 = _mm512_dpbusd_epi32(i1, w4, _mm512_set1_epi32(xj[4]));
+            i0 = _mm512_dpbusd_epi32(i0, w5, _mm512_set1_epi32(xi[5]));
+            i1 = _mm512_dpbusd_epi32(i1, w5, _mm512_set1_epi32(xj[5]));
+            i0 = _mm512_dpbusd_epi32(i0, w6, _mm512_set1_epi32(xi[6]));
+            i1 = _mm512_dpbusd_epi32(i1, w6, _mm512_set1_epi32(xj[6]));
+            i0 = _mm512_dpbusd_epi32(i0, w7, _mm512_set1_epi32(xi[7]));
+            i1 = _mm512_dpbusd_epi32(i1, w7, _mm512_set1_epi32(xj[7]));
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i0), _mm512_mul_ps(pb->scale[0], _mm512_set1_ps(dx[t])), acc[t]);
+            acc[t + 1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i1), _mm512_mul_ps(pb->scale[0], _mm512_set1_ps(dx[t + 1])), acc[t + 1]);
+            if (kind == KIND_UNSIGNED_MIN) {
+                acc[t] = _mm512_fmadd_ps(pb->min, _mm512_set1_ps(dxs[t]), acc[t]);
+                acc[t + 1] = _mm512_fmadd_ps(pb->min, _mm512_set1_ps(dxs[t + 1]), acc[t + 1]);
+            }
+        }
+    }
+    for (; t < nt; t++, xb += 32) {
         const int32_t *xi = (const int32_t *)xb;
         __m512 d = _mm512_set1_ps(dx[t]);
         if (kind == KIND_SIGNED_SPLIT) {
