@@ -6,22 +6,23 @@
  * (convert, scale, accumulate) is shared by 16 rows instead of being spent per row: about a quarter of the
  * instructions of a row-at-a-time dot product, which matters even for one token (decode).
  *
- * vpdpbusd multiplies unsigned by signed bytes. Q4_0 and Q4_K weights are unsigned codes (0..15), so they take the
- * unsigned side and the activations stay signed; Q4_0's offset of 8 becomes a per-token start value -8 * sum(x).
- * Q8_0, IQ4_NL and Q6_K weights are signed: the activations are made unsigned (q + 128) and the 128 * sum(w) that
- * adds is removed through a per-row start value computed when packing. */
+ * vpdpbusd multiplies unsigned by signed bytes. The weights take the unsigned side and the activations stay signed:
+ * Q4_0 and Q4_K codes are 0..15 already, Q8_0 and IQ4_NL values get + 128; the offset (8 or 128) times sum(x)
+ * is a per-token start value. Q6_K's offset of 32 would need sums per 16 activations, so for it the activations
+ * are made unsigned instead (q + 128) and the 128 * sum(w) that adds is removed through a per-row start value
+ * computed when packing. */
 
 /* Tokens whose accumulators (16 floats each) stay in L1 while one row block is processed. */
 #define NB_TOK_GROUP 64
 
 typedef struct {
     __m512i w[8];     /* 8 x (16 lanes x 4 bytes) */
-    __m512i corr[2];  /* signed kinds: start values -128 * sum of weights (columns 0-15 and 16-31 when split) */
+    __m512i corr[2];  /* Q6_K: start values -128 * sum of weights (columns 0-15 and 16-31) */
     __m512 scale[2];  /* per-row scale (two for Q6_K's 16-column groups) */
     __m512 min;       /* Q4_K: dmin * m per row, applied to dx * -(sum of the activations) */
 } nb_packed_block;
 
-enum { KIND_UNSIGNED, KIND_UNSIGNED_MIN, KIND_SIGNED, KIND_SIGNED_SPLIT };
+enum { KIND_UNSIGNED, KIND_UNSIGNED_MIN, KIND_SIGNED_SPLIT };
 
 static int wants_packed(int32_t wtype, int64_t n_tok) {
     (void)n_tok;
@@ -32,7 +33,8 @@ static void quantize_x_packed(const nb_mm_args *a, int64_t t) {
     int8_t q[32];
     float d;
     int32_t s[2];
-    int unsigned_weights = a->wtype == NB_Q4_0 || a->wtype == NB_Q4_K;
+    int unsigned_weights = a->wtype != NB_Q6_K;
+    int offset = a->wtype == NB_Q4_0 ? 8 : a->wtype == NB_Q4_K ? 0 : 128;
     const float *x = a->x + t * a->n_in;
     for (int64_t b = 0; b < a->n_in / 32; b++) {
         quantize_x(x + 32 * b, 32, q, &d, s);
@@ -42,7 +44,7 @@ static void quantize_x_packed(const nb_mm_args *a, int64_t t) {
         _mm256_storeu_si256((__m256i *)(a->xp + at * 32), v);
         ((float *)a->dx)[at] = d;
         ((float *)a->dxs)[at] = d * (float)(s[0] + s[1]);
-        ((int32_t *)a->xcorr)[at] = a->wtype == NB_Q4_0 ? 8 * (s[0] + s[1]) : 0;
+        ((int32_t *)a->xcorr)[at] = offset * (s[0] + s[1]); /* s holds negated sums */
     }
 }
 
@@ -86,31 +88,30 @@ INLINE __m512 gather_f16(const uint8_t *const rows[16], int64_t off) {
     return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)h));
 }
 
-/* One 32-column block of a 32-element-block type (Q4_0, Q8_0, IQ4_NL). */
+/* IQ4_NL's codebook + 128, as unsigned bytes in every 128-bit lane. */
+INLINE __m512i iq4nl_table(void) {
+    return _mm512_xor_si512(_mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)IQ4NL_VALUES)), _mm512_set1_epi8((char)0x80));
+}
+
+/* One 32-column block of a 32-element-block type (Q4_0, Q8_0, IQ4_NL), as unsigned bytes. */
 INLINE void pack_block32(int32_t wtype, const uint8_t *const rows[16], int64_t b, nb_packed_block *pb) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     int64_t bb = wtype == NB_Q8_0 ? 34 : 18;
-    __m512i t[8];
     pb->scale[0] = gather_f16(rows, b * bb);
     if (wtype == NB_Q8_0) {
         transpose16x4(rows, b * bb + 2, pb->w);
         transpose16x4(rows, b * bb + 18, pb->w + 4);
-        pb->corr[0] = weight_corr(pb->w, 0, 8);
+        for (int k = 0; k < 8; k++) pb->w[k] = _mm512_xor_si512(pb->w[k], _mm512_set1_epi8((char)0x80));
         return;
     }
+    __m512i t[4];
     transpose16x4(rows, b * bb + 2, t);
-    const __m512i table = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)IQ4NL_VALUES));
+    const __m512i table = iq4nl_table();
     for (int k = 0; k < 4; k++) {
         __m512i lo = _mm512_and_si512(t[k], m4), hi = _mm512_and_si512(_mm512_srli_epi16(t[k], 4), m4);
-        if (wtype == NB_IQ4_NL) {
-            pb->w[k] = _mm512_shuffle_epi8(table, lo);
-            pb->w[k + 4] = _mm512_shuffle_epi8(table, hi);
-        } else {
-            pb->w[k] = lo;
-            pb->w[k + 4] = hi;
-        }
+        pb->w[k] = wtype == NB_IQ4_NL ? _mm512_shuffle_epi8(table, lo) : lo;
+        pb->w[k + 4] = wtype == NB_IQ4_NL ? _mm512_shuffle_epi8(table, hi) : hi;
     }
-    if (wtype == NB_IQ4_NL) pb->corr[0] = weight_corr(pb->w, 0, 8);
 }
 
 /* A 256-column Q4_K super-block into 8 packed blocks. */
@@ -241,18 +242,6 @@ INLINE void packed_tokens(const nb_mm_args *a, const nb_packed_block *pb, int64_
             ib = _mm512_dpbusd_epi32(ib, _mm512_set1_epi32(xi[7]), w7);
             acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia), _mm512_mul_ps(pb->scale[0], d), acc[t]);
             acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ib), _mm512_mul_ps(pb->scale[1], d), acc[t]);
-        } else if (kind == KIND_SIGNED) {
-            /* two chains of four keep the dependent vpdpbusd latency off the critical path */
-            __m512i ia = pb->corr[0], ib = _mm512_setzero_si512();
-            ia = _mm512_dpbusd_epi32(ia, _mm512_set1_epi32(xi[0]), w0);
-            ib = _mm512_dpbusd_epi32(ib, _mm512_set1_epi32(xi[4]), w4);
-            ia = _mm512_dpbusd_epi32(ia, _mm512_set1_epi32(xi[1]), w1);
-            ib = _mm512_dpbusd_epi32(ib, _mm512_set1_epi32(xi[5]), w5);
-            ia = _mm512_dpbusd_epi32(ia, _mm512_set1_epi32(xi[2]), w2);
-            ib = _mm512_dpbusd_epi32(ib, _mm512_set1_epi32(xi[6]), w6);
-            ia = _mm512_dpbusd_epi32(ia, _mm512_set1_epi32(xi[3]), w3);
-            ib = _mm512_dpbusd_epi32(ib, _mm512_set1_epi32(xi[7]), w7);
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(ia, ib)), _mm512_mul_ps(pb->scale[0], d), acc[t]);
         } else {
             __m512i ia = _mm512_set1_epi32(xc[t]), ib = _mm512_setzero_si512();
             ia = _mm512_dpbusd_epi32(ia, w0, _mm512_set1_epi32(xi[0]));
@@ -284,14 +273,16 @@ INLINE __m512i row_sums(const __m512i s[4]) {
     return _mm512_add_epi32(_mm512_unpacklo_epi64(t0, t1), _mm512_unpackhi_epi64(t0, t1));
 }
 
-/* Q4_0 for one token: without a transpose. Each 128-bit lane holds 16 code bytes of one row (4 rows per register)
- * against that block's activations broadcast to every lane; the four partial sums of each row are then added
- * across lanes, which costs fewer shuffles than transposing the weights when there is only one token to reuse
- * them for. The sums come out with lane 4i + j holding row 4j + i; the scales are loaded in that order and the
- * result is put back in row order at the end. */
-static void decode_q4_0(const nb_mm_args *a, const uint8_t *const rows[16], int nrows, int64_t rb) {
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
+/* Q4_0, Q8_0 or IQ4_NL for one token, without a transpose. Each 128-bit lane holds 16 weight bytes of one row (4
+ * rows per register) against the matching 16 activations broadcast to every lane; the four partial sums of each row
+ * are then added across lanes, which costs fewer shuffles than transposing the weights when there is only one token
+ * to reuse them for. The sums come out with lane 4i + j holding row 4j + i; the scales are loaded in that order and
+ * the result is put back in row order at the end. */
+static void decode_block32(const nb_mm_args *a, const uint8_t *const rows[16], int nrows, int64_t rb) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), table = iq4nl_table(), bias = _mm512_set1_epi8((char)0x80);
     const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    const int32_t wt = a->wtype;
+    const int64_t bb = wt == NB_Q8_0 ? 34 : 18;
     const uint8_t *perm[16];
     for (int p = 0; p < 16; p++) perm[p] = rows[(p % 4) * 4 + p / 4];
     __m512 acc = _mm512_setzero_ps();
@@ -301,12 +292,23 @@ static void decode_q4_0(const nb_mm_args *a, const uint8_t *const rows[16], int 
         __m512i xhi = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(xb + 16)));
         __m512i s[4];
         for (int q = 0; q < 4; q++) {
-            __m512i z = load_4rows(rows + 4 * q, b * 18 + 2);
-            __m512i lo = _mm512_and_si512(z, m4), hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), m4);
+            __m512i lo, hi;
+            if (wt == NB_Q8_0) {
+                lo = _mm512_xor_si512(load_4rows(rows + 4 * q, b * bb + 2), bias);
+                hi = _mm512_xor_si512(load_4rows(rows + 4 * q, b * bb + 18), bias);
+            } else {
+                __m512i z = load_4rows(rows + 4 * q, b * bb + 2);
+                lo = _mm512_and_si512(z, m4);
+                hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), m4);
+                if (wt == NB_IQ4_NL) {
+                    lo = _mm512_shuffle_epi8(table, lo);
+                    hi = _mm512_shuffle_epi8(table, hi);
+                }
+            }
             s[q] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xlo), hi, xhi);
         }
         __m512i sum = _mm512_add_epi32(row_sums(s), _mm512_set1_epi32(a->xcorr[b]));
-        __m512 scale = _mm512_mul_ps(gather_f16(perm, b * 18), _mm512_set1_ps(a->dx[b]));
+        __m512 scale = _mm512_mul_ps(gather_f16(perm, b * bb), _mm512_set1_ps(a->dx[b]));
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), scale, acc);
     }
     _mm512_mask_storeu_ps(a->y + rb, (__mmask16)((1u << nrows) - 1), _mm512_permutexvar_ps(order, acc));
@@ -367,14 +369,13 @@ static void matmul_rows_packed(const nb_mm_args *a, int64_t r0, int64_t r1) {
     nb_packed_block pb[8];
     const int32_t wt = a->wtype;
     const int64_t nunits = wt == NB_Q4_K || wt == NB_Q6_K ? a->n_in / 256 : a->n_in / 32;
-    const int kind = wt == NB_Q4_0 ? KIND_UNSIGNED : wt == NB_Q4_K ? KIND_UNSIGNED_MIN : wt == NB_Q6_K ? KIND_SIGNED_SPLIT
-                                                                                                         : KIND_SIGNED;
+    const int kind = wt == NB_Q4_K ? KIND_UNSIGNED_MIN : wt == NB_Q6_K ? KIND_SIGNED_SPLIT : KIND_UNSIGNED;
     for (int64_t rb = r0; rb < r1; rb += 16) {
         int nrows = r1 - rb < 16 ? (int)(r1 - rb) : 16;
         const uint8_t *rows[16];
         for (int r = 0; r < 16; r++) rows[r] = a->w + (rb + (r < nrows ? r : nrows - 1)) * a->row_bytes;
         if (a->n_tok == 1 && (kind == KIND_UNSIGNED || kind == KIND_UNSIGNED_MIN)) {
-            if (kind == KIND_UNSIGNED) decode_q4_0(a, rows, nrows, rb);
+            if (kind == KIND_UNSIGNED) decode_block32(a, rows, nrows, rb);
             else decode_q4_k(a, rows, nrows, rb);
             continue;
         }
@@ -388,12 +389,9 @@ static void matmul_rows_packed(const nb_mm_args *a, int64_t r0, int64_t r1) {
                 } else if (wt == NB_Q6_K) {
                     pack_q6_k(rows, u, pb);
                     for (int j = 0; j < 8; j++) packed_tokens(a, &pb[j], 8 * u + j, t0, nt, KIND_SIGNED_SPLIT, acc);
-                } else if (kind == KIND_UNSIGNED) {
-                    pack_block32(NB_Q4_0, rows, u, pb);
-                    packed_tokens(a, pb, u, t0, nt, KIND_UNSIGNED, acc);
                 } else {
                     pack_block32(wt, rows, u, pb);
-                    packed_tokens(a, pb, u, t0, nt, KIND_SIGNED, acc);
+                    packed_tokens(a, pb, u, t0, nt, KIND_UNSIGNED, acc);
                 }
             }
             __mmask16 valid = (__mmask16)((1u << nrows) - 1);
