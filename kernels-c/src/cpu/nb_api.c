@@ -179,7 +179,7 @@ NB_API nb_status nb_matmul(int32_t wtype, const void *w, int64_t n_out, int64_t 
     if (m.k->wants_q8(wtype)) {
         size_t nq = (size_t)(n_tok * n_in), nd = (size_t)(n_tok * (n_in / 32)), ns = (size_t)(n_tok * (n_in / 16));
         size_t qbytes = (nq + 63) / 64 * 64;
-        if (!reserve_scratch(qbytes + nd * 4 + (ns > 2 * nd ? ns : 2 * nd) * 4)) {
+        if (!reserve_scratch(qbytes + nd * 4 + (ns > 3 * nd ? ns : 3 * nd) * 4)) {
             pthread_mutex_unlock(&api_lock);
             return NB_ERR_MEMORY;
         }

@@ -27,7 +27,8 @@ typedef struct {
     const int32_t *sx; /* [n_tok][n_in/16] negated sums of each 16 quantized values */
     /* Packed layout instead (AVX-512 VNNI), block-major so one block of every token is contiguous:
      * xp [n_in/32][n_tok][32] quantized values (+ 128 as u8 for signed weight types), dx [n_in/32][n_tok],
-     * dxs = dx * -(sum of the block's q), xcorr = -8 * (sum of the block's q) for Q4_0's offset, else 0. */
+     * dxs = dx * -(sum of the block's q), xcorr [n_in/32][n_tok][2] = -offset * (sum of the q of each half block):
+     * the weight type's zero point (8 for Q4_0, 128 for Q8_0 and IQ4_NL, 32 for Q6_K, 0 for Q4_K). */
     int packed;
     const uint8_t *xp;
     const float *dxs;

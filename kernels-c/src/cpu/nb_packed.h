@@ -7,22 +7,19 @@
  * instructions of a row-at-a-time dot product, which matters even for one token (decode).
  *
  * vpdpbusd multiplies unsigned by signed bytes. The weights take the unsigned side and the activations stay signed:
- * Q4_0 and Q4_K codes are 0..15 already, Q8_0 and IQ4_NL values get + 128; the offset (8 or 128) times sum(x)
- * is a per-token start value. Q6_K's offset of 32 would need sums per 16 activations, so for it the activations
- * are made unsigned instead (q + 128) and the 128 * sum(w) that adds is removed through a per-row start value
- * computed when packing. */
+ * Q4_0, Q4_K and Q6_K codes are unsigned already (0..15, 0..63), Q8_0 and IQ4_NL values get + 128; the zero point
+ * (8, 32 or 128) times the sum of the activations is a per-token start value, computed when quantizing them. */
 
 /* Tokens whose accumulators (16 floats each) stay in L1 while one row block is processed. */
 #define NB_TOK_GROUP 64
 
 typedef struct {
     __m512i w[8];     /* 8 x (16 lanes x 4 bytes) */
-    __m512i corr[2];  /* Q6_K: start values -128 * sum of weights (columns 0-15 and 16-31) */
     __m512 scale[2];  /* per-row scale (two for Q6_K's 16-column groups) */
     __m512 min;       /* Q4_K: dmin * m per row, applied to dx * -(sum of the activations) */
 } nb_packed_block;
 
-enum { KIND_UNSIGNED, KIND_UNSIGNED_MIN, KIND_SIGNED_SPLIT };
+enum { KIND_UNSIGNED, KIND_UNSIGNED_MIN, KIND_SPLIT };
 
 static int wants_packed(int32_t wtype, int64_t n_tok) {
     (void)n_tok;
@@ -33,18 +30,18 @@ static void quantize_x_packed(const nb_mm_args *a, int64_t t) {
     int8_t q[32];
     float d;
     int32_t s[2];
-    int unsigned_weights = a->wtype != NB_Q6_K;
-    int offset = a->wtype == NB_Q4_0 ? 8 : a->wtype == NB_Q4_K ? 0 : 128;
+    int offset = a->wtype == NB_Q4_0 ? 8 : a->wtype == NB_Q4_K ? 0 : a->wtype == NB_Q6_K ? 32 : 128;
     const float *x = a->x + t * a->n_in;
     for (int64_t b = 0; b < a->n_in / 32; b++) {
         quantize_x(x + 32 * b, 32, q, &d, s);
-        __m256i v = _mm256_loadu_si256((const __m256i *)q);
-        if (!unsigned_weights) v = _mm256_xor_si256(v, _mm256_set1_epi8((char)0x80));
         int64_t at = b * a->n_tok + t;
-        _mm256_storeu_si256((__m256i *)(a->xp + at * 32), v);
+        memcpy((uint8_t *)a->xp + at * 32, q, 32);
         ((float *)a->dx)[at] = d;
         ((float *)a->dxs)[at] = d * (float)(s[0] + s[1]);
-        ((int32_t *)a->xcorr)[at] = offset * (s[0] + s[1]); /* s holds negated sums */
+        /* s holds negated sums; Q6_K's zero point applies per 16-column group, the others' per block */
+        int32_t *xc = (int32_t *)a->xcorr + 2 * at;
+        xc[0] = offset * (a->wtype == NB_Q6_K ? s[0] : s[0] + s[1]);
+        xc[1] = offset * s[1];
     }
 }
 
@@ -71,14 +68,6 @@ INLINE void transpose16x4(const uint8_t *const rows[16], int64_t off, __m512i ou
     out[1] = _mm512_unpackhi_epi64(lo01, lo23);
     out[2] = _mm512_unpacklo_epi64(hi01, hi23);
     out[3] = _mm512_unpackhi_epi64(hi01, hi23);
-}
-
-/* -128 * sum over w[k0..k0+n) per lane. */
-INLINE __m512i weight_corr(const __m512i *w, int k0, int n) {
-    __m512i acc = _mm512_setzero_si512();
-    const __m512i ones = _mm512_set1_epi8(1);
-    for (int k = k0; k < k0 + n; k++) acc = _mm512_dpbusd_epi32(acc, ones, w[k]);
-    return _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(acc, 7));
 }
 
 /* The fp16 at byte off of each of the 16 rows (scalar loads: a vpgatherdd costs more on Zen 4). */
@@ -152,7 +141,7 @@ INLINE void pack_q4_k(const uint8_t *const rows[16], int64_t sb, nb_packed_block
 
 /* A 256-column Q6_K super-block into 8 packed blocks, each with two 16-column scale groups. */
 INLINE void pack_q6_k(const uint8_t *const rows[16], int64_t sb, nb_packed_block *pb) {
-    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30), k32 = _mm512_set1_epi8(32);
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
     float sc[16][16];
     for (int r = 0; r < 16; r++) {
         const uint8_t *blk = rows[r] + sb * 210;
@@ -174,15 +163,13 @@ INLINE void pack_q6_k(const uint8_t *const rows[16], int64_t sb, nb_packed_block
             __m512i q2 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(la[k], 4), m4), _mm512_and_si512(hv[k], m30));
             __m512i q3 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(lb[k], 4), m4),
                                          _mm512_and_si512(_mm512_srli_epi16(hv[k], 2), m30));
-            pb[4 * h + 0].w[k] = _mm512_sub_epi8(q0, k32);
-            pb[4 * h + 1].w[k] = _mm512_sub_epi8(q1, k32);
-            pb[4 * h + 2].w[k] = _mm512_sub_epi8(q2, k32);
-            pb[4 * h + 3].w[k] = _mm512_sub_epi8(q3, k32);
+            pb[4 * h + 0].w[k] = q0;
+            pb[4 * h + 1].w[k] = q1;
+            pb[4 * h + 2].w[k] = q2;
+            pb[4 * h + 3].w[k] = q3;
         }
         for (int s = 0; s < 4; s++) {
             nb_packed_block *p = &pb[4 * h + s];
-            p->corr[0] = weight_corr(p->w, 0, 4);
-            p->corr[1] = weight_corr(p->w, 4, 4);
             p->scale[0] = _mm512_loadu_ps(sc[8 * h + 2 * s]);
             p->scale[1] = _mm512_loadu_ps(sc[8 * h + 2 * s + 1]);
         }
@@ -196,13 +183,13 @@ INLINE void packed_tokens(const nb_mm_args *a, const nb_packed_block *pb, int64_
                   w6 = pb->w[6], w7 = pb->w[7];
     const uint8_t *xb = a->xp + (blk * a->n_tok + t0) * 32;
     const float *dx = a->dx + blk * a->n_tok + t0, *dxs = a->dxs + blk * a->n_tok + t0;
-    const int32_t *xc = a->xcorr + blk * a->n_tok + t0;
+    const int32_t *xc = a->xcorr + 2 * (blk * a->n_tok + t0);
     int64_t t = 0;
     if (kind == KIND_UNSIGNED || kind == KIND_UNSIGNED_MIN) {
         /* two tokens per pass: two independent chains of eight, with no add to join halves of one chain */
         for (; t + 2 <= nt; t += 2, xb += 64) {
             const int32_t *xi = (const int32_t *)xb, *xj = (const int32_t *)(xb + 32);
-            __m512i i0 = _mm512_set1_epi32(xc[t]), i1 = _mm512_set1_epi32(xc[t + 1]);
+            __m512i i0 = _mm512_set1_epi32(xc[2 * t]), i1 = _mm512_set1_epi32(xc[2 * t + 2]);
             i0 = _mm512_dpbusd_epi32(i0, w0, _mm512_set1_epi32(xi[0]));
             i1 = _mm512_dpbusd_epi32(i1, w0, _mm512_set1_epi32(xj[0]));
             i0 = _mm512_dpbusd_epi32(i0, w1, _mm512_set1_epi32(xi[1]));
@@ -230,20 +217,20 @@ INLINE void packed_tokens(const nb_mm_args *a, const nb_packed_block *pb, int64_
     for (; t < nt; t++, xb += 32) {
         const int32_t *xi = (const int32_t *)xb;
         __m512 d = _mm512_set1_ps(dx[t]);
-        if (kind == KIND_SIGNED_SPLIT) {
-            __m512i ia = pb->corr[0], ib = pb->corr[1];
-            ia = _mm512_dpbusd_epi32(ia, _mm512_set1_epi32(xi[0]), w0);
-            ib = _mm512_dpbusd_epi32(ib, _mm512_set1_epi32(xi[4]), w4);
-            ia = _mm512_dpbusd_epi32(ia, _mm512_set1_epi32(xi[1]), w1);
-            ib = _mm512_dpbusd_epi32(ib, _mm512_set1_epi32(xi[5]), w5);
-            ia = _mm512_dpbusd_epi32(ia, _mm512_set1_epi32(xi[2]), w2);
-            ib = _mm512_dpbusd_epi32(ib, _mm512_set1_epi32(xi[6]), w6);
-            ia = _mm512_dpbusd_epi32(ia, _mm512_set1_epi32(xi[3]), w3);
-            ib = _mm512_dpbusd_epi32(ib, _mm512_set1_epi32(xi[7]), w7);
+        if (kind == KIND_SPLIT) {
+            __m512i ia = _mm512_set1_epi32(xc[2 * t]), ib = _mm512_set1_epi32(xc[2 * t + 1]);
+            ia = _mm512_dpbusd_epi32(ia, w0, _mm512_set1_epi32(xi[0]));
+            ib = _mm512_dpbusd_epi32(ib, w4, _mm512_set1_epi32(xi[4]));
+            ia = _mm512_dpbusd_epi32(ia, w1, _mm512_set1_epi32(xi[1]));
+            ib = _mm512_dpbusd_epi32(ib, w5, _mm512_set1_epi32(xi[5]));
+            ia = _mm512_dpbusd_epi32(ia, w2, _mm512_set1_epi32(xi[2]));
+            ib = _mm512_dpbusd_epi32(ib, w6, _mm512_set1_epi32(xi[6]));
+            ia = _mm512_dpbusd_epi32(ia, w3, _mm512_set1_epi32(xi[3]));
+            ib = _mm512_dpbusd_epi32(ib, w7, _mm512_set1_epi32(xi[7]));
             acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia), _mm512_mul_ps(pb->scale[0], d), acc[t]);
             acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ib), _mm512_mul_ps(pb->scale[1], d), acc[t]);
         } else {
-            __m512i ia = _mm512_set1_epi32(xc[t]), ib = _mm512_setzero_si512();
+            __m512i ia = _mm512_set1_epi32(xc[2 * t]), ib = _mm512_setzero_si512();
             ia = _mm512_dpbusd_epi32(ia, w0, _mm512_set1_epi32(xi[0]));
             ib = _mm512_dpbusd_epi32(ib, w4, _mm512_set1_epi32(xi[4]));
             ia = _mm512_dpbusd_epi32(ia, w1, _mm512_set1_epi32(xi[1]));
@@ -307,7 +294,7 @@ static void decode_block32(const nb_mm_args *a, const uint8_t *const rows[16], i
             }
             s[q] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xlo), hi, xhi);
         }
-        __m512i sum = _mm512_add_epi32(row_sums(s), _mm512_set1_epi32(a->xcorr[b]));
+        __m512i sum = _mm512_add_epi32(row_sums(s), _mm512_set1_epi32(a->xcorr[2 * b]));
         __m512 scale = _mm512_mul_ps(gather_f16(perm, b * bb), _mm512_set1_ps(a->dx[b]));
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), scale, acc);
     }
@@ -364,19 +351,69 @@ static void decode_q4_k(const nb_mm_args *a, const uint8_t *const rows[16], int 
     _mm512_mask_storeu_ps(a->y + rb, (__mmask16)((1u << nrows) - 1), _mm512_permutexvar_ps(order, acc));
 }
 
+/* Q6_K for one token, in the row-per-128-bit-lane layout of decode_block32: 16-column groups, one scale each. */
+static void decode_q6_k(const nb_mm_args *a, const uint8_t *const rows[16], int nrows, int64_t rb) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    const uint8_t *perm[16];
+    for (int p = 0; p < 16; p++) perm[p] = rows[(p % 4) * 4 + p / 4];
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t sb = 0; sb < a->n_in / 256; sb++) {
+        const int64_t base = sb * 210;
+        /* the 16 signed group scales of each row, times d (lanes in the permuted row order) */
+        __m512i h[4];
+        transpose16x4(perm, base + 192, h);
+        __m512 d = gather_f16(perm, base + 208);
+        __m512 sc[16];
+        for (int g = 0; g < 16; g++)
+            sc[g] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(h[g / 4], 24 - 8 * (g % 4)), 24)));
+        for (int half = 0; half < 2; half++) {
+            __m512i part[8][4]; /* [sub-block * 2 + group][row quad] */
+            for (int q = 0; q < 4; q++) {
+                const uint8_t *const *r4 = rows + 4 * q;
+                for (int g = 0; g < 2; g++) {
+                    __m512i la = load_4rows(r4, base + 64 * half + 16 * g), lb = load_4rows(r4, base + 64 * half + 32 + 16 * g);
+                    __m512i hv = load_4rows(r4, base + 128 + 32 * half + 16 * g);
+                    __m512i w[4];
+                    w[0] = _mm512_or_si512(_mm512_and_si512(la, m4), _mm512_and_si512(_mm512_slli_epi16(hv, 4), m30));
+                    w[1] = _mm512_or_si512(_mm512_and_si512(lb, m4), _mm512_and_si512(_mm512_slli_epi16(hv, 2), m30));
+                    w[2] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(la, 4), m4), _mm512_and_si512(hv, m30));
+                    w[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(lb, 4), m4),
+                                           _mm512_and_si512(_mm512_srli_epi16(hv, 2), m30));
+                    for (int k = 0; k < 4; k++) {
+                        const uint8_t *xb = a->xp + (8 * sb + 4 * half + k) * 32 + 16 * g;
+                        __m512i x = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)xb));
+                        part[2 * k + g][q] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[k], x);
+                    }
+                }
+            }
+            for (int k = 0; k < 4; k++) {
+                int64_t blk = 8 * sb + 4 * half + k;
+                __m512 dx = _mm512_set1_ps(a->dx[blk]);
+                for (int g = 0; g < 2; g++) {
+                    __m512i sum = _mm512_add_epi32(row_sums(part[2 * k + g]), _mm512_set1_epi32(a->xcorr[2 * blk + g]));
+                    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(sc[8 * half + 2 * k + g], dx), acc);
+                }
+            }
+        }
+    }
+    _mm512_mask_storeu_ps(a->y + rb, (__mmask16)((1u << nrows) - 1), _mm512_permutexvar_ps(order, acc));
+}
+
 static void matmul_rows_packed(const nb_mm_args *a, int64_t r0, int64_t r1) {
     __m512 acc[NB_TOK_GROUP];
     nb_packed_block pb[8];
     const int32_t wt = a->wtype;
     const int64_t nunits = wt == NB_Q4_K || wt == NB_Q6_K ? a->n_in / 256 : a->n_in / 32;
-    const int kind = wt == NB_Q4_K ? KIND_UNSIGNED_MIN : wt == NB_Q6_K ? KIND_SIGNED_SPLIT : KIND_UNSIGNED;
+    const int kind = wt == NB_Q4_K ? KIND_UNSIGNED_MIN : wt == NB_Q6_K ? KIND_SPLIT : KIND_UNSIGNED;
     for (int64_t rb = r0; rb < r1; rb += 16) {
         int nrows = r1 - rb < 16 ? (int)(r1 - rb) : 16;
         const uint8_t *rows[16];
         for (int r = 0; r < 16; r++) rows[r] = a->w + (rb + (r < nrows ? r : nrows - 1)) * a->row_bytes;
-        if (a->n_tok == 1 && (kind == KIND_UNSIGNED || kind == KIND_UNSIGNED_MIN)) {
+        if (a->n_tok == 1) {
             if (kind == KIND_UNSIGNED) decode_block32(a, rows, nrows, rb);
-            else decode_q4_k(a, rows, nrows, rb);
+            else if (kind == KIND_UNSIGNED_MIN) decode_q4_k(a, rows, nrows, rb);
+            else decode_q6_k(a, rows, nrows, rb);
             continue;
         }
         for (int64_t t0 = 0; t0 < a->n_tok; t0 += NB_TOK_GROUP) {
@@ -388,7 +425,7 @@ static void matmul_rows_packed(const nb_mm_args *a, int64_t r0, int64_t r1) {
                     for (int j = 0; j < 8; j++) packed_tokens(a, &pb[j], 8 * u + j, t0, nt, KIND_UNSIGNED_MIN, acc);
                 } else if (wt == NB_Q6_K) {
                     pack_q6_k(rows, u, pb);
-                    for (int j = 0; j < 8; j++) packed_tokens(a, &pb[j], 8 * u + j, t0, nt, KIND_SIGNED_SPLIT, acc);
+                    for (int j = 0; j < 8; j++) packed_tokens(a, &pb[j], 8 * u + j, t0, nt, KIND_SPLIT, acc);
                 } else {
                     pack_block32(wt, rows, u, pb);
                     packed_tokens(a, pb, u, t0, nt, KIND_UNSIGNED, acc);
