@@ -73,6 +73,7 @@ public final class NibbleCpu {
         return LIB.find(symbol).orElseThrow(() -> new IllegalStateException("libnibble_cpu lacks symbol " + symbol));
     }
 
+    /** Version of the kernel library: major * 10000 + minor * 100 + patch. */
     public static int version() {
         try {
             return (int) nb_version.invokeExact();
@@ -81,6 +82,7 @@ public final class NibbleCpu {
         }
     }
 
+    /** CPU feature bits found by CPUID (see the constants below). */
     public static int cpuFeatures() {
         try {
             return (int) nb_cpu_features.invokeExact();
@@ -154,6 +156,7 @@ public final class NibbleCpu {
         check("nb_pool_init", status);
     }
 
+    /** Threads of the worker pool, the caller included. */
     public static int poolThreads() {
         try {
             return (int) nb_pool_threads.invokeExact();
