@@ -525,6 +525,17 @@ INLINE void dot_tile(const nb_mm_args *a, const uint8_t *row, int64_t t0, int T,
 /* Rows per cache block: their weights stay in L1/L2 while every token tile passes over them. */
 #define NB_ROW_BLOCK 16
 
+/* Two rows' 16 bytes at byte off: row r0 in the low 128-bit lane, r1 in the high one. */
+INLINE __m256i load_2rows(const uint8_t *r0, const uint8_t *r1, int64_t off) {
+    return _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(r1 + off)), _mm_loadu_si128((const __m128i *)(r0 + off)));
+}
+
+/* Sum of 4 x (u * s) byte products per 32-bit lane (u unsigned <= 15, s signed), for two operand pairs. */
+INLINE __m256i dot4_pair(__m256i u0, __m256i s0, __m256i u1, __m256i s1) {
+    __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(u0, s0), _mm256_maddubs_epi16(u1, s1));
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
 /* Q4_0 for one token on AVX2: 16 rows at a time, one row per 128-bit lane (two per register) against the block's
  * activations broadcast to both lanes, then the four partial sums of each row added across registers with hadd.
  * Fewer instructions than row-at-a-time blocks, as the per-block convert and scale work is shared by 8 rows. */
@@ -542,8 +553,7 @@ static void decode_q4_0(const nb_mm_args *a, int64_t r0, int64_t r1) {
             __m256i xhi = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(xb + 16)));
             __m256i s[8];
             for (int p = 0; p < 8; p++) {
-                __m256i z = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(rows[2 * p + 1] + b * 18 + 2)),
-                                             _mm_loadu_si128((const __m128i *)(rows[2 * p] + b * 18 + 2)));
+                __m256i z = load_2rows(rows[2 * p], rows[2 * p + 1], b * 18 + 2);
                 __m256i lo = _mm256_and_si256(z, m4), hi = _mm256_and_si256(_mm256_srli_epi16(z, 4), m4);
                 /* pairs of products stay below 2 * 15 * 127, and two of them below 16 bits */
                 s[p] = _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo), _mm256_maddubs_epi16(hi, xhi)), ones);
@@ -569,9 +579,93 @@ static void decode_q4_0(const nb_mm_args *a, int64_t r0, int64_t r1) {
     }
 }
 
+/* Q4_K for one token on AVX2, in decode_q4_0's layout (8 rows per half, lanes in the order the hadds leave). */
+static void decode_q4_k(const nb_mm_args *a, int64_t r0, int64_t r1) {
+    static const int ORDER[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m6 = _mm256_set1_epi32(63), m4d = _mm256_set1_epi32(15),
+                  m2 = _mm256_set1_epi32(3);
+    for (int64_t rb = r0; rb < r1; rb += 16) {
+        int nrows = r1 - rb < 16 ? (int)(r1 - rb) : 16;
+        const uint8_t *rows[16];
+        for (int r = 0; r < 16; r++) rows[r] = a->w + (rb + (r < nrows ? r : nrows - 1)) * a->row_bytes;
+        __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+        for (int64_t sb = 0; sb < a->n_in / 256; sb++) {
+            const int64_t base = sb * 144;
+            __m256 ds[2][8], dm[2][8];
+            for (int half = 0; half < 2; half++) {
+                const uint8_t *const *r8 = rows + 8 * half;
+                /* the 16-byte headers of 8 rows, transposed: h[k] holds dword k of each row, in ORDER */
+                __m256i y0 = load_2rows(r8[0], r8[1], base), y1 = load_2rows(r8[2], r8[3], base);
+                __m256i y2 = load_2rows(r8[4], r8[5], base), y3 = load_2rows(r8[6], r8[7], base);
+                __m256i lo01 = _mm256_unpacklo_epi32(y0, y1), lo23 = _mm256_unpacklo_epi32(y2, y3);
+                __m256i hi01 = _mm256_unpackhi_epi32(y0, y1), hi23 = _mm256_unpackhi_epi32(y2, y3);
+                __m256i h0 = _mm256_unpacklo_epi64(lo01, lo23), h1 = _mm256_unpackhi_epi64(lo01, lo23);
+                __m256i h2 = _mm256_unpacklo_epi64(hi01, hi23), h3 = _mm256_unpackhi_epi64(hi01, hi23);
+                uint32_t hd[8];
+                uint16_t dd[8], dmn[8];
+                _mm256_storeu_si256((__m256i *)hd, h0);
+                for (int i = 0; i < 8; i++) {
+                    dd[i] = (uint16_t)hd[i];
+                    dmn[i] = (uint16_t)(hd[i] >> 16);
+                }
+                __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)dd));
+                __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)dmn));
+                for (int j = 0; j < 4; j++) {
+                    __m256i b1 = _mm256_srli_epi32(h1, 8 * j), b2 = _mm256_srli_epi32(h2, 8 * j), b3 = _mm256_srli_epi32(h3, 8 * j);
+                    __m256i sc_hi = _mm256_or_si256(_mm256_and_si256(b3, m4d), _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(b1, 6), m2), 4));
+                    __m256i m_hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(b3, 4), m4d), _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(b2, 6), m2), 4));
+                    ds[half][j] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_and_si256(b1, m6)));
+                    dm[half][j] = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(_mm256_and_si256(b2, m6)));
+                    ds[half][j + 4] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(sc_hi));
+                    dm[half][j + 4] = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(m_hi));
+                }
+            }
+            for (int i = 0; i < 4; i++) {
+                const int8_t *xb = a->qx + 256 * sb + 64 * i;
+                __m256i xa = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)xb));
+                __m256i xbv = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(xb + 16)));
+                __m256i xc = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(xb + 32)));
+                __m256i xd = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(xb + 48)));
+                __m256i slo[8], shi[8];
+                int64_t off = base + 16 + 32 * i;
+                for (int p = 0; p < 8; p++) {
+                    __m256i z0 = load_2rows(rows[2 * p], rows[2 * p + 1], off), z1 = load_2rows(rows[2 * p], rows[2 * p + 1], off + 16);
+                    slo[p] = dot4_pair(_mm256_and_si256(z0, m4), xa, _mm256_and_si256(z1, m4), xbv);
+                    shi[p] = dot4_pair(_mm256_and_si256(_mm256_srli_epi16(z0, 4), m4), xc,
+                                       _mm256_and_si256(_mm256_srli_epi16(z1, 4), m4), xd);
+                }
+                for (int sub = 0; sub < 2; sub++) {
+                    int64_t blk = 8 * sb + 2 * i + sub;
+                    const __m256i *v = sub ? shi : slo;
+                    __m256 dx = _mm256_set1_ps(a->dx[blk]);
+                    /* sx holds negated sums, so this is the min term with its minus sign */
+                    __m256 dxs = _mm256_set1_ps(a->dx[blk] * (float)(a->sx[2 * blk] + a->sx[2 * blk + 1]));
+                    for (int half = 0; half < 2; half++) {
+                        const __m256i *w = v + 4 * half;
+                        __m256i sum = _mm256_hadd_epi32(_mm256_hadd_epi32(w[0], w[1]), _mm256_hadd_epi32(w[2], w[3]));
+                        acc[half] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(ds[half][2 * i + sub], dx), acc[half]);
+                        acc[half] = _mm256_fmadd_ps(dm[half][2 * i + sub], dxs, acc[half]);
+                    }
+                }
+            }
+        }
+        float out[16];
+        _mm256_storeu_ps(out, acc[0]);
+        _mm256_storeu_ps(out + 8, acc[1]);
+        for (int i = 0; i < 16; i++) {
+            int r = 8 * (i / 8) + ORDER[i % 8];
+            if (r < nrows) a->y[rb + r] = out[i];
+        }
+    }
+}
+
 static void matmul_rows_q8(const nb_mm_args *a, int64_t r0, int64_t r1) {
     if (a->n_tok == 1 && a->wtype == NB_Q4_0) {
         decode_q4_0(a, r0, r1);
+        return;
+    }
+    if (a->n_tok == 1 && a->wtype == NB_Q4_K) {
+        decode_q4_k(a, r0, r1);
         return;
     }
     float out[NB_TILE];
