@@ -107,5 +107,9 @@ int main(int argc, char **argv) {
            type, (long long)n_out, (long long)n_in, (long long)n_tok, threads, isa, best * 1e3, med * 1e3,
            (double)wbytes / best / 1e9, flop / best / 1e9, (double)wbytes / best_cpu / 1e9, flop / best_cpu / 1e9,
            den > 0 ? sqrt(num / den) : NAN);
+    free(w);
+    free(x);
+    free(y);
+    free(yr);
     return 0;
 }
