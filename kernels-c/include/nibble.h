@@ -79,8 +79,11 @@ NB_API int64_t nb_type_size(int32_t wtype, int64_t n);
 
 /* [pool] y[t*n_out + o] = sum_i W[o][i] * x[t*n_in + i] for t < n_tok, o < n_out.
  * W: n_out rows of n_in weights of type wtype, rows contiguous (row o at byte o * nb_type_size(wtype, n_in)),
- * ggml block layout; n_in must be a multiple of the block size. For quantized types the SIMD paths
- * quantize x to 8 bits per 32-element block (absmax scaling) and use integer dot products. */
+ * ggml block layout; n_in must be a multiple of the block size. For Q4_0, Q8_0, IQ4_NL, Q4_K and Q6_K
+ * the SIMD paths quantize x to 8 bits per 32-element block (absmax scaling) and use integer dot products
+ * (relative error ~0.5% of the norm of the products); other types and the scalar path compute in f32.
+ * The quantized activations live in a library-owned buffer that grows when a call needs more than any
+ * call before it (NB_ERR_MEMORY if that fails), so steady-state calls do not allocate. */
 NB_API nb_status nb_matmul(int32_t wtype, const void *w, int64_t n_out, int64_t n_in,
                            const float *x, int64_t n_tok, float *y);
 
