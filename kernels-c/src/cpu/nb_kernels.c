@@ -190,7 +190,24 @@ static void dequant_row(int32_t wtype, const uint8_t *row, int64_t n, float *out
             for (int i = 0; i < 4; i++) {
                 float amax = d * (float)row[2 + i];
                 const uint8_t *q = row + 6 + 32 * i;
-                for (int j = 0; j < 32; j++) {
+                int j = 0;
+#if NB_SIMD
+                /* codebook lookup of 8 indices: two 8-entry permutes, blended on index >= 8 */
+                const __m256 lo_half = _mm256_loadu_ps(NF4_VALUES), hi_half = _mm256_loadu_ps(NF4_VALUES + 8);
+                const __m256 scale = _mm256_set1_ps(amax);
+                const __m256i seven = _mm256_set1_epi32(7), m4 = _mm256_set1_epi32(15);
+                for (; j < 32; j += 8) {
+                    __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(q + j)));
+                    __m256i idx[2] = {_mm256_and_si256(v, m4), _mm256_srli_epi32(v, 4)};
+                    for (int h = 0; h < 2; h++) {
+                        __m256 e = _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo_half, idx[h]),
+                                                    _mm256_permutevar8x32_ps(hi_half, idx[h]),
+                                                    _mm256_castsi256_ps(_mm256_cmpgt_epi32(idx[h], seven)));
+                        _mm256_storeu_ps(out + 64 * i + 32 * h + j, _mm256_mul_ps(scale, e));
+                    }
+                }
+#endif
+                for (; j < 32; j++) {
                     out[64 * i + j] = amax * NF4_VALUES[q[j] & 0xF];
                     out[64 * i + j + 32] = amax * NF4_VALUES[q[j] >> 4];
                 }
@@ -318,23 +335,60 @@ INLINE void scale_axpy_rows(float *acc, float c, const float *p, const uint8_t *
 
 /* ---------------------------------------------------------------- float matmul (every type) */
 
-/* Dequantizes each chunk of a row once and uses it for every token. */
+/* Columns [c, c + len) of row r as floats: in place for F32, else dequantized into buf. */
+INLINE const float *row_chunk(const nb_mm_args *a, int64_t r, int64_t c, int64_t len, float *buf) {
+    const uint8_t *row = a->w + r * a->row_bytes;
+    if (a->wtype == NB_F32) return (const float *)row + c;
+    dequant_row(a->wtype, row + c / nb_block_elems(a->wtype) * nb_block_bytes(a->wtype), len, buf);
+    return buf;
+}
+
+#if NB_SIMD
+/* y[t][r] += w_r . x_t over one chunk for 4 rows x 4 tokens: 16 accumulators, each loaded vector used 4 times. */
+INLINE void float_tile_4x4(const float *const w[4], const float *const x[4], int64_t len, float *y, int64_t n_out) {
+    __m256 acc[4][4];
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++) acc[i][j] = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 8 <= len; k += 8) {
+        __m256 wv[4], xv[4];
+        for (int i = 0; i < 4; i++) wv[i] = _mm256_loadu_ps(w[i] + k);
+        for (int j = 0; j < 4; j++) xv[j] = _mm256_loadu_ps(x[j] + k);
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 4; j++) acc[i][j] = _mm256_fmadd_ps(wv[i], xv[j], acc[i][j]);
+    }
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++) {
+            float s = hsum256(acc[i][j]);
+            for (int64_t q = k; q < len; q++) s += w[i][q] * x[j][q]; /* scalar tail */
+            y[j * n_out + i] += s;
+        }
+}
+#endif
+
+/* Float weights (and every type on the scalar path): each chunk of a row is dequantized once and used for every
+ * token; on SIMD paths 4 rows x 4 tokens at a time, so that each load feeds four multiply-adds. */
 static void matmul_rows_float(const nb_mm_args *a, int64_t r0, int64_t r1) {
-    float buf[NB_CHUNK];
-    int64_t bs = nb_block_elems(a->wtype), bb = nb_block_bytes(a->wtype);
-    for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *row = a->w + r * a->row_bytes;
+    float buf[4][NB_CHUNK];
+    for (int64_t r = r0; r < r1; r++)
         for (int64_t t = 0; t < a->n_tok; t++) a->y[t * a->n_out + r] = 0.0f;
+    for (int64_t r = r0; r < r1; r += 4) {
+        int nr = r1 - r < 4 ? (int)(r1 - r) : 4;
         for (int64_t c = 0; c < a->n_in; c += NB_CHUNK) {
             int64_t len = a->n_in - c < NB_CHUNK ? a->n_in - c : NB_CHUNK;
-            const float *wc;
-            if (a->wtype == NB_F32) {
-                wc = (const float *)row + c;
-            } else {
-                dequant_row(a->wtype, row + c / bs * bb, len, buf);
-                wc = buf;
-            }
-            for (int64_t t = 0; t < a->n_tok; t++) a->y[t * a->n_out + r] += dot_any(wc, a->x + t * a->n_in + c, NB_F32, len);
+            const float *w[4];
+            for (int i = 0; i < nr; i++) w[i] = row_chunk(a, r + i, c, len, buf[i]);
+            int64_t t = 0;
+#if NB_SIMD
+            if (nr == 4)
+                for (; t + 4 <= a->n_tok; t += 4) {
+                    const float *x[4] = {a->x + t * a->n_in + c, a->x + (t + 1) * a->n_in + c, a->x + (t + 2) * a->n_in + c,
+                                         a->x + (t + 3) * a->n_in + c};
+                    float_tile_4x4(w, x, len, a->y + t * a->n_out + r, a->n_out);
+                }
+#endif
+            for (; t < a->n_tok; t++) /* tokens (or rows) left over from the tiles */
+                for (int i = 0; i < nr; i++) a->y[t * a->n_out + r + i] += dot_any(w[i], a->x + t * a->n_in + c, NB_F32, len);
         }
     }
 }
