@@ -33,11 +33,18 @@ public record ModelChatFormat(ChatFormat format, String description) {
      *                       from the vocabulary; or llama2, llama3, chatml
      */
     public static ModelChatFormat load(Path model, Tokenizer tokenizer, String templateOption) throws IOException {
+        boolean auto = templateOption == null || templateOption.equalsIgnoreCase(AUTO);
+        return of(auto ? template(model) : null, tokenizer, templateOption);
+    }
+
+    /**
+     * The chat format for a model whose own template is {@code own} (null when it has none), as {@link #load} chooses.
+     */
+    public static ModelChatFormat of(String own, Tokenizer tokenizer, String templateOption) {
         if (templateOption != null && !templateOption.equalsIgnoreCase(AUTO)) {
             BuiltInTemplate chosen = BuiltInTemplate.named(templateOption);
             return new ModelChatFormat(ChatFormat.forModel(tokenizer, null, chosen), "built-in " + chosen.cliName());
         }
-        String own = template(model);
         if (own != null && !own.isBlank()) {
             return new ModelChatFormat(ChatFormat.forModel(tokenizer, own, null), "the model's own");
         }
