@@ -147,7 +147,7 @@ public final class Converter {
         float[] scores = v.scores() == null ? null : Arrays.copyOf(v.scores(), want);
         for (int id = have; id < want; id++) {
             tokens.add(v.model() == Vocabulary.Model.LLAMA ? "[PAD" + (id - have + 1) + "]" : "[PAD" + id + "]");
-            types[id] = 5;
+            types[id] = Vocabulary.UNUSED;
             if (scores != null) {
                 scores[id] = -1000f;
             }
