@@ -30,6 +30,17 @@ final class SyntheticModel {
 
     /** A tensor to write: name, safetensors dtype, shape and raw little-endian bytes. */
     record Tensor(String name, String dtype, long[] shape, byte[] data) {
+        Tensor withName(String newName) {
+            return new Tensor(newName, dtype, shape, data);
+        }
+
+        Tensor withDtype(String newDtype) {
+            return new Tensor(name, newDtype, shape, data);
+        }
+
+        Tensor withShape(long... newShape) {
+            return new Tensor(name, dtype, newShape, data);
+        }
     }
 
     private SyntheticModel() {
@@ -37,41 +48,51 @@ final class SyntheticModel {
 
     /** The tensors of a Llama model of {@code shape} with seeded Gaussian fp16 weights (std 0.02, norms near 1). */
     static List<Tensor> llamaTensors(Shape s, long seed) {
+        return llamaTensors(s, seed, "F16");
+    }
+
+    /** Like {@link #llamaTensors(Shape, long)} in safetensors dtype {@code dtype}: F16, BF16 or F32. */
+    static List<Tensor> llamaTensors(Shape s, long seed, String dtype) {
         Random random = new Random(seed);
         int qRows = s.heads() * s.headDim();
         int kvRows = s.kvHeads() * s.headDim();
         List<Tensor> out = new ArrayList<>();
-        out.add(f16("model.embed_tokens.weight", random, false, s.vocab(), s.hidden()));
+        out.add(tensor(dtype, "model.embed_tokens.weight", random, false, s.vocab(), s.hidden()));
         for (int i = 0; i < s.layers(); i++) {
             String p = "model.layers." + i + ".";
-            out.add(f16(p + "input_layernorm.weight", random, true, s.hidden()));
-            out.add(f16(p + "self_attn.q_proj.weight", random, false, qRows, s.hidden()));
-            out.add(f16(p + "self_attn.k_proj.weight", random, false, kvRows, s.hidden()));
-            out.add(f16(p + "self_attn.v_proj.weight", random, false, kvRows, s.hidden()));
-            out.add(f16(p + "self_attn.o_proj.weight", random, false, s.hidden(), qRows));
-            out.add(f16(p + "post_attention_layernorm.weight", random, true, s.hidden()));
-            out.add(f16(p + "mlp.gate_proj.weight", random, false, s.intermediate(), s.hidden()));
-            out.add(f16(p + "mlp.up_proj.weight", random, false, s.intermediate(), s.hidden()));
-            out.add(f16(p + "mlp.down_proj.weight", random, false, s.hidden(), s.intermediate()));
+            out.add(tensor(dtype, p + "input_layernorm.weight", random, true, s.hidden()));
+            out.add(tensor(dtype, p + "self_attn.q_proj.weight", random, false, qRows, s.hidden()));
+            out.add(tensor(dtype, p + "self_attn.k_proj.weight", random, false, kvRows, s.hidden()));
+            out.add(tensor(dtype, p + "self_attn.v_proj.weight", random, false, kvRows, s.hidden()));
+            out.add(tensor(dtype, p + "self_attn.o_proj.weight", random, false, s.hidden(), qRows));
+            out.add(tensor(dtype, p + "post_attention_layernorm.weight", random, true, s.hidden()));
+            out.add(tensor(dtype, p + "mlp.gate_proj.weight", random, false, s.intermediate(), s.hidden()));
+            out.add(tensor(dtype, p + "mlp.up_proj.weight", random, false, s.intermediate(), s.hidden()));
+            out.add(tensor(dtype, p + "mlp.down_proj.weight", random, false, s.hidden(), s.intermediate()));
         }
-        out.add(f16("model.norm.weight", random, true, s.hidden()));
+        out.add(tensor(dtype, "model.norm.weight", random, true, s.hidden()));
         if (!s.tied()) {
-            out.add(f16("lm_head.weight", random, false, s.vocab(), s.hidden()));
+            out.add(tensor(dtype, "lm_head.weight", random, false, s.vocab(), s.hidden()));
         }
         return out;
     }
 
-    static Tensor f16(String name, Random random, boolean norm, long... shape) {
+    static Tensor tensor(String dtype, String name, Random random, boolean norm, long... shape) {
         long n = 1;
         for (long d : shape) {
             n *= d;
         }
-        ByteBuffer b = ByteBuffer.allocate((int) (2 * n)).order(ByteOrder.LITTLE_ENDIAN);
+        ByteBuffer b = ByteBuffer.allocate((int) ((dtype.equals("F32") ? 4 : 2) * n)).order(ByteOrder.LITTLE_ENDIAN);
         for (long i = 0; i < n; i++) {
-            double v = norm ? 1 + 0.1 * random.nextGaussian() : 0.02 * random.nextGaussian();
-            b.putShort(Float.floatToFloat16((float) v));
+            float v = (float) (norm ? 1 + 0.1 * random.nextGaussian() : 0.02 * random.nextGaussian());
+            switch (dtype) {
+                case "F16" -> b.putShort(Float.floatToFloat16(v));
+                case "BF16" -> b.putShort((short) (Float.floatToRawIntBits(v) >>> 16));
+                case "F32" -> b.putFloat(v);
+                default -> throw new IllegalArgumentException(dtype);
+            }
         }
-        return new Tensor(name, "F16", shape, b.array());
+        return new Tensor(name, dtype, shape, b.array());
     }
 
     /** config.json text for {@code shape}; {@code extra} is spliced in as further JSON members (may be empty). */
