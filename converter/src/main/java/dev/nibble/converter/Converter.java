@@ -92,12 +92,9 @@ public final class Converter {
         long usable = diskSpace.usableBytes(outDir);
         if (usable < bytes) {
             throw new IOException("not enough disk space for " + out + ": its tensors need " + bytes + " bytes ("
-                    + gigabytes(bytes) + "), " + outDir + " has " + usable + " bytes (" + gigabytes(usable) + ") free");
+                    + ConsoleProgress.size(bytes) + "), " + outDir + " has " + usable + " bytes ("
+                    + ConsoleProgress.size(usable) + ") free");
         }
-    }
-
-    private static String gigabytes(long bytes) {
-        return String.format("%.2f GB", bytes / 1e9);
     }
 
     private static void write(Path out, GgufMetadata metadata, List<PlannedTensor> plan, long bytes, ConvertOptions options)
