@@ -59,8 +59,8 @@ final class ConvertCommand implements Callable<Integer> {
         for (GgufTensorInfo t : result.tensors()) {
             counts.merge(t.type(), 1, Integer::sum);
         }
-        System.out.printf("wrote %s: %d tensors %s, %.2f GB of tensor data%n", result.output(), result.tensors().size(),
-                counts, result.tensorBytes() / 1e9);
+        System.out.printf("wrote %s: %d tensors %s, %s of tensor data%n", result.output(), result.tensors().size(),
+                counts, ConsoleProgress.size(result.tensorBytes()));
         return 0;
     }
 

@@ -99,7 +99,8 @@ public final class ConsoleProgress implements ConversionProgress {
         }
     }
 
-    static String size(long bytes) {
+    /** A byte count for people: KiB, MiB or GiB with one or two decimals. */
+    public static String size(long bytes) {
         if (bytes >= 1L << 30) {
             return String.format(Locale.ROOT, "%.2f GiB", bytes / (double) (1L << 30));
         }
