@@ -11,9 +11,11 @@ import java.util.EnumMap;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.ITypeConverter;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
+import picocli.CommandLine.Spec;
 import picocli.CommandLine.TypeConversionException;
 
 /** {@code nibble convert}: a Hugging Face Llama folder to one GGUF file. */
@@ -22,6 +24,9 @@ import picocli.CommandLine.TypeConversionException;
                 + " into one GGUF file that nibble and llama.cpp run.",
             "The output is written to OUT.tmp and renamed when complete; memory stays bounded whatever the model size."})
 final class ConvertCommand implements Callable<Integer> {
+
+    @Spec
+    CommandSpec spec;
 
     @Parameters(index = "0", paramLabel = "MODEL_DIR",
             description = "Folder with config.json, the weights and the tokenizer files.")
@@ -59,7 +64,7 @@ final class ConvertCommand implements Callable<Integer> {
         for (GgufTensorInfo t : result.tensors()) {
             counts.merge(t.type(), 1, Integer::sum);
         }
-        System.out.printf("wrote %s: %d tensors %s, %s of tensor data%n", result.output(), result.tensors().size(),
+        spec.commandLine().getOut().printf("wrote %s: %d tensors %s, %s of tensor data%n", result.output(), result.tensors().size(),
                 counts, ConsoleProgress.size(result.tensorBytes()));
         return 0;
     }
