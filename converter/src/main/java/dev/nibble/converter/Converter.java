@@ -60,7 +60,7 @@ public final class Converter {
                 bytes += (t.byteSize() + ALIGNMENT - 1) / ALIGNMENT * ALIGNMENT;
             }
             checkSpace(outDir, out, bytes, options.diskSpace());
-            write(out, metadata, plan, bytes, options);
+            write(out, metadata, plan, infos, bytes, options);
             return new Result(out, infos, bytes);
         }
     }
@@ -97,8 +97,8 @@ public final class Converter {
         }
     }
 
-    private static void write(Path out, GgufMetadata metadata, List<PlannedTensor> plan, long bytes, ConvertOptions options)
-            throws IOException {
+    private static void write(Path out, GgufMetadata metadata, List<PlannedTensor> plan, List<GgufTensorInfo> infos,
+                              long bytes, ConvertOptions options) throws IOException {
         // Ctrl-C runs shutdown hooks but not finally blocks of the working thread: the hook removes the partial file
         Path tmp = out.resolveSibling(out.getFileName() + ".tmp");
         Thread cleanup = new Thread(() -> {
@@ -109,8 +109,7 @@ public final class Converter {
             }
         }, "nibble-convert-cleanup");
         Runtime.getRuntime().addShutdownHook(cleanup);
-        try (GgufWriter writer = GgufWriter.create(out, metadata, plan.stream().map(PlannedTensor::info).toList(),
-                options.force())) {
+        try (GgufWriter writer = GgufWriter.create(out, metadata, infos, options.force())) {
             options.progress().start(bytes, plan.size());
             new TensorStreamer(options.threads()).stream(plan, writer, options.progress());
             writer.finish();
