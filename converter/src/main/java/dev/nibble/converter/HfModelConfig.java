@@ -37,6 +37,12 @@ public record HfModelConfig(String architecture, int hiddenSize, int layerCount,
     /** Interprets an already parsed config; {@code file} is named in errors. */
     public static HfModelConfig parse(JsonNode json, Path file) throws FormatException {
         String architecture = architecture(json, file);
+        JsonNode quantization = json.get("quantization_config");
+        if (quantization != null && !quantization.isNull()) {
+            throw new FormatException(file, "quantization_config", -1, "the checkpoint is already quantized ("
+                    + quantization.path("quant_method").asText("unknown method")
+                    + "); nibble converts F32, F16 and BF16 checkpoints: use the original model");
+        }
         int hidden = positive(json, "hidden_size", file);
         int layers = positive(json, "num_hidden_layers", file);
         int heads = positive(json, "num_attention_heads", file);

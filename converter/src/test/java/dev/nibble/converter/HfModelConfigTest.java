@@ -118,6 +118,13 @@ class HfModelConfigTest {
     }
 
     @Test
+    void alreadyQuantizedCheckpointsAreRefusedByMethod() {
+        FormatException e = assertThrows(FormatException.class,
+                () -> write(llamaWith("\"quantization_config\": {\"quant_method\": \"gptq\", \"bits\": 4}")));
+        assertTrue(e.getMessage().contains("gptq") && e.getMessage().contains("quantization_config"), e.getMessage());
+    }
+
+    @Test
     void missingConfigIsReportedWithPath() {
         FormatException e = assertThrows(FormatException.class, () -> HfModelConfig.load(dir));
         assertTrue(e.getMessage().contains(dir.resolve("config.json").toString()), e.getMessage());
