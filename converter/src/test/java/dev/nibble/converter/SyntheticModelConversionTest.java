@@ -151,6 +151,17 @@ class SyntheticModelConversionTest {
     }
 
     @Test
+    void outputDoesNotDependOnTheNumberOfWorkers() throws IOException {
+        // an embedding of 2048 x 640 spans two chunks, so chunks of one tensor finish out of order with several workers
+        Path model = SyntheticModel.write(dir.resolve("workers"), new SyntheticModel.Shape(640, 1, 5, 1, 256, 2048, false), 22);
+        Path one = dir.resolve("one.gguf");
+        Path three = dir.resolve("three.gguf");
+        Converter.convert(ConvertOptions.of(model, one, Recipe.Q8_0).withThreads(1));
+        Converter.convert(ConvertOptions.of(model, three, Recipe.Q8_0).withThreads(3));
+        assertArrayEquals(Files.readAllBytes(one), Files.readAllBytes(three));
+    }
+
+    @Test
     void vocabularyShorterThanTheEmbeddingsIsPaddedLikeLlamaCpp() throws IOException {
         Path model = SyntheticModel.write(dir.resolve("padded"), new SyntheticModel.Shape(64, 1, 2, 2, 64, 2051, false), 19);
         try (GgufFile f = GgufFile.open(convert(model, Recipe.F16))) {
