@@ -37,10 +37,6 @@ final class SyntheticModel {
         Tensor withDtype(String newDtype) {
             return new Tensor(name, newDtype, shape, data);
         }
-
-        Tensor withShape(long... newShape) {
-            return new Tensor(name, dtype, newShape, data);
-        }
     }
 
     private SyntheticModel() {
