@@ -1,7 +1,9 @@
 package dev.nibble.converter;
 
 import dev.nibble.formats.Dequantizer;
+import dev.nibble.formats.FormatException;
 import dev.nibble.formats.checkpoint.CheckpointTensor;
+import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 
 /**
@@ -49,6 +51,13 @@ final class CheckpointRows implements RowSource {
             long row = permutation == null ? first + i : permutation.sourceRow(first + i);
             Dequantizer.dequantizeRow(tensor.dtype(), data, row * rowBytes, dst, i * rowLength, rowLength);
         }
+    }
+
+    @Override
+    public IOException invalidRow(long row, String ggufName, RuntimeException cause) {
+        long sourceRow = permutation == null ? row : permutation.sourceRow(row);
+        return new FormatException(tensor.file(), "tensor " + tensor.name() + " row " + sourceRow, -1,
+                cause.getMessage() + " (while writing " + ggufName + ")", cause);
     }
 
     /**

@@ -84,11 +84,16 @@ final class TensorStreamer {
                         int count = (int) Math.min(rowsPerChunk, source.rows() - first);
                         long start = first;
                         Quantizer quantizer = quantizers.get(type);
+                        String name = t.info().name();
                         Future<?> task = pool.submit(() -> {
                             source.read(start, count, buffer.rows());
                             source.release(start, count);
                             for (int r = 0; r < count; r++) {
-                                quantizer.quantizeRow(buffer.rows(), r * rowLength, rowLength, buffer.encoded(), r * rowBytes);
+                                try {
+                                    quantizer.quantizeRow(buffer.rows(), r * rowLength, rowLength, buffer.encoded(), r * rowBytes);
+                                } catch (IllegalArgumentException e) {
+                                    throw new UncheckedIOException(source.invalidRow(start + r, name, e));
+                                }
                             }
                         });
                         inFlight.add(new Pending(task, buffer, count * rowBytes));

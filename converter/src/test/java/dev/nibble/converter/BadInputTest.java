@@ -126,6 +126,24 @@ class BadInputTest {
     }
 
     @Test
+    void nanWeightIsReportedWithTensorRowAndFile() throws IOException {
+        List<SyntheticModel.Tensor> tensors = new ArrayList<>(SyntheticModel.llamaTensors(SHAPE, 21));
+        SyntheticModel.Tensor k = tensors.stream().filter(t -> t.name().equals("model.layers.1.self_attn.k_proj.weight"))
+                .findFirst().orElseThrow();
+        byte[] data = k.data().clone();
+        int row = 5;
+        int col = 7;
+        short nan = Float.floatToFloat16(Float.NaN);
+        data[2 * (row * 64 + col)] = (byte) nan;
+        data[2 * (row * 64 + col) + 1] = (byte) (nan >> 8);
+        tensors.set(tensors.indexOf(k), new SyntheticModel.Tensor(k.name(), "F16", k.shape(), data));
+        rewriteWeights(tensors);
+        IOException e = failure();
+        assertInstanceOf(FormatException.class, e);
+        assertMentions(e, "model.safetensors", "model.layers.1.self_attn.k_proj.weight row 5", "NaN", "blk.1.attn_k.weight");
+    }
+
+    @Test
     void truncatedShardIsReportedWithItsFile() throws IOException {
         Path weights = model.resolve("model.safetensors");
         try (FileChannel ch = FileChannel.open(weights, StandardOpenOption.WRITE)) {
