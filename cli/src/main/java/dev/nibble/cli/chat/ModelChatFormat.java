@@ -1,14 +1,11 @@
 package dev.nibble.cli.chat;
 
-import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.nibble.formats.FormatException;
+import dev.nibble.converter.ChatTemplateSource;
 import dev.nibble.formats.gguf.GgufFile;
 import dev.nibble.runtime.chat.BuiltInTemplate;
 import dev.nibble.runtime.chat.ChatFormat;
 import dev.nibble.runtime.tokenizer.Tokenizer;
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 
@@ -53,43 +50,13 @@ public record ModelChatFormat(ChatFormat format, String description) {
                 "built-in " + guessed.cliName() + " (the model has none)");
     }
 
-    /** The model's own template, or null when it has none. */
+    /** The model's own template (a GGUF file's, or a Hugging Face folder's as the converter finds it), or null. */
     public static String template(Path model) throws IOException {
         if (Files.isDirectory(model)) {
-            return huggingFaceTemplate(model);
+            return ChatTemplateSource.find(model).orElse(null);
         }
         try (GgufFile gguf = GgufFile.open(model)) {
             return gguf.metadata().findString(GGUF_KEY).orElse(null);
         }
-    }
-
-    /**
-     * A Hugging Face folder's template: {@code chat_template.jinja} (newer transformers) or {@code chat_template} in
-     * {@code tokenizer_config.json}, which may be a list of named templates, of which "default" is the chat one.
-     */
-    private static String huggingFaceTemplate(Path dir) throws IOException {
-        Path jinja = dir.resolve("chat_template.jinja");
-        if (Files.isRegularFile(jinja)) {
-            return Files.readString(jinja, StandardCharsets.UTF_8);
-        }
-        Path config = dir.resolve("tokenizer_config.json");
-        if (!Files.isRegularFile(config)) {
-            return null;
-        }
-        JsonNode template = new ObjectMapper().readTree(config.toFile()).get("chat_template");
-        if (template == null || template.isNull()) {
-            return null;
-        }
-        if (template.isTextual()) {
-            return template.asText();
-        }
-        if (template.isArray()) {
-            for (JsonNode named : template) {
-                if ("default".equals(named.path("name").asText()) && named.path("template").isTextual()) {
-                    return named.get("template").asText();
-                }
-            }
-        }
-        throw new FormatException(config, "chat_template", -1, "is neither a template string nor a list with a \"default\" template");
     }
 }
