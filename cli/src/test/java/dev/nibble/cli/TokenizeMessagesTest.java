@@ -111,4 +111,17 @@ class TokenizeMessagesTest {
         assertEquals(1, unknown.exitCode());
         assertTrue(unknown.err().contains("unknown chat template 'vicuna'; built-in ones are llama2, llama3, chatml"), unknown.err());
     }
+
+    @Test
+    void convertedModelCarriesItsTemplateToTheSameIds() throws IOException {
+        JsonNode ref = JSON.readTree(CliRun.testData().resolve("tiny-llama/refs.json").toFile()).get("chat_template");
+        Path gguf = tmp.resolve("tiny.gguf");
+        CliRun convert = CliRun.of("convert", CliRun.testData().resolve("tiny-llama/safetensors").toString(), "-o",
+                gguf.toString(), "--type", "q8_0");
+        assertEquals(0, convert.exitCode(), convert.err());
+        CliRun run = CliRun.of("tokenize", "-m", gguf.toString(), "--messages", messagesFile(ref.get("messages")).toString(), "--json");
+        assertEquals(0, run.exitCode(), run.err());
+        assertEquals("the model's own", JSON.readTree(run.out()).get("template").asText());
+        assertEquals(ref.get("ids"), JSON.readTree(run.out()).get("ids"));
+    }
 }
