@@ -14,7 +14,7 @@ final class TerminalLineSource implements LineSource {
     private final Terminal terminal;
     private final LineReader reader;
 
-    private TerminalLineSource(Terminal terminal) {
+    TerminalLineSource(Terminal terminal) {
         this.terminal = terminal;
         this.reader = LineReaderBuilder.builder().terminal(terminal).appName("nibble").build();
     }
