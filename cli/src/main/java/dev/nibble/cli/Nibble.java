@@ -1,5 +1,6 @@
 package dev.nibble.cli;
 
+import dev.nibble.cli.inspect.InspectCommand;
 import dev.nibble.runtime.nativelib.NibbleCpu;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
@@ -9,7 +10,7 @@ import picocli.CommandLine.Command;
         mixinStandardHelpOptions = true,
         versionProvider = Nibble.Version.class,
         description = "Runs Llama-family language models in 4 bits on CPUs and NVIDIA GPUs.",
-        subcommands = {CommandLine.HelpCommand.class})
+        subcommands = {InspectCommand.class, CommandLine.HelpCommand.class})
 public final class Nibble implements Runnable {
 
     @CommandLine.Spec
