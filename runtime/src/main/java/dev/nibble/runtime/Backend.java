@@ -15,31 +15,34 @@ public interface Backend extends AutoCloseable {
     /** {@code out[t][r] = sum_c w[r][c] * x[t][c]} for every token {@code t < tokens}; x is tokens × cols, out tokens × rows. */
     void matmul(Matrix w, MemorySegment x, int tokens, MemorySegment out);
 
-    /** Copies (dequantizing) row {@code ids[i]} of {@code table} into row i of {@code out}, for {@code i < count}. */
-    void embed(Matrix table, int[] ids, int from, int count, MemorySegment out);
+    /** Copies (dequantizing) row {@code ids[i]} (int32) of {@code table} into row i of {@code out}, for {@code i < count}. */
+    void embed(Matrix table, MemorySegment ids, int count, MemorySegment out);
 
     /** {@code out[t] = x[t] / rms(x[t]) * weight} for each of {@code tokens} rows of {@code dim}; out may be x. */
     void rmsNorm(MemorySegment x, MemorySegment weight, int tokens, int dim, float eps, MemorySegment out);
 
     /**
      * Rotates each head of each token in place: pair {@code (2i, 2i+1)} of token t by the angle
-     * {@code (startPos + t) * freqs[i]}. Rows are {@code heads * headDim} wide.
+     * {@code positions[t] * freqScale * theta^(-2i/headDim) / freqFactors[i]} (no factors when freqFactors is null).
+     * Rows are {@code heads * headDim} wide; positions are int32.
      */
-    void rope(MemorySegment x, int tokens, int heads, int headDim, int startPos, float[] freqs);
+    void rope(MemorySegment x, int tokens, int heads, int headDim, MemorySegment positions, float theta,
+              float freqScale, MemorySegment freqFactors);
 
     /**
-     * Causal attention of {@code tokens} query rows at positions {@code startPos ..} over the cached keys and values
-     * at positions {@code 0 .. startPos + t} (rows of {@code kvHeads * headDim}); query head h reads KV head
-     * {@code h / (heads / kvHeads)}. Scores are scaled by {@code 1/sqrt(headDim)}. out is tokens × (heads × headDim).
+     * Causal attention of {@code tokens} query rows over the first {@code cached} positions of the keys and values
+     * (rows of {@code kvHeads * headDim}, this batch's already written): query t sees positions
+     * {@code 0 .. positions[t]}, and query head h reads KV head {@code h / (heads / kvHeads)}. Scores are scaled by
+     * {@code 1/sqrt(headDim)}. q and out are tokens × (heads × headDim).
      */
-    void attention(MemorySegment q, MemorySegment keys, MemorySegment values, int tokens, int startPos,
-                   int heads, int kvHeads, int headDim, MemorySegment out);
+    void attention(MemorySegment q, int tokens, MemorySegment positions, int heads, int kvHeads, int headDim,
+                   MemorySegment keys, MemorySegment values, int cached, MemorySegment out);
 
-    /** {@code gate[i] = silu(gate[i]) * up[i]} for {@code i < n}. */
-    void swiglu(MemorySegment gate, MemorySegment up, long n);
+    /** {@code out[i] = silu(gate[i]) * up[i]} for {@code i < n}; out may be gate. */
+    void swiglu(MemorySegment gate, MemorySegment up, long n, MemorySegment out);
 
-    /** {@code x[i] += y[i]} for {@code i < n}. */
-    void add(MemorySegment x, MemorySegment y, long n);
+    /** {@code out[i] = a[i] + b[i]} for {@code i < n}; out may be a. */
+    void add(MemorySegment a, MemorySegment b, long n, MemorySegment out);
 
     /** Releases what the backend holds (threads, scratch memory). */
     @Override

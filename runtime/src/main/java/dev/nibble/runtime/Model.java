@@ -17,9 +17,6 @@ import java.nio.file.Path;
  */
 public final class Model implements AutoCloseable {
 
-    private static final ValueLayout.OfFloat FILE_FLOAT =
-            ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN);
-
     /** Tokens processed together in one pass over the weights. */
     public static final int BATCH = 64;
 
@@ -27,7 +24,6 @@ public final class Model implements AutoCloseable {
     private final LlamaConfig config;
     private final ModelWeights weights;
     private final Backend backend;
-    private final float[] ropeFreqs;
 
     // Activations for one batch, allocated up front (like llama2.c's RunState).
     private final Arena arena = Arena.ofShared();
@@ -38,13 +34,14 @@ public final class Model implements AutoCloseable {
     private final MemorySegment hb;      // SwiGLU gate, BATCH × ffnDim
     private final MemorySegment hb2;     // SwiGLU up, BATCH × ffnDim
     private final MemorySegment logits;  // BATCH × vocab
+    private final MemorySegment ids;     // token ids of the batch, int32
+    private final MemorySegment positions; // their positions, int32
 
     private Model(GgufFile file, LlamaConfig config, ModelWeights weights, Backend backend) {
         this.file = file;
         this.config = config;
         this.weights = weights;
         this.backend = backend;
-        this.ropeFreqs = ropeFrequencies(config, weights);
         long f = Float.BYTES;
         x = arena.allocate(BATCH * config.dim() * f, 64);
         xb = arena.allocate(BATCH * config.dim() * f, 64);
@@ -53,6 +50,8 @@ public final class Model implements AutoCloseable {
         hb = arena.allocate(BATCH * config.ffnDim() * f, 64);
         hb2 = arena.allocate(BATCH * config.ffnDim() * f, 64);
         logits = arena.allocate((long) BATCH * config.vocabSize() * f, 64);
+        ids = arena.allocate(ValueLayout.JAVA_INT, BATCH);
+        positions = arena.allocate(ValueLayout.JAVA_INT, BATCH);
     }
 
     /** Maps {@code path}, reads its config and finds its weights; the backend stays owned by the caller. */
@@ -125,7 +124,11 @@ public final class Model implements AutoCloseable {
     private void layers(int[] tokens, int from, int n, int start, KvCache cache) {
         LlamaConfig c = config;
         int dim = c.dim();
-        backend.embed(weights.tokenEmbedding(), tokens, from, n, x);
+        for (int t = 0; t < n; t++) {
+            ids.setAtIndex(ValueLayout.JAVA_INT, t, tokens[from + t]);
+            positions.setAtIndex(ValueLayout.JAVA_INT, t, start + t);
+        }
+        backend.embed(weights.tokenEmbedding(), ids, n, x);
         for (int l = 0; l < c.layers(); l++) {
             ModelWeights.Layer w = weights.layers()[l];
             MemorySegment keys = cache.rows(cache.keys(l), start, n);
@@ -136,19 +139,20 @@ public final class Model implements AutoCloseable {
             backend.matmul(w.wq(), xb, n, q);
             backend.matmul(w.wk(), xb, n, keys);
             backend.matmul(w.wv(), xb, n, values);
-            backend.rope(q, n, c.heads(), c.headDim(), start, ropeFreqs);
-            backend.rope(keys, n, c.kvHeads(), c.headDim(), start, ropeFreqs);
-            backend.attention(q, cache.keys(l), cache.values(l), n, start, c.heads(), c.kvHeads(), c.headDim(), att);
+            backend.rope(q, n, c.heads(), c.headDim(), positions, c.ropeTheta(), c.ropeScale(), weights.ropeFactors());
+            backend.rope(keys, n, c.kvHeads(), c.headDim(), positions, c.ropeTheta(), c.ropeScale(), weights.ropeFactors());
+            backend.attention(q, n, positions, c.heads(), c.kvHeads(), c.headDim(), cache.keys(l), cache.values(l),
+                    start + n, att);
             backend.matmul(w.wo(), att, n, xb);
-            backend.add(x, xb, (long) n * dim);
+            backend.add(x, xb, (long) n * dim, x);
 
             // feed-forward: down(silu(gate(x)) * up(x))
             backend.rmsNorm(x, w.ffnNorm(), n, dim, c.rmsEps(), xb);
             backend.matmul(w.gate(), xb, n, hb);
             backend.matmul(w.up(), xb, n, hb2);
-            backend.swiglu(hb, hb2, (long) n * c.ffnDim());
+            backend.swiglu(hb, hb2, (long) n * c.ffnDim(), hb);
             backend.matmul(w.down(), hb, n, xb);
-            backend.add(x, xb, (long) n * dim);
+            backend.add(x, xb, (long) n * dim, x);
         }
     }
 
@@ -177,23 +181,6 @@ public final class Model implements AutoCloseable {
             throw new FormatException(file.path(), "file", now, "shrank from " + file.fileSize() + " to " + now
                     + " bytes while the model was loaded; it was truncated or is being rewritten");
         }
-    }
-
-    /**
-     * RoPE frequency of each pair i: {@code theta^(-2i/headDim)}, times the linear scale, divided by Llama 3.1's
-     * per-frequency factor when the file has {@code rope_freqs.weight}. Computed in float like the reference.
-     */
-    static float[] ropeFrequencies(LlamaConfig c, ModelWeights w) {
-        float[] freqs = new float[c.headDim() / 2];
-        for (int i = 0; i < freqs.length; i++) {
-            float f = (float) (1.0 / Math.pow(c.ropeTheta(), (2.0 * i) / c.headDim()));
-            f *= c.ropeScale();
-            if (w.ropeFactors() != null) {
-                f /= w.ropeFactors().getAtIndex(FILE_FLOAT, i);
-            }
-            freqs[i] = f;
-        }
-        return freqs;
     }
 
     /** Frees the activations and unmaps the file (the backend stays open). */

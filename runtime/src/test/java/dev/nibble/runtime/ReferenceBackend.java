@@ -45,10 +45,11 @@ final class ReferenceBackend implements Backend {
     }
 
     @Override
-    public void embed(Matrix table, int[] ids, int from, int count, MemorySegment out) {
+    public void embed(Matrix table, MemorySegment ids, int count, MemorySegment out) {
         for (int i = 0; i < count; i++) {
+            int id = ids.getAtIndex(ValueLayout.JAVA_INT, i);
             for (int c = 0; c < table.cols(); c++) {
-                out.setAtIndex(ACT, (long) i * table.cols() + c, weight(table, ids[from + i], c));
+                out.setAtIndex(ACT, (long) i * table.cols() + c, weight(table, id, c));
             }
         }
     }
@@ -70,12 +71,18 @@ final class ReferenceBackend implements Backend {
     }
 
     @Override
-    public void rope(MemorySegment x, int tokens, int heads, int headDim, int startPos, float[] freqs) {
+    public void rope(MemorySegment x, int tokens, int heads, int headDim, MemorySegment positions, float theta,
+                     float freqScale, MemorySegment freqFactors) {
         for (int t = 0; t < tokens; t++) {
+            int pos = positions.getAtIndex(ValueLayout.JAVA_INT, t);
             for (int h = 0; h < heads; h++) {
                 long base = ((long) t * heads + h) * headDim;
                 for (int i = 0; i < headDim / 2; i++) {
-                    float angle = (startPos + t) * freqs[i];
+                    double freq = freqScale * Math.pow(theta, -2.0 * i / headDim);
+                    if (freqFactors != null) {
+                        freq /= freqFactors.getAtIndex(F32, i);
+                    }
+                    double angle = pos * freq;
                     double cos = Math.cos(angle), sin = Math.sin(angle);
                     float a = x.getAtIndex(ACT, base + 2 * i), b = x.getAtIndex(ACT, base + 2 * i + 1);
                     x.setAtIndex(ACT, base + 2 * i, (float) (a * cos - b * sin));
@@ -86,11 +93,11 @@ final class ReferenceBackend implements Backend {
     }
 
     @Override
-    public void attention(MemorySegment q, MemorySegment keys, MemorySegment values, int tokens, int startPos,
-                          int heads, int kvHeads, int headDim, MemorySegment out) {
+    public void attention(MemorySegment q, int tokens, MemorySegment positions, int heads, int kvHeads, int headDim,
+                          MemorySegment keys, MemorySegment values, int cached, MemorySegment out) {
         int kvDim = kvHeads * headDim;
         for (int t = 0; t < tokens; t++) {
-            int len = startPos + t + 1;
+            int len = Math.min(positions.getAtIndex(ValueLayout.JAVA_INT, t) + 1, cached);
             for (int h = 0; h < heads; h++) {
                 int kvh = h / (heads / kvHeads);
                 long qBase = ((long) t * heads + h) * headDim;
@@ -121,17 +128,17 @@ final class ReferenceBackend implements Backend {
     }
 
     @Override
-    public void swiglu(MemorySegment gate, MemorySegment up, long n) {
+    public void swiglu(MemorySegment gate, MemorySegment up, long n, MemorySegment out) {
         for (long i = 0; i < n; i++) {
             double g = gate.getAtIndex(ACT, i);
-            gate.setAtIndex(ACT, i, (float) (g / (1 + Math.exp(-g)) * up.getAtIndex(ACT, i)));
+            out.setAtIndex(ACT, i, (float) (g / (1 + Math.exp(-g)) * up.getAtIndex(ACT, i)));
         }
     }
 
     @Override
-    public void add(MemorySegment x, MemorySegment y, long n) {
+    public void add(MemorySegment a, MemorySegment b, long n, MemorySegment out) {
         for (long i = 0; i < n; i++) {
-            x.setAtIndex(ACT, i, x.getAtIndex(ACT, i) + y.getAtIndex(ACT, i));
+            out.setAtIndex(ACT, i, a.getAtIndex(ACT, i) + b.getAtIndex(ACT, i));
         }
     }
 
