@@ -70,6 +70,10 @@ public final class Model implements AutoCloseable {
         return config;
     }
 
+    public ModelWeights weights() {
+        return weights;
+    }
+
     public GgufFile file() {
         return file;
     }
