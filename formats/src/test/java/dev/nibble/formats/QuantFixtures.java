@@ -1,0 +1,38 @@
+package dev.nibble.formats;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+/** Reads the ggml reference outputs under test-data/quant (see its README). */
+final class QuantFixtures {
+
+    private QuantFixtures() {
+    }
+
+    static Path dir() {
+        String prop = System.getProperty("nibble.testData");
+        if (prop != null) {
+            return Path.of(prop, "quant");
+        }
+        for (Path p = Path.of("").toAbsolutePath(); p != null; p = p.getParent()) {
+            if (Files.isDirectory(p.resolve("test-data"))) {
+                return p.resolve("test-data").resolve("quant");
+            }
+        }
+        throw new IllegalStateException("test-data/ not found: set -Dnibble.testData");
+    }
+
+    static byte[] bytes(String name) throws IOException {
+        return Files.readAllBytes(dir().resolve(name));
+    }
+
+    static float[] floats(String name) throws IOException {
+        byte[] raw = bytes(name);
+        float[] out = new float[raw.length / 4];
+        ByteBuffer.wrap(raw).order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(out);
+        return out;
+    }
+}
