@@ -2,6 +2,9 @@ package dev.nibble.cli;
 
 import dev.nibble.cli.inspect.InspectCommand;
 import dev.nibble.runtime.nativelib.NibbleCpu;
+import java.io.OutputStreamWriter;
+import java.io.PrintWriter;
+import java.nio.charset.StandardCharsets;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
@@ -10,7 +13,7 @@ import picocli.CommandLine.Command;
         mixinStandardHelpOptions = true,
         versionProvider = Nibble.Version.class,
         description = "Runs Llama-family language models in 4 bits on CPUs and NVIDIA GPUs.",
-        subcommands = {InspectCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {InspectCommand.class, TokenizeCommand.class, CommandLine.HelpCommand.class})
 public final class Nibble implements Runnable {
 
     @CommandLine.Spec
@@ -29,6 +32,9 @@ public final class Nibble implements Runnable {
     static CommandLine commandLine() {
         CommandLine cl = new CommandLine(new Nibble());
         cl.setExecutionExceptionHandler(new ErrorReporter());
+        // Token pieces and decoded text are UTF-8 whatever the platform's default console encoding is.
+        cl.setOut(new PrintWriter(new OutputStreamWriter(System.out, StandardCharsets.UTF_8), true));
+        cl.setErr(new PrintWriter(new OutputStreamWriter(System.err, StandardCharsets.UTF_8), true));
         return cl;
     }
 
