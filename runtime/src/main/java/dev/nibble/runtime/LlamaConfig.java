@@ -33,6 +33,7 @@ public record LlamaConfig(int contextLength, int dim, int layers, int ffnDim, in
     private static final Set<String> END_OF_GENERATION_TOKENS =
             Set.of("</s>", "<|eot_id|>", "<|end_of_text|>", "<|eom_id|>", "<|im_end|>", "<|endoftext|>");
     private static final int TOKEN_TYPE_CONTROL = 3;
+    private static final String GENERATION_EOS_IDS = "nibble.generation.eos_token_ids";
 
     /** The KV width of one token in one layer: {@code kvHeads * headDim}. */
     public int kvDim() {
@@ -124,6 +125,15 @@ public record LlamaConfig(int contextLength, int dim, int layers, int ffnDim, in
                     throw new FormatException(file, key, -1, id.getAsLong() + " is outside the vocabulary of " + vocabSize);
                 }
                 ids.add((int) id.getAsLong());
+            }
+        }
+        // nibble's converter also records every eos id of generation_config.json (Llama 3.1 declares three).
+        if (m.contains(GENERATION_EOS_IDS)) {
+            for (long id : m.getLongArray(GENERATION_EOS_IDS)) {
+                if (id < 0 || id >= vocabSize) {
+                    throw new FormatException(file, GENERATION_EOS_IDS, -1, id + " is outside the vocabulary of " + vocabSize);
+                }
+                ids.add((int) id);
             }
         }
         if (m.contains("tokenizer.ggml.token_type")) {

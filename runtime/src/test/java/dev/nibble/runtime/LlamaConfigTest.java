@@ -76,8 +76,9 @@ class LlamaConfigTest {
         List<String> tokens = List.of("<unk>", "<|begin_of_text|>", "<|end_of_text|>", "hello", "<|eot_id|>", "<|eom_id|>");
         GgufMetadata m = llama70b().putU32("llama.vocab_size", 6).putStringArray("tokenizer.ggml.tokens", tokens)
                 .putIntArray("tokenizer.ggml.token_type", new int[] {2, 3, 3, 1, 3, 3})
-                .putU32("tokenizer.ggml.eos_token_id", 2).putU32("tokenizer.ggml.eot_token_id", 4).build();
-        assertArrayEquals(new int[] {2, 4, 5}, LlamaConfig.from(m, FILE).eosIds());
+                .putU32("tokenizer.ggml.eos_token_id", 2).putU32("tokenizer.ggml.eot_token_id", 4)
+                .putIntArray("nibble.generation.eos_token_ids", new int[] {2, 3}).build();
+        assertArrayEquals(new int[] {2, 4, 3, 5}, LlamaConfig.from(m, FILE).eosIds());
     }
 
     @Test
