@@ -23,7 +23,8 @@ class ModelTest {
     @TempDir
     Path dir;
 
-    static Backend backend() {
+    /** The backend under test; {@link ModelOnCpuTest} runs the same tests on the native kernels. */
+    Backend backend() {
         return new ReferenceBackend();
     }
 
