@@ -1,12 +1,22 @@
 package dev.nibble.runtime.nativelib;
 
+import dev.nibble.formats.GgmlType;
 import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.Linker;
+import java.lang.foreign.MemorySegment;
 import java.lang.foreign.SymbolLookup;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.MethodHandle;
 
-/** Downcall handles for libnibble_cpu, each named after the C symbol it binds (see kernels-c/include/nibble.h). */
+/**
+ * Downcall handles for libnibble_cpu, each named after the C symbol it binds (see kernels-c/include/nibble.h).
+ *
+ * <p>Every wrapper checks counts and segment bounds before the downcall, so native code never sees a pointer past
+ * the end of its segment: a bad argument is an {@link IllegalArgumentException} naming the call, a native error
+ * status a {@link NativeKernelException}. Segments must be native (arena allocations or file mappings); float and
+ * int segments must be 4-byte aligned. Long-running kernels (matmul, attention) are plain downcalls so that the
+ * garbage collector can run meanwhile; short ones use {@code critical(false)} to skip the thread-state switch.
+ */
 public final class NibbleCpu {
 
     private static final SymbolLookup LIB = NativeLibrary.load("nibble_cpu")
@@ -14,34 +24,70 @@ public final class NibbleCpu {
                     "libnibble_cpu for " + NativeLibrary.platform() + " is not in this build; rebuild with ./nibble --rebuild"));
     private static final Linker LINKER = Linker.nativeLinker();
 
-    private static final MethodHandle nb_version = bind("nb_version", FunctionDescriptor.of(ValueLayout.JAVA_INT));
-    private static final MethodHandle nb_cpu_features = bind("nb_cpu_features", FunctionDescriptor.of(ValueLayout.JAVA_INT));
+    private static final ValueLayout.OfInt I32 = ValueLayout.JAVA_INT;
+    private static final ValueLayout.OfLong I64 = ValueLayout.JAVA_LONG;
+    private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT;
+    private static final ValueLayout PTR = ValueLayout.ADDRESS;
+
+    private static final MethodHandle nb_version = bindShort("nb_version", FunctionDescriptor.of(I32));
+    private static final MethodHandle nb_cpu_features = bindShort("nb_cpu_features", FunctionDescriptor.of(I32));
+    private static final MethodHandle nb_isa_best = bindShort("nb_isa_best", FunctionDescriptor.of(I32));
+    private static final MethodHandle nb_isa = bindShort("nb_isa", FunctionDescriptor.of(I32));
+    private static final MethodHandle nb_set_isa = bindShort("nb_set_isa", FunctionDescriptor.of(I32, I32));
+    private static final MethodHandle nb_pool_init = bindLong("nb_pool_init", FunctionDescriptor.of(I32, I32));
+    private static final MethodHandle nb_pool_threads = bindShort("nb_pool_threads", FunctionDescriptor.of(I32));
+    private static final MethodHandle nb_matmul = bindLong("nb_matmul",
+            FunctionDescriptor.of(I32, I32, PTR, I64, I64, PTR, I64, PTR));
+    private static final MethodHandle nb_embed = bindShort("nb_embed",
+            FunctionDescriptor.of(I32, I32, PTR, I64, I64, PTR, I64, PTR));
+    private static final MethodHandle nb_rmsnorm = bindShort("nb_rmsnorm",
+            FunctionDescriptor.of(I32, PTR, PTR, I64, I64, F32, PTR));
+    private static final MethodHandle nb_rope = bindShort("nb_rope",
+            FunctionDescriptor.of(I32, PTR, I64, I64, I64, PTR, F32, F32, PTR));
+    private static final MethodHandle nb_softmax = bindShort("nb_softmax", FunctionDescriptor.of(I32, PTR, I64, I64));
+    private static final MethodHandle nb_attention = bindLong("nb_attention",
+            FunctionDescriptor.of(I32, PTR, I64, PTR, I64, I64, I64, I32, PTR, PTR, I64, I64, F32, PTR));
+    private static final MethodHandle nb_swiglu = bindShort("nb_swiglu", FunctionDescriptor.of(I32, PTR, PTR, I64, PTR));
+    private static final MethodHandle nb_add = bindShort("nb_add", FunctionDescriptor.of(I32, PTR, PTR, I64, PTR));
+    private static final MethodHandle nb_f32_to_f16 = bindShort("nb_f32_to_f16", FunctionDescriptor.of(I32, PTR, I64, PTR));
+    private static final MethodHandle nb_f16_to_f32 = bindShort("nb_f16_to_f32", FunctionDescriptor.of(I32, PTR, I64, PTR));
 
     /** CPU feature bits, as defined in nibble.h. */
     public static final int AVX2 = 1, FMA = 1 << 1, F16C = 1 << 2, AVX512F = 1 << 3, AVX512BW = 1 << 4,
             AVX512VNNI = 1 << 5, AVXVNNI = 1 << 6;
 
+    /** Instruction-set paths, as defined in nibble.h (NB_ISA_*). */
+    public static final int ISA_SCALAR = 0, ISA_AVX2 = 1, ISA_AVX512 = 2;
+
     private NibbleCpu() {}
 
-    private static MethodHandle bind(String symbol, FunctionDescriptor descriptor) {
-        return LINKER.downcallHandle(
-                LIB.find(symbol).orElseThrow(() -> new IllegalStateException("libnibble_cpu lacks symbol " + symbol)),
-                descriptor, Linker.Option.critical(false));
+    private static MethodHandle bindShort(String symbol, FunctionDescriptor descriptor) {
+        return LINKER.downcallHandle(find(symbol), descriptor, Linker.Option.critical(false));
     }
 
+    private static MethodHandle bindLong(String symbol, FunctionDescriptor descriptor) {
+        return LINKER.downcallHandle(find(symbol), descriptor);
+    }
+
+    private static MemorySegment find(String symbol) {
+        return LIB.find(symbol).orElseThrow(() -> new IllegalStateException("libnibble_cpu lacks symbol " + symbol));
+    }
+
+    /** Version of the kernel library: major * 10000 + minor * 100 + patch. */
     public static int version() {
         try {
             return (int) nb_version.invokeExact();
         } catch (Throwable t) {
-            throw new IllegalStateException("nb_version failed", t);
+            throw failure("nb_version", t);
         }
     }
 
+    /** CPU feature bits found by CPUID (see the constants below). */
     public static int cpuFeatures() {
         try {
             return (int) nb_cpu_features.invokeExact();
         } catch (Throwable t) {
-            throw new IllegalStateException("nb_cpu_features failed", t);
+            throw failure("nb_cpu_features", t);
         }
     }
 
@@ -55,5 +101,359 @@ public final class NibbleCpu {
             }
         }
         return sb.isEmpty() ? "scalar" : sb.toString();
+    }
+
+    /** The best instruction-set path this CPU supports ({@link #ISA_SCALAR} .. {@link #ISA_AVX512}). */
+    public static int isaBest() {
+        try {
+            return (int) nb_isa_best.invokeExact();
+        } catch (Throwable t) {
+            throw failure("nb_isa_best", t);
+        }
+    }
+
+    /** The path in use. */
+    public static int isa() {
+        try {
+            return (int) nb_isa.invokeExact();
+        } catch (Throwable t) {
+            throw failure("nb_isa", t);
+        }
+    }
+
+    /** Name of a path: scalar, avx2 or avx512 (the values NIBBLE_ISA accepts). */
+    public static String isaName(int isa) {
+        return switch (isa) {
+            case ISA_SCALAR -> "scalar";
+            case ISA_AVX2 -> "avx2";
+            case ISA_AVX512 -> "avx512";
+            default -> throw new IllegalArgumentException("unknown instruction-set path " + isa);
+        };
+    }
+
+    /** Forces a path; the CPU must support it (see {@link #isaBest()}). */
+    public static void setIsa(int isa) {
+        int status;
+        try {
+            status = (int) nb_set_isa.invokeExact(isa);
+        } catch (Throwable t) {
+            throw failure("nb_set_isa", t);
+        }
+        check("nb_set_isa", status);
+    }
+
+    /** (Re)starts the worker pool with {@code nThreads} threads in all, the caller included; 0 means one per CPU. */
+    public static void poolInit(int nThreads) {
+        if (nThreads < 0) {
+            throw new IllegalArgumentException("nb_pool_init: thread count " + nThreads + " is negative");
+        }
+        int status;
+        try {
+            status = (int) nb_pool_init.invokeExact(nThreads);
+        } catch (Throwable t) {
+            throw failure("nb_pool_init", t);
+        }
+        check("nb_pool_init", status);
+    }
+
+    /** Threads of the worker pool, the caller included. */
+    public static int poolThreads() {
+        try {
+            return (int) nb_pool_threads.invokeExact();
+        } catch (Throwable t) {
+            throw failure("nb_pool_threads", t);
+        }
+    }
+
+    /**
+     * {@code y[t][o] = sum_i W[o][i] * x[t][i]}: W is {@code nOut} rows of {@code nIn} weights of {@code type} in GGUF
+     * block layout (a GGUF tensor with dims {nIn, nOut}); x holds {@code nTok * nIn} floats, y {@code nTok * nOut}.
+     */
+    public static void matmul(GgmlType type, MemorySegment w, long nOut, long nIn, MemorySegment x, long nTok, MemorySegment y) {
+        String call = "nb_matmul";
+        nonNegative(call, "nOut", nOut);
+        nonNegative(call, "nIn", nIn);
+        nonNegative(call, "nTok", nTok);
+        long rowBytes = rowBytes(call, type, nIn);
+        requireBytes(call, "w", w, product(call, rowBytes, nOut), type == GgmlType.F32 ? 4 : 1);
+        requireFloats(call, "x", x, product(call, nTok, nIn));
+        requireFloats(call, "y", y, product(call, nTok, nOut));
+        requireWritable(call, "y", y);
+        int status;
+        try {
+            status = (int) nb_matmul.invokeExact(type.id(), w, nOut, nIn, x, nTok, y);
+        } catch (Throwable t) {
+            throw failure(call, t);
+        }
+        check(call, status);
+    }
+
+    /** Rows {@code ids[0..nIds)} (int32) of a typed {@code nRows x nCols} table, as floats into {@code out}. */
+    public static void embed(GgmlType type, MemorySegment table, long nRows, long nCols, MemorySegment ids, long nIds,
+                             MemorySegment out) {
+        String call = "nb_embed";
+        nonNegative(call, "nRows", nRows);
+        nonNegative(call, "nCols", nCols);
+        nonNegative(call, "nIds", nIds);
+        long rowBytes = rowBytes(call, type, nCols);
+        requireBytes(call, "table", table, product(call, rowBytes, nRows), type == GgmlType.F32 ? 4 : 1);
+        requireBytes(call, "ids", ids, product(call, nIds, 4), 4);
+        requireFloats(call, "out", out, product(call, nIds, nCols));
+        requireWritable(call, "out", out);
+        int status;
+        try {
+            status = (int) nb_embed.invokeExact(type.id(), table, nRows, nCols, ids, nIds, out);
+        } catch (Throwable t) {
+            throw failure(call, t);
+        }
+        check(call, status);
+    }
+
+    /** {@code y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w} for {@code nRows} rows of {@code n}; y may be x. */
+    public static void rmsnorm(MemorySegment x, MemorySegment w, long nRows, long n, float eps, MemorySegment y) {
+        String call = "nb_rmsnorm";
+        nonNegative(call, "nRows", nRows);
+        nonNegative(call, "n", n);
+        if (!(eps >= 0)) {
+            throw new IllegalArgumentException(call + ": eps " + eps + " must be >= 0");
+        }
+        long total = product(call, nRows, n);
+        requireFloats(call, "x", x, total);
+        requireFloats(call, "w", w, n);
+        requireFloats(call, "y", y, total);
+        requireWritable(call, "y", y);
+        int status;
+        try {
+            status = (int) nb_rmsnorm.invokeExact(x, w, nRows, n, eps, y);
+        } catch (Throwable t) {
+            throw failure(call, t);
+        }
+        check(call, status);
+    }
+
+    /**
+     * Rotary embedding in place on {@code x[nTok][nHeads][headDim]}, rotating adjacent pairs by
+     * {@code pos[t] * freqScale * theta^(-2i/headDim) / freqFactors[i]}; {@code freqFactors} is
+     * {@link MemorySegment#NULL} or {@code headDim/2} floats (Llama 3.1's rope_freqs).
+     */
+    public static void rope(MemorySegment x, long nTok, long nHeads, long headDim, MemorySegment pos, float theta,
+                            float freqScale, MemorySegment freqFactors) {
+        String call = "nb_rope";
+        nonNegative(call, "nTok", nTok);
+        nonNegative(call, "nHeads", nHeads);
+        nonNegative(call, "headDim", headDim);
+        if (headDim % 2 != 0 || headDim > 512) {
+            throw new IllegalArgumentException(call + ": headDim " + headDim + " must be even and at most 512");
+        }
+        if (!(theta > 0) || !Float.isFinite(freqScale)) {
+            throw new IllegalArgumentException(call + ": theta " + theta + " must be > 0 and freqScale finite");
+        }
+        requireFloats(call, "x", x, product(call, product(call, nTok, nHeads), headDim));
+        requireWritable(call, "x", x);
+        requireBytes(call, "pos", pos, product(call, nTok, 4), 4);
+        if (freqFactors == null) {
+            throw new IllegalArgumentException(call + ": freqFactors is null (pass MemorySegment.NULL for none)");
+        }
+        if (!freqFactors.equals(MemorySegment.NULL)) {
+            requireFloats(call, "freqFactors", freqFactors, headDim / 2);
+        }
+        int status;
+        try {
+            status = (int) nb_rope.invokeExact(x, nTok, nHeads, headDim, pos, theta, freqScale, freqFactors);
+        } catch (Throwable t) {
+            throw failure(call, t);
+        }
+        check(call, status);
+    }
+
+    /** In-place softmax over each of {@code nRows} rows of {@code n} floats. */
+    public static void softmax(MemorySegment x, long nRows, long n) {
+        String call = "nb_softmax";
+        nonNegative(call, "nRows", nRows);
+        nonNegative(call, "n", n);
+        requireFloats(call, "x", x, product(call, nRows, n));
+        requireWritable(call, "x", x);
+        int status;
+        try {
+            status = (int) nb_softmax.invokeExact(x, nRows, n);
+        } catch (Throwable t) {
+            throw failure(call, t);
+        }
+        check(call, status);
+    }
+
+    /**
+     * Causal attention with grouped query heads over a KV cache; see nb_attention in nibble.h. {@code q} and
+     * {@code out} are {@code [nTok][nHeads][headDim]} floats; the key of position j, kv head h starts at element
+     * {@code j * kvStride + h * headDim} of {@code k} (likewise {@code v}), of type {@code kvType} (F32 or F16).
+     */
+    public static void attention(MemorySegment q, long nTok, MemorySegment pos, long nHeads, long nKvHeads, long headDim,
+                                 GgmlType kvType, MemorySegment k, MemorySegment v, long nKv, long kvStride, float scale,
+                                 MemorySegment out) {
+        String call = "nb_attention";
+        nonNegative(call, "nTok", nTok);
+        nonNegative(call, "nKv", nKv);
+        if (nHeads <= 0 || nKvHeads <= 0 || nHeads % nKvHeads != 0) {
+            throw new IllegalArgumentException(call + ": nHeads " + nHeads + " must be a positive multiple of nKvHeads " + nKvHeads);
+        }
+        if (headDim <= 0 || headDim > 512) {
+            throw new IllegalArgumentException(call + ": headDim " + headDim + " must be in 1..512");
+        }
+        if (kvType != GgmlType.F32 && kvType != GgmlType.F16) {
+            throw new IllegalArgumentException(call + ": kvType " + kvType + " is not F32 or F16");
+        }
+        long rowElems = product(call, nKvHeads, headDim);
+        if (kvStride < rowElems) {
+            throw new IllegalArgumentException(call + ": kvStride " + kvStride + " is less than nKvHeads * headDim = " + rowElems);
+        }
+        long qElems = product(call, product(call, nTok, nHeads), headDim);
+        requireFloats(call, "q", q, qElems);
+        requireFloats(call, "out", out, qElems);
+        requireWritable(call, "out", out);
+        requireBytes(call, "pos", pos, product(call, nTok, 4), 4);
+        int esz = kvType == GgmlType.F16 ? 2 : 4;
+        long cacheBytes = nKv == 0 ? 0 : product(call, Math.addExact(product(call, nKv - 1, kvStride), rowElems), esz);
+        requireBytes(call, "k", k, cacheBytes, esz);
+        requireBytes(call, "v", v, cacheBytes, esz);
+        int status;
+        try {
+            status = (int) nb_attention.invokeExact(q, nTok, pos, nHeads, nKvHeads, headDim, kvType.id(), k, v, nKv, kvStride,
+                    scale, out);
+        } catch (Throwable t) {
+            throw failure(call, t);
+        }
+        check(call, status);
+    }
+
+    /** {@code out = silu(gate) * up} over {@code n} floats. */
+    public static void swiglu(MemorySegment gate, MemorySegment up, long n, MemorySegment out) {
+        String call = "nb_swiglu";
+        nonNegative(call, "n", n);
+        requireFloats(call, "gate", gate, n);
+        requireFloats(call, "up", up, n);
+        requireFloats(call, "out", out, n);
+        requireWritable(call, "out", out);
+        int status;
+        try {
+            status = (int) nb_swiglu.invokeExact(gate, up, n, out);
+        } catch (Throwable t) {
+            throw failure(call, t);
+        }
+        check(call, status);
+    }
+
+    /** {@code out = a + b} over {@code n} floats. */
+    public static void add(MemorySegment a, MemorySegment b, long n, MemorySegment out) {
+        String call = "nb_add";
+        nonNegative(call, "n", n);
+        requireFloats(call, "a", a, n);
+        requireFloats(call, "b", b, n);
+        requireFloats(call, "out", out, n);
+        requireWritable(call, "out", out);
+        int status;
+        try {
+            status = (int) nb_add.invokeExact(a, b, n, out);
+        } catch (Throwable t) {
+            throw failure(call, t);
+        }
+        check(call, status);
+    }
+
+    /** {@code n} floats to IEEE half precision (round to nearest even). */
+    public static void f32ToF16(MemorySegment src, long n, MemorySegment dst) {
+        String call = "nb_f32_to_f16";
+        nonNegative(call, "n", n);
+        requireFloats(call, "src", src, n);
+        requireBytes(call, "dst", dst, product(call, n, 2), 2);
+        requireWritable(call, "dst", dst);
+        int status;
+        try {
+            status = (int) nb_f32_to_f16.invokeExact(src, n, dst);
+        } catch (Throwable t) {
+            throw failure(call, t);
+        }
+        check(call, status);
+    }
+
+    /** {@code n} halves to floats. */
+    public static void f16ToF32(MemorySegment src, long n, MemorySegment dst) {
+        String call = "nb_f16_to_f32";
+        nonNegative(call, "n", n);
+        requireBytes(call, "src", src, product(call, n, 2), 2);
+        requireFloats(call, "dst", dst, n);
+        requireWritable(call, "dst", dst);
+        int status;
+        try {
+            status = (int) nb_f16_to_f32.invokeExact(src, n, dst);
+        } catch (Throwable t) {
+            throw failure(call, t);
+        }
+        check(call, status);
+    }
+
+    // ---- argument checks: all before the downcall
+
+    private static void nonNegative(String call, String name, long value) {
+        if (value < 0) {
+            throw new IllegalArgumentException(call + ": " + name + " = " + value + " is negative");
+        }
+    }
+
+    private static long product(String call, long a, long b) {
+        try {
+            return Math.multiplyExact(a, b);
+        } catch (ArithmeticException e) {
+            throw new IllegalArgumentException(call + ": size " + a + " * " + b + " overflows", e);
+        }
+    }
+
+    private static long rowBytes(String call, GgmlType type, long n) {
+        if (type == null) {
+            throw new IllegalArgumentException(call + ": weight type is null");
+        }
+        if (n % type.blockSize() != 0) {
+            throw new IllegalArgumentException(call + ": row length " + n + " is not a multiple of the " + type
+                    + " block size " + type.blockSize());
+        }
+        return type.byteSize(n);
+    }
+
+    private static void requireBytes(String call, String name, MemorySegment s, long bytes, int alignment) {
+        if (s == null) {
+            throw new IllegalArgumentException(call + ": " + name + " is null");
+        }
+        if (!s.isNative()) {
+            throw new IllegalArgumentException(call + ": " + name + " is a heap segment; pass native memory (an Arena allocation or a file mapping)");
+        }
+        if (s.byteSize() < bytes) {
+            throw new IllegalArgumentException(call + ": " + name + " holds " + s.byteSize() + " bytes, needs " + bytes);
+        }
+        if (s.address() == 0) {
+            throw new IllegalArgumentException(call + ": " + name + " is the NULL segment");
+        }
+        if (s.address() % alignment != 0) {
+            throw new IllegalArgumentException(call + ": " + name + " at address " + s.address() + " is not "
+                    + alignment + "-byte aligned");
+        }
+    }
+
+    private static void requireFloats(String call, String name, MemorySegment s, long count) {
+        requireBytes(call, name, s, product(call, count, 4), 4);
+    }
+
+    private static void requireWritable(String call, String name, MemorySegment s) {
+        if (s.isReadOnly()) {
+            throw new IllegalArgumentException(call + ": " + name + " is read-only");
+        }
+    }
+
+    private static void check(String call, int status) {
+        if (status != 0) {
+            throw new NativeKernelException(call, status);
+        }
+    }
+
+    private static IllegalStateException failure(String call, Throwable t) {
+        return new IllegalStateException(call + " downcall failed", t);
     }
 }

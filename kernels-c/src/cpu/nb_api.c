@@ -1,0 +1,320 @@
+/* Public entry points: argument checks, path selection, scratch for quantized activations, work splitting. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#include "nb_internal.h"
+
+nb_status nb_pool_resize(int32_t n_threads);
+
+static pthread_mutex_t api_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t isa_once = PTHREAD_ONCE_INIT;
+static const nb_kernels *_Atomic current;
+
+NB_API int32_t nb_isa_best(void) {
+    uint32_t f = nb_cpu_features();
+    uint32_t avx512 = NB_CPU_AVX512F | NB_CPU_AVX512BW | NB_CPU_AVX512VNNI | NB_CPU_AVX2 | NB_CPU_FMA | NB_CPU_F16C;
+    uint32_t avx2 = NB_CPU_AVX2 | NB_CPU_FMA | NB_CPU_F16C;
+    if ((f & avx512) == avx512) return NB_ISA_AVX512;
+    if ((f & avx2) == avx2) return NB_ISA_AVX2;
+    return NB_ISA_SCALAR;
+}
+
+static const nb_kernels *kernels_for(int32_t isa) {
+    switch (isa) {
+    case NB_ISA_AVX512: return &nb_kernels_avx512;
+    case NB_ISA_AVX2: return &nb_kernels_avx2;
+    default: return &nb_kernels_scalar;
+    }
+}
+
+static void choose_isa(void) {
+    int32_t isa = nb_isa_best();
+    const char *env = getenv("NIBBLE_ISA");
+    if (env) {
+        int32_t want = strcmp(env, "scalar") == 0 ? NB_ISA_SCALAR
+                       : strcmp(env, "avx2") == 0 ? NB_ISA_AVX2
+                       : strcmp(env, "avx512") == 0 ? NB_ISA_AVX512
+                                                     : -1;
+        if (want >= 0 && want <= isa) isa = want; /* a path the CPU lacks is never chosen */
+    }
+    atomic_store(&current, kernels_for(isa));
+}
+
+static const nb_kernels *K(void) {
+    pthread_once(&isa_once, choose_isa);
+    return atomic_load(&current);
+}
+
+NB_API int32_t nb_isa(void) {
+    const nb_kernels *k = K();
+    return k == &nb_kernels_avx512 ? NB_ISA_AVX512 : k == &nb_kernels_avx2 ? NB_ISA_AVX2 : NB_ISA_SCALAR;
+}
+
+NB_API nb_status nb_set_isa(int32_t isa) {
+    if (isa < NB_ISA_SCALAR || isa > NB_ISA_AVX512) return NB_ERR_ARGUMENT;
+    if (isa > nb_isa_best()) return NB_ERR_UNSUPPORTED;
+    K();
+    pthread_mutex_lock(&api_lock);
+    atomic_store(&current, kernels_for(isa));
+    pthread_mutex_unlock(&api_lock);
+    return NB_OK;
+}
+
+NB_API nb_status nb_pool_init(int32_t n_threads) {
+    pthread_mutex_lock(&api_lock);
+    nb_status s = nb_pool_resize(n_threads);
+    pthread_mutex_unlock(&api_lock);
+    return s;
+}
+
+NB_API int32_t nb_pool_threads(void) {
+    pthread_mutex_lock(&api_lock);
+    int n = nb_pool_size();
+    pthread_mutex_unlock(&api_lock);
+    return n;
+}
+
+int64_t nb_block_elems(int32_t wtype) {
+    switch (wtype) {
+    case NB_F32: case NB_F16: case NB_BF16: return 1;
+    case NB_Q4_0: case NB_Q8_0: case NB_IQ4_NL: return 32;
+    case NB_Q4_K: case NB_Q6_K: case NB_NF4: return 256;
+    default: return 0;
+    }
+}
+
+int64_t nb_block_bytes(int32_t wtype) {
+    switch (wtype) {
+    case NB_F32: return 4;
+    case NB_F16: case NB_BF16: return 2;
+    case NB_Q4_0: case NB_IQ4_NL: return 18;
+    case NB_Q8_0: return 34;
+    case NB_Q4_K: return 144;
+    case NB_Q6_K: return 210;
+    case NB_NF4: return 134;
+    default: return 0;
+    }
+}
+
+NB_API int64_t nb_type_size(int32_t wtype, int64_t n) {
+    int64_t be = nb_block_elems(wtype);
+    int64_t r;
+    if (be == 0 || n < 0 || n % be != 0) return -1;
+    if (__builtin_mul_overflow(n / be, nb_block_bytes(wtype), &r)) return -1;
+    return r;
+}
+
+/* True when a * b * c fits in int64 (all >= 0). */
+static int fits(int64_t a, int64_t b, int64_t c) {
+    int64_t r;
+    return !__builtin_mul_overflow(a, b, &r) && !__builtin_mul_overflow(r, c, &r);
+}
+
+/* ------------------------------------------------------------------ matmul */
+
+/* Grows only when a call needs more than any before it (so not on a steady-state hot path). */
+static void *scratch;
+static size_t scratch_size;
+
+static int reserve_scratch(size_t bytes) {
+    if (bytes <= scratch_size) return 1;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes) != 0) return 0;
+    free(scratch);
+    scratch = p;
+    scratch_size = bytes;
+    return 1;
+}
+
+typedef struct {
+    nb_mm_args a;
+    const nb_kernels *k;
+    int64_t chunk;
+    _Atomic int64_t next;
+    _Atomic int64_t next_tok;
+} mm_task;
+
+static void quantize_task(void *ctx, int ith, int nth) {
+    (void)ith, (void)nth;
+    mm_task *m = ctx;
+    const nb_mm_args *a = &m->a;
+    for (int64_t t; (t = atomic_fetch_add(&m->next_tok, 1)) < a->n_tok;) {
+        if (a->packed)
+            m->k->quantize_x_packed(a, t);
+        else
+            m->k->quantize_x(a->x + t * a->n_in, a->n_in, (int8_t *)a->qx + t * a->n_in,
+                             (float *)a->dx + t * (a->n_in / 32), (int32_t *)a->sx + t * (a->n_in / 16));
+    }
+}
+
+/* Rows are handed out in chunks from a shared counter, so a thread slowed by other load takes fewer. */
+static void matmul_task(void *ctx, int ith, int nth) {
+    (void)ith, (void)nth;
+    mm_task *m = ctx;
+    for (;;) {
+        int64_t r0 = atomic_fetch_add(&m->next, m->chunk);
+        if (r0 >= m->a.n_out) return;
+        int64_t r1 = r0 + m->chunk < m->a.n_out ? r0 + m->chunk : m->a.n_out;
+        m->k->matmul_rows(&m->a, r0, r1);
+    }
+}
+
+NB_API nb_status nb_matmul(int32_t wtype, const void *w, int64_t n_out, int64_t n_in, const float *x, int64_t n_tok,
+                           float *y) {
+    if (!w || !x || !y || n_out < 0 || n_in < 0 || n_tok < 0) return NB_ERR_ARGUMENT;
+    int64_t be = nb_block_elems(wtype);
+    if (be == 0) return NB_ERR_UNSUPPORTED;
+    if (n_in % be != 0 || !fits(n_out, n_in, 4) || !fits(n_tok, n_in, 4) || !fits(n_tok, n_out, 4))
+        return NB_ERR_ARGUMENT;
+    if (n_out == 0 || n_tok == 0) return NB_OK;
+    if (n_in == 0) {
+        memset(y, 0, (size_t)(n_tok * n_out) * 4);
+        return NB_OK;
+    }
+    pthread_mutex_lock(&api_lock);
+    mm_task m = {.a = {.wtype = wtype, .w = w, .n_out = n_out, .n_in = n_in, .row_bytes = nb_type_size(wtype, n_in),
+                       .x = x, .n_tok = n_tok, .y = y},
+                 .k = K()};
+    if (m.k->wants_q8(wtype)) {
+        size_t nq = (size_t)(n_tok * n_in), nd = (size_t)(n_tok * (n_in / 32)), ns = (size_t)(n_tok * (n_in / 16));
+        size_t qbytes = (nq + 63) / 64 * 64;
+        if (!reserve_scratch(qbytes + nd * 4 + (ns > 3 * nd ? ns : 3 * nd) * 4)) {
+            pthread_mutex_unlock(&api_lock);
+            return NB_ERR_MEMORY;
+        }
+        if (m.k->wants_packed(wtype, n_tok)) {
+            m.a.packed = 1;
+            m.a.xp = scratch;
+            m.a.dx = (const float *)((char *)scratch + qbytes);
+            m.a.dxs = (const float *)((char *)scratch + qbytes + nd * 4);
+            m.a.xcorr = (const int32_t *)((char *)scratch + qbytes + 2 * nd * 4);
+        } else {
+            m.a.qx = scratch;
+            m.a.dx = (const float *)((char *)scratch + qbytes);
+            m.a.sx = (const int32_t *)((char *)scratch + qbytes + nd * 4);
+        }
+        atomic_store(&m.next_tok, 0);
+        if (n_tok < 4) quantize_task(&m, 0, 1); /* too little work to wake the pool for */
+        else nb_pool_run(quantize_task, &m);
+    }
+    int nth = nb_pool_size();
+    /* ~16 chunks per thread, so that a thread the OS preempts holds up little work; whole 16-row blocks */
+    int64_t chunk = (n_out + 16 * nth - 1) / (16 * nth);
+    chunk = (chunk + 15) / 16 * 16;
+    m.chunk = chunk;
+    atomic_store(&m.next, 0);
+    nb_pool_run(matmul_task, &m);
+    pthread_mutex_unlock(&api_lock);
+    return NB_OK;
+}
+
+/* ------------------------------------------------------------------ attention */
+
+typedef struct {
+    nb_attn_args a;
+    const nb_kernels *k;
+    _Atomic int64_t next;
+} attn_task;
+
+static void attention_task(void *ctx, int ith, int nth) {
+    (void)ith, (void)nth;
+    attn_task *m = ctx;
+    int64_t total = m->a.n_tok * m->a.n_kv_heads;
+    for (;;) {
+        int64_t i = atomic_fetch_add(&m->next, 1);
+        if (i >= total) return;
+        m->k->attention_one(&m->a, i / m->a.n_kv_heads, i % m->a.n_kv_heads);
+    }
+}
+
+NB_API nb_status nb_attention(const float *q, int64_t n_tok, const int32_t *pos, int64_t n_heads, int64_t n_kv_heads,
+                              int64_t head_dim, int32_t kv_type, const void *k, const void *v, int64_t n_kv,
+                              int64_t kv_stride, float scale, float *out) {
+    if (!q || !pos || !k || !v || !out || n_tok < 0 || n_heads <= 0 || n_kv_heads <= 0 || head_dim <= 0 || n_kv < 0)
+        return NB_ERR_ARGUMENT;
+    if (kv_type != NB_F32 && kv_type != NB_F16) return NB_ERR_UNSUPPORTED;
+    if (n_heads % n_kv_heads != 0 || head_dim > NB_MAX_HEAD_DIM || kv_stride < n_kv_heads * head_dim ||
+        !fits(n_tok, n_heads, head_dim) || !fits(n_kv, kv_stride, 4))
+        return NB_ERR_ARGUMENT;
+    for (int64_t t = 0; t < n_tok; t++)
+        if (pos[t] < 0) return NB_ERR_ARGUMENT;
+    if (n_tok == 0) return NB_OK;
+    pthread_mutex_lock(&api_lock);
+    attn_task m = {.a = {.q = q, .n_tok = n_tok, .pos = pos, .n_heads = n_heads, .n_kv_heads = n_kv_heads,
+                         .head_dim = head_dim, .kv_type = kv_type, .k = k, .v = v, .n_kv = n_kv,
+                         .kv_stride = kv_stride, .scale = scale, .out = out},
+                   .k = K()};
+    atomic_store(&m.next, 0);
+    nb_pool_run(attention_task, &m);
+    pthread_mutex_unlock(&api_lock);
+    return NB_OK;
+}
+
+/* ------------------------------------------------------------------ single-threaded kernels */
+
+NB_API nb_status nb_embed(int32_t wtype, const void *table, int64_t n_rows, int64_t n_cols, const int32_t *ids,
+                          int64_t n_ids, float *out) {
+    if (!table || !ids || !out || n_rows < 0 || n_cols < 0 || n_ids < 0) return NB_ERR_ARGUMENT;
+    int64_t be = nb_block_elems(wtype);
+    if (be == 0) return NB_ERR_UNSUPPORTED;
+    if (n_cols % be != 0 || !fits(n_rows, n_cols, 4) || !fits(n_ids, n_cols, 4)) return NB_ERR_ARGUMENT;
+    for (int64_t i = 0; i < n_ids; i++)
+        if (ids[i] < 0 || ids[i] >= n_rows) return NB_ERR_ARGUMENT;
+    const nb_kernels *k = K();
+    int64_t row_bytes = nb_type_size(wtype, n_cols);
+    for (int64_t i = 0; i < n_ids; i++)
+        k->dequant_row(wtype, (const uint8_t *)table + ids[i] * row_bytes, n_cols, out + i * n_cols);
+    return NB_OK;
+}
+
+NB_API nb_status nb_rmsnorm(const float *x, const float *w, int64_t n_rows, int64_t n, float eps, float *y) {
+    if (!x || !w || !y || n_rows < 0 || n < 0 || !fits(n_rows, n, 4) || !(eps >= 0.0f)) return NB_ERR_ARGUMENT;
+    if (n == 0) return NB_OK;
+    const nb_kernels *k = K();
+    for (int64_t r = 0; r < n_rows; r++) k->rmsnorm(x + r * n, w, n, eps, y + r * n);
+    return NB_OK;
+}
+
+NB_API nb_status nb_rope(float *x, int64_t n_tok, int64_t n_heads, int64_t head_dim, const int32_t *pos, float theta,
+                         float freq_scale, const float *freq_factors) {
+    if (!x || !pos || n_tok < 0 || n_heads < 0 || head_dim < 0 || head_dim % 2 != 0 || head_dim > NB_MAX_HEAD_DIM ||
+        !fits(n_tok, n_heads, head_dim) || !(theta > 0.0f))
+        return NB_ERR_ARGUMENT;
+    const nb_kernels *k = K();
+    for (int64_t t = 0; t < n_tok; t++)
+        k->rope(x + t * n_heads * head_dim, n_heads, head_dim, pos[t], theta, freq_scale, freq_factors);
+    return NB_OK;
+}
+
+NB_API nb_status nb_softmax(float *x, int64_t n_rows, int64_t n) {
+    if (!x || n_rows < 0 || n < 0 || !fits(n_rows, n, 4)) return NB_ERR_ARGUMENT;
+    if (n == 0) return NB_OK;
+    const nb_kernels *k = K();
+    for (int64_t r = 0; r < n_rows; r++) k->softmax(x + r * n, n);
+    return NB_OK;
+}
+
+NB_API nb_status nb_swiglu(const float *gate, const float *up, int64_t n, float *out) {
+    if (!gate || !up || !out || n < 0) return NB_ERR_ARGUMENT;
+    K()->swiglu(gate, up, n, out);
+    return NB_OK;
+}
+
+NB_API nb_status nb_add(const float *a, const float *b, int64_t n, float *out) {
+    if (!a || !b || !out || n < 0) return NB_ERR_ARGUMENT;
+    K()->add(a, b, n, out);
+    return NB_OK;
+}
+
+NB_API nb_status nb_f32_to_f16(const float *src, int64_t n, uint16_t *dst) {
+    if (!src || !dst || n < 0) return NB_ERR_ARGUMENT;
+    K()->f32_to_f16(src, n, dst);
+    return NB_OK;
+}
+
+NB_API nb_status nb_f16_to_f32(const uint16_t *src, int64_t n, float *dst) {
+    if (!src || !dst || n < 0) return NB_ERR_ARGUMENT;
+    K()->f16_to_f32(src, n, dst);
+    return NB_OK;
+}

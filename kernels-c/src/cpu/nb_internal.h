@@ -1,0 +1,95 @@
+/* Internal declarations shared by the CPU kernel translation units. */
+#ifndef NB_INTERNAL_H
+#define NB_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "nibble.h"
+
+/* Activations for integer paths are quantized per 32 elements (absmax / 127). */
+#define NB_QBLOCK 32
+/* Columns dequantized at a time by the float paths: a multiple of every block size. */
+#define NB_CHUNK 256
+#define NB_MAX_HEAD_DIM 512
+
+/* One matmul, as the API received it, plus the quantized activations when the path uses them. */
+typedef struct {
+    int32_t wtype;
+    const uint8_t *w;
+    int64_t n_out, n_in, row_bytes;
+    const float *x;
+    int64_t n_tok;
+    float *y;
+    const int8_t *qx;  /* [n_tok][n_in] */
+    const float *dx;   /* [n_tok][n_in/32] block scales */
+    const int32_t *sx; /* [n_tok][n_in/16] negated sums of each 16 quantized values */
+    /* Packed layout instead (AVX-512 VNNI), block-major so one block of every token is contiguous:
+     * xp [n_in/32][n_tok][32] quantized values (+ 128 as u8 for signed weight types), dx [n_in/32][n_tok],
+     * dxs = dx * -(sum of the block's q), xcorr [n_in/32][n_tok][2] = -offset * (sum of the q of each half block):
+     * the weight type's zero point (8 for Q4_0, 128 for Q8_0 and IQ4_NL, 32 for Q6_K, 0 for Q4_K). */
+    int packed;
+    const uint8_t *xp;
+    const float *dxs;
+    const int32_t *xcorr;
+} nb_mm_args;
+
+typedef struct {
+    const float *q;
+    int64_t n_tok;
+    const int32_t *pos;
+    int64_t n_heads, n_kv_heads, head_dim;
+    int32_t kv_type;
+    const void *k, *v;
+    int64_t n_kv, kv_stride;
+    float scale;
+    float *out;
+} nb_attn_args;
+
+/* The kernels of one instruction-set path. */
+typedef struct {
+    const char *name;
+    /* Whether matmul with this weight type wants quantized activations on this path. */
+    int (*wants_q8)(int32_t wtype);
+    void (*quantize_x)(const float *x, int64_t n, int8_t *qx, float *dx, int32_t *sx);
+    /* Whether a matmul of n_tok tokens uses the packed prefill kernels (then quantize with quantize_x_packed). */
+    int (*wants_packed)(int32_t wtype, int64_t n_tok);
+    /* Token t of n_tok into the packed layout (see nb_mm_args). */
+    void (*quantize_x_packed)(const nb_mm_args *a, int64_t t);
+    /* Rows [r0, r1) of y for all tokens. */
+    void (*matmul_rows)(const nb_mm_args *a, int64_t r0, int64_t r1);
+    /* n elements (a multiple of the block size) of a row, from element 0, as floats. */
+    void (*dequant_row)(int32_t wtype, const uint8_t *row, int64_t n, float *out);
+    void (*rmsnorm)(const float *x, const float *w, int64_t n, float eps, float *y);
+    void (*rope)(float *x, int64_t n_heads, int64_t head_dim, int32_t pos, float theta, float freq_scale,
+                 const float *freq_factors);
+    void (*softmax)(float *x, int64_t n);
+    /* Query token t, kv head h (all query heads of its group). */
+    void (*attention_one)(const nb_attn_args *a, int64_t t, int64_t h);
+    void (*swiglu)(const float *gate, const float *up, int64_t n, float *out);
+    void (*add)(const float *a, const float *b, int64_t n, float *out);
+    void (*f32_to_f16)(const float *src, int64_t n, uint16_t *dst);
+    void (*f16_to_f32)(const uint16_t *src, int64_t n, float *dst);
+} nb_kernels;
+
+extern const nb_kernels nb_kernels_scalar;
+#if defined(__x86_64__)
+extern const nb_kernels nb_kernels_avx2;
+extern const nb_kernels nb_kernels_avx512;
+#else /* other machines build only the scalar path (CPUID reports no x86 features there) */
+#define nb_kernels_avx2 nb_kernels_scalar
+#define nb_kernels_avx512 nb_kernels_scalar
+#endif
+
+/* Worker pool: runs fn(ctx, ith, nth) on the caller (ith = 0) and on whichever of the pool's workers join in time.
+ * fn must take its work from a shared counter in ctx until none is left: any subset of the threads may run it. */
+typedef void (*nb_task)(void *ctx, int ith, int nth);
+void nb_pool_run(nb_task fn, void *ctx);
+int nb_pool_size(void);
+
+/* Block layout facts. */
+int64_t nb_block_elems(int32_t wtype); /* 0 for unknown types */
+int64_t nb_block_bytes(int32_t wtype);
+
+#endif

@@ -1,0 +1,121 @@
+package dev.nibble.runtime.nativelib;
+
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.nibble.formats.GgmlType;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/** nb_attention against a float64 softmax-attention reference: grouped heads, causal positions, f32 and f16 caches. */
+class AttentionKernelTest {
+
+    @BeforeAll
+    static void twoThreads() {
+        NibbleCpu.poolInit(2);
+    }
+
+    @AfterEach
+    void bestPath() {
+        NibbleCpu.setIsa(NibbleCpu.isaBest());
+    }
+
+    static Stream<Arguments> cases() {
+        // nTok, firstPos, nHeads, nKvHeads, headDim, nKv, extra stride
+        int[][] shapes = {
+            {1, 36, 4, 1, 64, 37, 0},     // decode, 4 query heads on one kv head
+            {5, 10, 8, 2, 80, 15, 16},    // prefill after 10 cached tokens, padded cache rows
+            {1, 0, 3, 3, 6, 1, 0},        // first token, no grouping, odd head size
+            {3, 200, 12, 1, 32, 203, 0},  // a group of 12 (more than processed at once), several key blocks
+            {2, 50, 2, 1, 16, 20, 3},     // positions past the cache: attend to all nKv
+            {7, 0, 64, 8, 128, 7, 0},     // Llama-2-70B head layout, prompt from position 0
+        };
+        List<Arguments> list = new ArrayList<>();
+        for (int isa : KernelData.paths().toArray()) {
+            for (GgmlType kv : new GgmlType[] {GgmlType.F32, GgmlType.F16}) {
+                for (int[] s : shapes) {
+                    list.add(Arguments.of(NibbleCpu.isaName(isa), kv, s));
+                }
+            }
+        }
+        return list.stream();
+    }
+
+    @ParameterizedTest(name = "{0} {1} {2}")
+    @MethodSource("cases")
+    void attentionMatchesFloat64Reference(String isa, GgmlType kvType, int[] s) {
+        NibbleCpu.setIsa(MatmulKernelTest.isaId(isa));
+        int nTok = s[0], firstPos = s[1], nHeads = s[2], nKvHeads = s[3], hd = s[4], nKv = s[5];
+        long stride = (long) nKvHeads * hd + s[6];
+        Random rnd = new Random(nTok * 1000L + nHeads * 10L + hd);
+        try (Arena arena = Arena.ofConfined()) {
+            float[] q = KernelData.randomFloats(rnd, nTok * nHeads * hd, 1);
+            float[] kf = KernelData.randomFloats(rnd, (int) (nKv * stride), 1);
+            float[] vf = KernelData.randomFloats(rnd, (int) (nKv * stride), 2);
+            if (kvType == GgmlType.F16) { // the reference sees exactly the values the cache holds
+                for (int i = 0; i < kf.length; i++) {
+                    kf[i] = Float.float16ToFloat(Float.floatToFloat16(kf[i]));
+                    vf[i] = Float.float16ToFloat(Float.floatToFloat16(vf[i]));
+                }
+            }
+            int[] pos = new int[nTok];
+            for (int t = 0; t < nTok; t++) {
+                pos[t] = firstPos + t;
+            }
+            float scale = (float) (1 / Math.sqrt(hd));
+            MemorySegment out = KernelData.poisoned(arena, (long) nTok * nHeads * hd);
+            NibbleCpu.attention(KernelData.floats(arena, q), nTok, KernelData.ints(arena, pos), nHeads, nKvHeads, hd, kvType,
+                    cache(arena, kf, kvType), cache(arena, vf, kvType), nKv, stride, scale, out);
+
+            double[] ref = new double[q.length];
+            int group = nHeads / nKvHeads;
+            for (int t = 0; t < nTok; t++) {
+                int nCtx = Math.min(pos[t] + 1, nKv);
+                for (int h = 0; h < nHeads; h++) {
+                    int kvh = h / group;
+                    double[] sc = new double[nCtx];
+                    double m = Double.NEGATIVE_INFINITY, sum = 0;
+                    for (int j = 0; j < nCtx; j++) {
+                        double d = 0;
+                        for (int i = 0; i < hd; i++) {
+                            d += (double) q[(t * nHeads + h) * hd + i] * kf[(int) (j * stride) + kvh * hd + i];
+                        }
+                        sc[j] = d * scale;
+                        m = Math.max(m, sc[j]);
+                    }
+                    for (int j = 0; j < nCtx; j++) {
+                        sc[j] = Math.exp(sc[j] - m);
+                        sum += sc[j];
+                    }
+                    for (int j = 0; j < nCtx; j++) {
+                        for (int i = 0; i < hd; i++) {
+                            ref[(t * nHeads + h) * hd + i] += sc[j] / sum * vf[(int) (j * stride) + kvh * hd + i];
+                        }
+                    }
+                }
+            }
+            double err = KernelData.relativeError(KernelData.toArray(out, q.length), ref);
+            assertTrue(err < 1e-5, "relative error " + err);
+        }
+    }
+
+    private static MemorySegment cache(Arena arena, float[] values, GgmlType type) {
+        if (type == GgmlType.F32) {
+            return KernelData.floats(arena, values);
+        }
+        MemorySegment s = arena.allocate(2L * values.length, 64);
+        for (int i = 0; i < values.length; i++) {
+            s.setAtIndex(ValueLayout.JAVA_SHORT, i, Float.floatToFloat16(values[i]));
+        }
+        return s;
+    }
+}
