@@ -44,16 +44,16 @@ public final class BenchCommand implements Callable<Integer> {
     @ArgGroup(multiplicity = "1")
     Source source;
 
-    @Option(names = {"-p", "--n-prompt"}, defaultValue = "512", description = "Prompt tokens (0: skip; default ${DEFAULT-VALUE}).")
+    @Option(names = {"-p", "--n-prompt"}, paramLabel = "N", defaultValue = "512", description = "Prompt tokens (0: skip; default ${DEFAULT-VALUE}).")
     int prompt;
 
-    @Option(names = {"-n", "--n-gen"}, defaultValue = "128", description = "Generated tokens (0: skip; default ${DEFAULT-VALUE}).")
+    @Option(names = {"-n", "--n-gen"}, paramLabel = "N", defaultValue = "128", description = "Generated tokens (0: skip; default ${DEFAULT-VALUE}).")
     int gen;
 
-    @Option(names = {"-r", "--repetitions"}, defaultValue = "5", description = "Runs of each test (default ${DEFAULT-VALUE}).")
+    @Option(names = {"-r", "--repetitions"}, paramLabel = "N", defaultValue = "5", description = "Runs of each test (default ${DEFAULT-VALUE}).")
     int repetitions;
 
-    @Option(names = {"-t", "--threads"}, defaultValue = "0", description = "CPU threads (0: one per CPU).")
+    @Option(names = {"-t", "--threads"}, defaultValue = "0", paramLabel = "N", description = "CPU threads (0: one per CPU).")
     int threads;
 
     @Option(names = "--save", paramLabel = "FILE",

@@ -32,25 +32,25 @@ public final class GenerateCommand implements Callable<Integer> {
             description = "New tokens at most (-1: until an end token or the context is full; default ${DEFAULT-VALUE}).")
     int maxTokens;
 
-    @Option(names = "--temperature", defaultValue = "0.8", description = "0 is greedy (default ${DEFAULT-VALUE}).")
+    @Option(names = "--temperature", paramLabel = "T", defaultValue = "0.8", description = "0 is greedy (default ${DEFAULT-VALUE}).")
     float temperature;
 
-    @Option(names = "--top-k", defaultValue = "40", description = "0 is off (default ${DEFAULT-VALUE}).")
+    @Option(names = "--top-k", paramLabel = "K", defaultValue = "40", description = "0 is off (default ${DEFAULT-VALUE}).")
     int topK;
 
-    @Option(names = "--top-p", defaultValue = "0.95", description = "1 is off (default ${DEFAULT-VALUE}).")
+    @Option(names = "--top-p", paramLabel = "P", defaultValue = "0.95", description = "1 is off (default ${DEFAULT-VALUE}).")
     float topP;
 
-    @Option(names = "--min-p", defaultValue = "0.05", description = "0 is off (default ${DEFAULT-VALUE}).")
+    @Option(names = "--min-p", paramLabel = "P", defaultValue = "0.05", description = "0 is off (default ${DEFAULT-VALUE}).")
     float minP;
 
-    @Option(names = "--repeat-penalty", defaultValue = "1.0", description = "Hugging Face's repetition penalty; 1 is off (default ${DEFAULT-VALUE}).")
+    @Option(names = "--repeat-penalty", paramLabel = "X", defaultValue = "1.0", description = "Hugging Face's repetition penalty; 1 is off (default ${DEFAULT-VALUE}).")
     float repeatPenalty;
 
-    @Option(names = "--frequency-penalty", defaultValue = "0", description = "0 is off (default ${DEFAULT-VALUE}).")
+    @Option(names = "--frequency-penalty", paramLabel = "X", defaultValue = "0", description = "0 is off (default ${DEFAULT-VALUE}).")
     float frequencyPenalty;
 
-    @Option(names = "--presence-penalty", defaultValue = "0", description = "0 is off (default ${DEFAULT-VALUE}).")
+    @Option(names = "--presence-penalty", paramLabel = "X", defaultValue = "0", description = "0 is off (default ${DEFAULT-VALUE}).")
     float presencePenalty;
 
     @Option(names = {"-s", "--seed"}, paramLabel = "SEED", description = "Seed for sampling (default: a random one, printed).")
@@ -59,7 +59,7 @@ public final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--stop", paramLabel = "TEXT", description = "Stop before this text (repeatable).")
     List<String> stop = List.of();
 
-    @Option(names = {"-t", "--threads"}, defaultValue = "0", description = "CPU threads (0: one per CPU).")
+    @Option(names = {"-t", "--threads"}, defaultValue = "0", paramLabel = "N", description = "CPU threads (0: one per CPU).")
     int threads;
 
     @Option(names = {"-c", "--ctx"}, defaultValue = "0", paramLabel = "N",

@@ -34,7 +34,7 @@ public final class PerplexityCommand implements Callable<Integer> {
             description = "Window size in tokens, BOS included (default ${DEFAULT-VALUE}, at most the model's).")
     int ctx;
 
-    @Option(names = {"-t", "--threads"}, defaultValue = "0", description = "CPU threads (0: one per CPU).")
+    @Option(names = {"-t", "--threads"}, defaultValue = "0", paramLabel = "N", description = "CPU threads (0: one per CPU).")
     int threads;
 
     @Spec
@@ -58,15 +58,19 @@ public final class PerplexityCommand implements Callable<Integer> {
             int windows = (tokens.length + ctx - 2) / (ctx - 1);
             err.println("nibble: " + tokens.length + " tokens in " + windows + " windows of " + ctx + "; "
                     + backend.description());
+            // A progress counter only on a terminal; logs and pipes get the start and result lines.
+            boolean terminal = System.console() != null && System.console().isTerminal();
             long t0 = System.nanoTime();
             Perplexity.Result r = Perplexity.compute(m, tokens, vocab.bosId(), ctx, done -> {
-                if (done % 10 == 0 || done == windows) {
+                if (terminal && (done % 10 == 0 || done == windows)) {
                     err.print("\rnibble: window " + done + "/" + windows);
                     err.flush();
                 }
             });
             double seconds = (System.nanoTime() - t0) / 1e9;
-            err.println();
+            if (terminal) {
+                err.println();
+            }
             out.println(String.format(Locale.ROOT, "perplexity %.4f over %d tokens (ctx %d, %d windows, mean NLL %.5f nats, %.1f s)",
                     r.perplexity(), r.scoredTokens(), ctx, r.windows(), r.totalNll() / r.scoredTokens(), seconds));
             out.flush();
