@@ -59,6 +59,13 @@ class GenerateCommandTest {
     }
 
     @Test
+    void aContextBeyondTheTrainedOneIsAllowedWithAWarning() {
+        CliRun r = CliRun.of("generate", "-m", model().toString(), "-p", "The jury", "-n", "2", "--ctx", "1024");
+        assertEquals(0, r.exitCode(), r.err());
+        assertTrue(r.err().contains("warning: --ctx 1024 is beyond the 512 tokens"), r.err());
+    }
+
+    @Test
     void aPromptLongerThanTheContextIsAnErrorThatSaysWhatToDo() {
         CliRun r = CliRun.of("generate", "-m", model().toString(), "-p", "The jury said it was a very long day", "--ctx", "4");
         assertEquals(1, r.exitCode());

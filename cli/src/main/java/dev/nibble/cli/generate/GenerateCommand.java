@@ -82,6 +82,9 @@ public final class GenerateCommand implements Callable<Integer> {
             if (ctx == 0 && generator.contextSize() < trained) {
                 err.println("nibble: context " + generator.contextSize() + " tokens (the model's " + trained
                         + " would not fit in half the free memory; --ctx sets it)");
+            } else if (ctx > trained) {
+                err.println("nibble: warning: --ctx " + ctx + " is beyond the " + trained
+                        + " tokens the model was trained on; text past that point may degrade");
             }
             out.print(prompt);
             out.flush();
