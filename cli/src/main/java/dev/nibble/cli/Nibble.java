@@ -1,6 +1,9 @@
 package dev.nibble.cli;
 
+import dev.nibble.cli.bench.BenchCommand;
+import dev.nibble.cli.generate.GenerateCommand;
 import dev.nibble.cli.inspect.InspectCommand;
+import dev.nibble.cli.perplexity.PerplexityCommand;
 import dev.nibble.runtime.nativelib.NibbleCpu;
 import java.io.OutputStreamWriter;
 import java.io.PrintWriter;
@@ -13,7 +16,8 @@ import picocli.CommandLine.Command;
         mixinStandardHelpOptions = true,
         versionProvider = Nibble.Version.class,
         description = "Runs Llama-family language models in 4 bits on CPUs and NVIDIA GPUs.",
-        subcommands = {ConvertCommand.class, InspectCommand.class, TokenizeCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {ConvertCommand.class, InspectCommand.class, TokenizeCommand.class, GenerateCommand.class,
+            PerplexityCommand.class, BenchCommand.class, CommandLine.HelpCommand.class})
 public final class Nibble implements Runnable {
 
     @CommandLine.Spec

@@ -1,0 +1,180 @@
+package dev.nibble.cli.bench;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import dev.nibble.formats.gguf.GgufTensor;
+import dev.nibble.runtime.CpuBackend;
+import dev.nibble.runtime.KvCache;
+import dev.nibble.runtime.Model;
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.SplittableRandom;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.ArgGroup;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+
+/** {@code nibble bench}: prompt and generation speed, measured like llama-bench (median of several runs). */
+@Command(name = "bench", mixinStandardHelpOptions = true,
+        description = {"Measures prompt processing (a batch of -p tokens) and generation (-n tokens one at a time) "
+                + "in tokens per second, each from an empty context, the median of -r runs after a warm-up.",
+            "--synthetic builds a Llama-2-shaped model with random weights in a temporary file (deleted afterwards), "
+                + "so speed can be measured without downloading weights."})
+public final class BenchCommand implements Callable<Integer> {
+
+    static final class Source {
+        @Option(names = {"-m", "--model"}, paramLabel = "MODEL", description = "GGUF model file.")
+        Path model;
+
+        @Option(names = "--synthetic", paramLabel = "SIZE[:TYPE]",
+                description = "7b, 13b or 70b, optionally with a weight type (default q4_0), e.g. 7b:q4_k.")
+        String synthetic;
+    }
+
+    @ArgGroup(multiplicity = "1")
+    Source source;
+
+    @Option(names = {"-p", "--n-prompt"}, paramLabel = "N", defaultValue = "512", description = "Prompt tokens (0: skip; default ${DEFAULT-VALUE}).")
+    int prompt;
+
+    @Option(names = {"-n", "--n-gen"}, paramLabel = "N", defaultValue = "128", description = "Generated tokens (0: skip; default ${DEFAULT-VALUE}).")
+    int gen;
+
+    @Option(names = {"-r", "--repetitions"}, paramLabel = "N", defaultValue = "5", description = "Runs of each test (default ${DEFAULT-VALUE}).")
+    int repetitions;
+
+    @Option(names = {"-t", "--threads"}, defaultValue = "0", paramLabel = "N", description = "CPU threads (0: one per CPU).")
+    int threads;
+
+    @Option(names = "--save", paramLabel = "FILE",
+            description = "With --synthetic: write the model to FILE and keep it (e.g. to run llama-bench on it).")
+    Path save;
+
+    @Option(names = "--json", description = "Print the results as JSON.")
+    boolean json;
+
+    @Spec
+    CommandSpec spec;
+
+    @Override
+    public Integer call() throws IOException {
+        if (prompt < 0 || gen < 0 || repetitions < 1 || prompt + gen == 0) {
+            throw new IllegalArgumentException("need -p >= 0, -n >= 0 (not both 0) and -r >= 1");
+        }
+        PrintWriter err = spec.commandLine().getErr();
+        Path file = source.model;
+        Path temp = null;
+        if (source.synthetic != null) {
+            SyntheticModel.Spec s = SyntheticModel.parse(source.synthetic);
+            if (save != null) {
+                file = save;
+            } else {
+                temp = Files.createTempFile("nibble-synthetic-", ".gguf");
+                temp.toFile().deleteOnExit();
+                file = temp;
+            }
+            err.println("nibble: writing a synthetic Llama-2-" + s.shape().name() + " " + s.type() + " model to " + file);
+            err.flush();
+            SyntheticModel.write(file, s.shape(), s.type(), 1);
+        } else if (save != null) {
+            throw new IllegalArgumentException("--save goes with --synthetic");
+        }
+        try (CpuBackend backend = new CpuBackend(threads); Model model = Model.load(file, backend)) {
+            List<Map<String, Object>> results = run(model, backend);
+            print(results);
+        } finally {
+            if (temp != null) {
+                Files.deleteIfExists(temp);
+            }
+        }
+        return 0;
+    }
+
+    private List<Map<String, Object>> run(Model model, CpuBackend backend) throws IOException {
+        long bytes = 0, params = 0;
+        for (GgufTensor t : model.file().tensors()) {
+            bytes += t.info().byteSize();
+            params += t.info().elementCount();
+        }
+        SplittableRandom random = new SplittableRandom(7);
+        int[] ids = random.ints(Math.max(prompt, 1), 0, model.config().vocabSize()).toArray();
+        List<Map<String, Object>> results = new ArrayList<>();
+        try (KvCache cache = model.newCache(Math.max(prompt, gen) + 1)) {
+            // Warm-up: one batch and one token, which also pulls every weight into the page cache.
+            model.forward(Arrays.copyOf(ids, Math.min(Math.max(prompt, 1), Model.BATCH)), cache, false);
+            cache.clear();
+            model.forward(new int[] {ids[0]}, cache, false);
+            if (prompt > 0) {
+                double[] rates = new double[repetitions];
+                for (int r = 0; r < repetitions; r++) {
+                    cache.clear();
+                    long t0 = System.nanoTime();
+                    model.forward(Arrays.copyOf(ids, prompt), cache, false);
+                    rates[r] = prompt * 1e9 / (System.nanoTime() - t0);
+                }
+                results.add(result(model, backend, bytes, params, "pp" + prompt, rates));
+            }
+            if (gen > 0) {
+                double[] rates = new double[repetitions];
+                for (int r = 0; r < repetitions; r++) {
+                    cache.clear();
+                    long t0 = System.nanoTime();
+                    for (int i = 0; i < gen; i++) {
+                        model.forward(new int[] {ids[i % ids.length]}, cache, false);
+                    }
+                    rates[r] = gen * 1e9 / (System.nanoTime() - t0);
+                }
+                results.add(result(model, backend, bytes, params, "tg" + gen, rates));
+            }
+        }
+        return results;
+    }
+
+    private Map<String, Object> result(Model model, CpuBackend backend, long bytes, long params, String test,
+                                       double[] rates) {
+        double[] sorted = rates.clone();
+        Arrays.sort(sorted);
+        double median = sorted.length % 2 == 1 ? sorted[sorted.length / 2]
+                : (sorted[sorted.length / 2 - 1] + sorted[sorted.length / 2]) / 2;
+        Map<String, Object> r = new LinkedHashMap<>();
+        r.put("model", model.file().metadata().findString("general.name").orElse(model.file().path().getFileName().toString()));
+        r.put("file", model.file().path().toString());
+        r.put("size_bytes", bytes);
+        r.put("params", params);
+        r.put("backend", backend.description());
+        r.put("test", test);
+        r.put("runs", rates.length);
+        r.put("tokens_per_second_median", median);
+        r.put("tokens_per_second_min", sorted[0]);
+        r.put("tokens_per_second_max", sorted[sorted.length - 1]);
+        r.put("tokens_per_second", rates);
+        return r;
+    }
+
+    private void print(List<Map<String, Object>> results) throws IOException {
+        PrintWriter out = spec.commandLine().getOut();
+        if (json) {
+            out.println(new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsString(results));
+        } else {
+            out.println("| model | size | params | backend | test | t/s (median) | min | max |");
+            out.println("| --- | ---: | ---: | --- | --- | ---: | ---: | ---: |");
+            for (Map<String, Object> r : results) {
+                out.println(String.format(Locale.ROOT, "| %s | %.2f GiB | %.2f B | %s | %s | %.2f | %.2f | %.2f |",
+                        r.get("model"), (long) r.get("size_bytes") / (double) (1L << 30), (long) r.get("params") / 1e9,
+                        r.get("backend"), r.get("test"), r.get("tokens_per_second_median"),
+                        r.get("tokens_per_second_min"), r.get("tokens_per_second_max")));
+            }
+        }
+        out.flush();
+    }
+}

@@ -1,0 +1,36 @@
+package dev.nibble.runtime;
+
+/**
+ * The outcome of one generation call.
+ *
+ * @param text             the generated text (without the prompt and without a stop string)
+ * @param promptTokens     tokens the prompt encoded to (BOS included)
+ * @param generatedTokens  tokens generated (an end token and those of a stop string included)
+ * @param promptNanos      time spent running the prompt
+ * @param generationNanos  time spent generating after the prompt
+ */
+public record GenerationResult(String text, int promptTokens, int generatedTokens, StopReason stopReason,
+                               long promptNanos, long generationNanos) {
+
+    /** Why generation ended. */
+    public enum StopReason {
+        /** The model produced one of its end-of-generation tokens. */
+        END_TOKEN,
+        /** The output reached one of the stop strings. */
+        STOP_STRING,
+        /** The requested number of new tokens was generated. */
+        MAX_TOKENS,
+        /** Every position of the context is used. */
+        CONTEXT_FULL
+    }
+
+    /** Prompt tokens per second. */
+    public double promptTokensPerSecond() {
+        return promptNanos == 0 ? 0 : promptTokens * 1e9 / promptNanos;
+    }
+
+    /** Generated tokens per second. */
+    public double generationTokensPerSecond() {
+        return generationNanos == 0 ? 0 : generatedTokens * 1e9 / generationNanos;
+    }
+}

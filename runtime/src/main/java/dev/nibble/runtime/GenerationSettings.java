@@ -1,0 +1,27 @@
+package dev.nibble.runtime;
+
+import java.util.List;
+
+/**
+ * What one generation call does.
+ *
+ * @param maxTokens    new tokens at most (negative: until an end token, a stop string or the context is full)
+ * @param sampler      how each token is chosen
+ * @param stopStrings  generation ends before the first of these in the output; the stop string is not returned
+ */
+public record GenerationSettings(int maxTokens, SamplerSettings sampler, List<String> stopStrings) {
+
+    public GenerationSettings {
+        stopStrings = List.copyOf(stopStrings);
+        for (String s : stopStrings) {
+            if (s.isEmpty()) {
+                throw new IllegalArgumentException("a stop string must not be empty");
+            }
+        }
+    }
+
+    /** Up to {@code maxTokens} tokens chosen by {@code sampler}, no stop strings. */
+    public static GenerationSettings of(int maxTokens, SamplerSettings sampler) {
+        return new GenerationSettings(maxTokens, sampler, List.of());
+    }
+}

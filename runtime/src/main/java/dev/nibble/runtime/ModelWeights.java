@@ -1,0 +1,104 @@
+package dev.nibble.runtime;
+
+import dev.nibble.formats.FormatException;
+import dev.nibble.formats.GgmlType;
+import dev.nibble.formats.gguf.GgufFile;
+import dev.nibble.formats.gguf.GgufTensor;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.Optional;
+
+/**
+ * The weights of a Llama model as slices of the mapped GGUF file (zero copy), each checked against the config.
+ *
+ * @param tokenEmbedding  {@code token_embd.weight}, one row per token
+ * @param outputNorm      {@code output_norm.weight}, F32
+ * @param output          {@code output.weight}, or the token embedding when the model ties them
+ * @param ropeFactors     {@code rope_freqs.weight} (F32, headDim/2 divisors of each RoPE frequency, Llama 3.1
+ *                        scaling as llama.cpp stores it), or null
+ */
+public record ModelWeights(Matrix tokenEmbedding, MemorySegment outputNorm, Matrix output, Layer[] layers,
+                           MemorySegment ropeFactors) {
+
+    /** One transformer block: norms are F32 vectors, projections are matrices of any supported type. */
+    public record Layer(MemorySegment attentionNorm, Matrix wq, Matrix wk, Matrix wv, Matrix wo,
+                        MemorySegment ffnNorm, Matrix gate, Matrix up, Matrix down) {}
+
+    /** Finds every tensor the config needs in {@code file}; a missing tensor or a wrong shape is refused by name. */
+    public static ModelWeights from(GgufFile file, LlamaConfig c) throws FormatException {
+        Path path = file.path();
+        Matrix embedding = matrix(file, "token_embd.weight", c.vocabSize(), c.dim());
+        Optional<GgufTensor> out = file.tensor("output.weight");
+        Matrix output = out.isPresent() ? matrix(file, "output.weight", c.vocabSize(), c.dim()) : embedding;
+        Layer[] layers = new Layer[c.layers()];
+        for (int i = 0; i < c.layers(); i++) {
+            String p = "blk." + i + ".";
+            layers[i] = new Layer(
+                    vector(file, p + "attn_norm.weight", c.dim()),
+                    matrix(file, p + "attn_q.weight", c.heads() * c.headDim(), c.dim()),
+                    matrix(file, p + "attn_k.weight", c.kvDim(), c.dim()),
+                    matrix(file, p + "attn_v.weight", c.kvDim(), c.dim()),
+                    matrix(file, p + "attn_output.weight", c.dim(), c.heads() * c.headDim()),
+                    vector(file, p + "ffn_norm.weight", c.dim()),
+                    matrix(file, p + "ffn_gate.weight", c.ffnDim(), c.dim()),
+                    matrix(file, p + "ffn_up.weight", c.ffnDim(), c.dim()),
+                    matrix(file, p + "ffn_down.weight", c.dim(), c.ffnDim()));
+        }
+        MemorySegment ropeFactors = file.tensor("rope_freqs.weight").isPresent()
+                ? vector(file, "rope_freqs.weight", c.headDim() / 2) : null;
+        if (file.tensor("blk.0.ffn_gate_exps.weight").isPresent()) {
+            throw new FormatException(path, "blk.0.ffn_gate_exps.weight", -1,
+                    "this is a mixture-of-experts model, which nibble does not run");
+        }
+        return new ModelWeights(embedding, vector(file, "output_norm.weight", c.dim()), output, layers, ropeFactors);
+    }
+
+    private static GgufTensor tensor(GgufFile file, String name) throws FormatException {
+        return file.tensor(name).orElseThrow(() -> new FormatException(file.path(), name, -1,
+                "is missing; the file is not a complete Llama model"));
+    }
+
+    private static Matrix matrix(GgufFile file, String name, int rows, int cols) throws FormatException {
+        GgufTensor t = tensor(file, name);
+        long[] dims = t.dims();
+        if (dims.length != 2 || dims[0] != cols || dims[1] != rows) {
+            throw new FormatException(file.path(), name, t.fileOffset(), "has dims " + Arrays.toString(dims)
+                    + " but the metadata implies [" + cols + ", " + rows + "]");
+        }
+        if (cols % t.type().blockSize() != 0) {
+            throw new FormatException(file.path(), name, t.fileOffset(),
+                    "rows of " + cols + " do not fill whole " + t.type() + " blocks");
+        }
+        return new Matrix(name, t.type(), rows, cols, t.data());
+    }
+
+    private static MemorySegment vector(GgufFile file, String name, int n) throws FormatException {
+        GgufTensor t = tensor(file, name);
+        long[] dims = t.dims();
+        if (t.info().elementCount() != n || dims[0] != n) {
+            throw new FormatException(file.path(), name, t.fileOffset(),
+                    "has dims " + Arrays.toString(dims) + " but " + n + " elements are expected");
+        }
+        if (t.type() != GgmlType.F32) {
+            throw new FormatException(file.path(), name, t.fileOffset(),
+                    "is " + t.type() + "; norm and RoPE vectors must be F32 (as llama.cpp writes them)");
+        }
+        return t.data();
+    }
+
+    @Override
+    public boolean equals(Object o) {
+        return this == o;
+    }
+
+    @Override
+    public int hashCode() {
+        return System.identityHashCode(this);
+    }
+
+    @Override
+    public String toString() {
+        return "ModelWeights[" + layers.length + " layers, output " + output.name() + "]";
+    }
+}

@@ -1,0 +1,155 @@
+package dev.nibble.runtime;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.nibble.converter.ConvertOptions;
+import dev.nibble.converter.Converter;
+import dev.nibble.converter.Recipe;
+import dev.nibble.formats.vocab.VocabularyGguf;
+import dev.nibble.runtime.tokenizer.Tokenizer;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.List;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
+
+/**
+ * The tiny Llama of test-data, converted by nibble's converter to F32 and F16 and run on the CPU backend, against the
+ * Hugging Face reference (transformers, float32 from the fp16 weights): logits, greedy continuations, perplexity.
+ */
+class TinyLlamaEndToEndTest {
+
+    private static final List<String> PROMPTS = List.of("jury", "morning", "val_excerpt", "chat");
+
+    private static Path dir;
+    private static TinyLlamaRefs refs;
+    private static CpuBackend backend;
+
+    @BeforeAll
+    static void convert() throws IOException {
+        refs = TinyLlamaRefs.load();
+        dir = Files.createTempDirectory("nibble-e2e-");
+        for (Recipe r : new Recipe[] {Recipe.F32, Recipe.F16}) {
+            Converter.convert(ConvertOptions.of(TinyLlamaRefs.dir().resolve("safetensors"), file(r), r).withThreads(2));
+        }
+        backend = new CpuBackend(0);
+    }
+
+    @AfterAll
+    static void cleanUp() throws IOException {
+        backend.close();
+        for (Recipe r : new Recipe[] {Recipe.F32, Recipe.F16}) {
+            Files.deleteIfExists(file(r));
+        }
+        Files.deleteIfExists(dir);
+    }
+
+    private static Path file(Recipe r) {
+        return dir.resolve("tiny." + r.name().toLowerCase() + ".gguf");
+    }
+
+    @ParameterizedTest
+    @EnumSource(value = Recipe.class, names = {"F32", "F16"})
+    void logitsMatchHuggingFaceAtEveryPositionOfEveryPrompt(Recipe recipe) throws IOException {
+        try (Model m = Model.load(file(recipe), backend); KvCache cache = m.newCache(256)) {
+            for (String prompt : PROMPTS) {
+                cache.clear();
+                float[] logits = m.forward(refs.ids(prompt), cache, true);
+                float[] expected = refs.floats(prompt + ".all_logits");
+                int vocab = m.config().vocabSize();
+                for (int pos = 0; pos < refs.ids(prompt).length; pos++) {
+                    float[] got = Arrays.copyOfRange(logits, pos * vocab, (pos + 1) * vocab);
+                    float[] want = Arrays.copyOfRange(expected, pos * vocab, (pos + 1) * vocab);
+                    double err = TinyLlamaRefs.relativeError(got, want);
+                    assertTrue(err < 1e-3, recipe + " " + prompt + " position " + pos + ": relative error " + err);
+                }
+            }
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(value = Recipe.class, names = {"F32", "F16"})
+    void greedyContinuationsMatchTokenForToken(Recipe recipe) throws IOException {
+        try (Model m = Model.load(file(recipe), backend); KvCache cache = m.newCache(512)) {
+            Sampler greedy = new Sampler(SamplerSettings.greedy());
+            for (String prompt : PROMPTS) {
+                cache.clear();
+                int[] ids = refs.ids(prompt);
+                int[] expected = refs.greedy(prompt);
+                int[] got = new int[expected.length];
+                float[] logits = m.forward(ids, cache, false);
+                for (int i = 0; i < expected.length; i++) {
+                    got[i] = greedy.sample(logits, new int[0], 0);
+                    logits = m.forward(new int[] {got[i]}, cache, false);
+                }
+                assertArrayEquals(expected, got, recipe + " " + prompt);
+            }
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(value = Recipe.class, names = {"F32", "F16"})
+    void generatorReproducesTheReferenceTextFromThePromptText(Recipe recipe) throws IOException {
+        try (Model m = Model.load(file(recipe), backend);
+             Generator g = new Generator(m, Tokenizer.from(VocabularyGguf.read(m.file())), 256)) {
+            StringBuilder streamed = new StringBuilder();
+            GenerationResult r = g.generate(refs.json.get("prompts").get("jury").get("text").asText(),
+                    GenerationSettings.of(48, SamplerSettings.greedy()), streamed::append);
+            String expected = refs.json.get("greedy").get("jury").get("generate_text").asText();
+            assertEquals(expected, r.text().strip());
+            assertEquals(r.text(), streamed.toString());
+            assertEquals(5, r.promptTokens());
+            assertEquals(48, r.generatedTokens());
+            assertEquals(GenerationResult.StopReason.MAX_TOKENS, r.stopReason());
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(value = Recipe.class, names = {"F32", "F16"})
+    void perplexityOfTheValidationPrefixMatchesTheReferenceLogits(Recipe recipe) throws IOException {
+        // refs' val_excerpt is BOS and the start of val.txt, the same tokens up to the first line break (104 tokens), so
+        // Hugging Face's logits for it give the exact perplexity of a first window of up to 105 tokens (attention is causal).
+        int[] excerpt = refs.ids("val_excerpt");
+        float[] hf = refs.floats("val_excerpt.all_logits");
+        try (Model m = Model.load(file(recipe), backend)) {
+            Tokenizer tokenizer = Tokenizer.from(VocabularyGguf.read(m.file()));
+            int[] text = tokenizer.encode(Files.readString(TinyLlamaRefs.dir().resolve("val.txt")), false, false);
+            assertEquals(75150, text.length, "val.txt tokens, as refs.json's perplexity_default says");
+            int same = 104;
+            assertArrayEquals(Arrays.copyOfRange(excerpt, 1, same + 1), Arrays.copyOf(text, same));
+            for (int ctx : new int[] {same + 1, 40}) {
+                int scored = ctx - 1;
+                double nll = 0;
+                for (int j = 0; j < scored; j++) {
+                    nll -= Perplexity.logProbability(hf, j * 2048, 2048, excerpt[j + 1]);
+                }
+                double expected = Math.exp(nll / scored);
+                Perplexity.Result r = Perplexity.compute(m, Arrays.copyOf(text, scored), 1, ctx, w -> { });
+                assertEquals(scored, r.scoredTokens());
+                assertEquals(1, r.windows());
+                assertEquals(expected, r.perplexity(), expected * 1e-4, recipe + " ctx " + ctx);
+            }
+        }
+    }
+
+    @Test
+    void perplexityOfTheWholeValidationTextMatchesHuggingFace() throws IOException {
+        // refs.json perplexity_default: ctx 256, 75,150 scored tokens, 73.871 (the issue allows 0.5%)
+        try (Model m = Model.load(file(Recipe.F16), backend)) {
+            Tokenizer tokenizer = Tokenizer.from(VocabularyGguf.read(m.file()));
+            int[] text = tokenizer.encode(Files.readString(TinyLlamaRefs.dir().resolve("val.txt")), false, false);
+            Perplexity.Result r = Perplexity.compute(m, text, 1, 256, w -> { });
+            double expected = refs.json.get("perplexity_default").get("ctx256").get("ppl").asDouble();
+            assertEquals(75150, r.scoredTokens());
+            assertEquals(295, r.windows());
+            assertEquals(expected, r.perplexity(), expected * 1e-3);
+        }
+    }
+}
