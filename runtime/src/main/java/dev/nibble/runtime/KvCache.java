@@ -84,6 +84,17 @@ public final class KvCache implements AutoCloseable {
         size = 0;
     }
 
+    /**
+     * Keeps the first {@code positions} positions and forgets the rest, which the next tokens overwrite: a chat's next
+     * turn keeps the part of the prompt it shares with what the cache holds and runs only the rest.
+     */
+    public void truncate(int positions) {
+        if (positions < 0 || positions > size) {
+            throw new IllegalArgumentException("cannot keep " + positions + " positions of a cache holding " + size);
+        }
+        size = positions;
+    }
+
     /** Frees the cache. */
     @Override
     public void close() {

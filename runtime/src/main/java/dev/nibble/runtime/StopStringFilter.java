@@ -4,19 +4,19 @@ import java.util.List;
 import java.util.function.Consumer;
 
 /** Passes text on, holding back any tail that could be the start of a stop string. */
-final class StopStringFilter {
+public final class StopStringFilter {
     private final List<String> stops;
     private final Consumer<String> output;
     private final StringBuilder pending = new StringBuilder();
     private final StringBuilder emitted = new StringBuilder();
 
-    StopStringFilter(List<String> stops, Consumer<String> output) {
+    public StopStringFilter(List<String> stops, Consumer<String> output) {
         this.stops = stops;
         this.output = output;
     }
 
     /** Takes new text; returns true when a stop string is complete (text before it has been passed on). */
-    boolean accept(String text) {
+    public boolean accept(String text) {
         pending.append(text);
         int stopAt = -1;
         for (String s : stops) {
@@ -44,7 +44,8 @@ final class StopStringFilter {
         return false;
     }
 
-    void flush() {
+    /** Passes on what was held back; for the end of the text. */
+    public void flush() {
         emit(pending.length());
     }
 
@@ -57,7 +58,8 @@ final class StopStringFilter {
         }
     }
 
-    String text() {
+    /** All text passed on so far. */
+    public String text() {
         return emitted.toString();
     }
 }

@@ -1,5 +1,6 @@
 package dev.nibble.runtime.chat;
 
+import dev.nibble.runtime.StopStringFilter;
 import dev.nibble.runtime.tokenizer.StreamingDecoder;
 import java.io.IOException;
 import java.util.Arrays;
@@ -140,8 +141,8 @@ public final class ChatSession {
         int[] tokens = Arrays.copyOf(ids, engine.contextSize());
         int length = ids.length;
         StreamingDecoder decoder = format.tokenizer().streamingDecoder(true);
-        StopStringFilter filter = new StopStringFilter(format.stopStrings());
-        StringBuilder answer = new StringBuilder();
+        StopStringFilter filter = new StopStringFilter(format.stopStrings(), out);
+        boolean markerWritten = false;
         StopReason reason;
         while (true) {
             if (interrupted) {
@@ -165,8 +166,8 @@ public final class ChatSession {
                 reason = StopReason.TEMPLATE_MARKER;
                 break;
             }
-            emit(filter.accept(decoder.next(token)), answer, out);
-            if (filter.stopped()) {
+            if (filter.accept(decoder.next(token))) {
+                markerWritten = true;
                 reason = StopReason.TEMPLATE_MARKER;
                 break;
             }
@@ -174,19 +175,11 @@ public final class ChatSession {
             logits = engine.append(new int[] {token});
         }
         cached = Arrays.copyOf(tokens, length);
-        if (!filter.stopped()) {
-            emit(filter.accept(decoder.finish()), answer, out);
-            emit(filter.finish(), answer, out);
+        if (!markerWritten && !filter.accept(decoder.finish())) {
+            filter.flush();
         }
         long t2 = System.nanoTime();
-        return new Turn(answer.toString(), reason, ids.length, reused, length - ids.length, t1 - t0, t2 - t1, droppedMessages);
-    }
-
-    private static void emit(String text, StringBuilder answer, Consumer<String> out) {
-        if (!text.isEmpty()) {
-            answer.append(text);
-            out.accept(text);
-        }
+        return new Turn(filter.text(), reason, ids.length, reused, length - ids.length, t1 - t0, t2 - t1, droppedMessages);
     }
 
     private static int commonPrefix(int[] a, int[] b) {

@@ -1,4 +1,4 @@
-package dev.nibble.runtime.chat;
+package dev.nibble.runtime;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
@@ -6,7 +6,8 @@ import java.util.List;
 import java.util.Random;
 import org.junit.jupiter.api.Test;
 
-class StopStringFilterTest {
+/** Random texts cut into random pieces: what comes out is always the text up to the first stop string, no more. */
+class StopStringFilterChunkingTest {
 
     private static final List<String> STOPS = List.of("[INST]", "<|im_start|>", "</s>");
 
@@ -22,19 +23,22 @@ class StopStringFilterTest {
             String s = text.toString();
             int first = STOPS.stream().mapToInt(s::indexOf).filter(i -> i >= 0).min().orElse(-1);
             String expected = first < 0 ? s : s.substring(0, first);
-            StopStringFilter filter = new StopStringFilter(STOPS);
             StringBuilder shown = new StringBuilder();
+            StopStringFilter filter = new StopStringFilter(STOPS, shown::append);
+            boolean stopped = false;
             int at = 0;
-            while (at < s.length()) {
+            while (at < s.length() && !stopped) {
                 int end = Math.min(s.length(), at + random.nextInt(4));
-                shown.append(filter.accept(s.substring(at, end)));
+                stopped = filter.accept(s.substring(at, end));
                 // Nothing shown is ever part of a stop string.
                 assertEquals(expected.substring(0, shown.length()), shown.toString(), s);
                 at = end;
             }
-            shown.append(filter.finish());
+            if (!stopped) {
+                filter.flush();
+            }
             assertEquals(expected, shown.toString(), s);
-            assertEquals(first >= 0, filter.stopped(), s);
+            assertEquals(first >= 0, stopped, s);
         }
     }
 }

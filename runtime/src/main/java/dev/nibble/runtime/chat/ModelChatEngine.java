@@ -1,0 +1,39 @@
+package dev.nibble.runtime.chat;
+
+import dev.nibble.runtime.KvCache;
+import dev.nibble.runtime.Model;
+import java.io.IOException;
+
+/** A chat's engine on a loaded model: one KV cache, cut back to what the next turn shares and extended from there. */
+public final class ModelChatEngine implements ChatEngine, AutoCloseable {
+
+    private final Model model;
+    private final KvCache cache;
+
+    /** An engine with a fresh cache of {@code contextSize} positions; the model stays the caller's to close. */
+    public ModelChatEngine(Model model, int contextSize) {
+        this.model = model;
+        this.cache = model.newCache(contextSize);
+    }
+
+    @Override
+    public int contextSize() {
+        return cache.capacity();
+    }
+
+    @Override
+    public void truncate(int length) {
+        cache.truncate(length);
+    }
+
+    @Override
+    public float[] append(int[] tokens) throws IOException {
+        return model.forward(tokens, cache, false);
+    }
+
+    /** Frees the cache. */
+    @Override
+    public void close() {
+        cache.close();
+    }
+}
