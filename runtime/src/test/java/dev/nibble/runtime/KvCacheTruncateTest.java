@@ -29,7 +29,8 @@ class KvCacheTruncateTest {
             try (KvCache cache = m.newCache(64)) {
                 fresh = m.forward(second, cache, false);
             }
-            try (ModelChatEngine engine = new ModelChatEngine(m, 64)) {
+            try (KvCache cache = m.newCache(64)) {
+                ModelChatEngine engine = new ModelChatEngine(m, cache);
                 assertEquals(64, engine.contextSize());
                 engine.append(first);
                 engine.truncate(23);

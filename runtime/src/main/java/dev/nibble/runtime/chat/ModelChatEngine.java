@@ -5,15 +5,15 @@ import dev.nibble.runtime.Model;
 import java.io.IOException;
 
 /** A chat's engine on a loaded model: one KV cache, cut back to what the next turn shares and extended from there. */
-public final class ModelChatEngine implements ChatEngine, AutoCloseable {
+public final class ModelChatEngine implements ChatEngine {
 
     private final Model model;
     private final KvCache cache;
 
-    /** An engine with a fresh cache of {@code contextSize} positions; the model stays the caller's to close. */
-    public ModelChatEngine(Model model, int contextSize) {
+    /** Runs {@code model} on {@code cache}; both stay the caller's to close. */
+    public ModelChatEngine(Model model, KvCache cache) {
         this.model = model;
-        this.cache = model.newCache(contextSize);
+        this.cache = cache;
     }
 
     @Override
@@ -29,11 +29,5 @@ public final class ModelChatEngine implements ChatEngine, AutoCloseable {
     @Override
     public float[] append(int[] tokens) throws IOException {
         return model.forward(tokens, cache, false);
-    }
-
-    /** Frees the cache. */
-    @Override
-    public void close() {
-        cache.close();
     }
 }
