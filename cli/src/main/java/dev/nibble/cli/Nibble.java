@@ -1,6 +1,7 @@
 package dev.nibble.cli;
 
 import dev.nibble.cli.bench.BenchCommand;
+import dev.nibble.cli.chat.ChatCommand;
 import dev.nibble.cli.generate.GenerateCommand;
 import dev.nibble.cli.inspect.InspectCommand;
 import dev.nibble.cli.perplexity.PerplexityCommand;
@@ -16,7 +17,7 @@ import picocli.CommandLine.Command;
         mixinStandardHelpOptions = true,
         versionProvider = Nibble.Version.class,
         description = "Runs Llama-family language models in 4 bits on CPUs and NVIDIA GPUs.",
-        subcommands = {ConvertCommand.class, InspectCommand.class, TokenizeCommand.class, GenerateCommand.class,
+        subcommands = {ConvertCommand.class, InspectCommand.class, TokenizeCommand.class, GenerateCommand.class, ChatCommand.class,
             PerplexityCommand.class, BenchCommand.class, CommandLine.HelpCommand.class})
 public final class Nibble implements Runnable {
 

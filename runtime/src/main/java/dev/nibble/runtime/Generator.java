@@ -77,6 +77,14 @@ public final class Generator implements AutoCloseable {
         return tokenizer;
     }
 
+    /**
+     * The KV cache, for callers that drive the model themselves: a chat keeps it across turns and runs only each new
+     * turn ({@link #generate} starts it afresh).
+     */
+    public KvCache cache() {
+        return cache;
+    }
+
     /** The context size in tokens (prompt and generated together). */
     public int contextSize() {
         return cache.capacity();
