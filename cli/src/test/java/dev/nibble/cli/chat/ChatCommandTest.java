@@ -98,4 +98,14 @@ class ChatCommandTest {
         assertEquals(1, lines.length, "one answer line, ended by the model before the limit: " + chat[1]);
         assertTrue(!chat[1].contains("[INST]") && !chat[1].contains("</s>"), chat[1]);
     }
+
+    @Test
+    void generateNeedsExactlyOneOfPromptAndMessages() {
+        String[] neither = run("", "generate", "-m", model(), "--chat");
+        assertEquals("2", neither[0]);
+        assertTrue(neither[2].contains("give -p PROMPT or --messages FILE (one of them)"), neither[2]);
+        String[] stop = run("", "generate", "-m", model(), "--chat", "-p", "Hi", "--stop", "x");
+        assertEquals("2", stop[0]);
+        assertTrue(stop[2].contains("--stop is for plain generation"), stop[2]);
+    }
 }

@@ -97,6 +97,27 @@ class ChatLoopTest {
     }
 
     @Test
+    void userIsToldOnceThatOldMessagesWereDropped() throws IOException {
+        ChatFormat format = ChatFormat.forModel(tokenizer, null, BuiltInTemplate.LLAMA2);
+        Sampler sampler = new Sampler();
+        int eos = tokenizer.vocabulary().eosId();
+        for (int i = 0; i < 6; i++) {
+            sampler.add(tokenizer.encode("answer number " + i + " is here", false, false));
+            sampler.add(eos);
+        }
+        ChatSession session = new ChatSession(format, new Engine(80), sampler, new ChatHistory("Be brief."), 0, 16);
+        String script = "first question\nsecond question\nthird question\nfourth question\nfifth question\nsixth question\n";
+        StringWriter out = new StringWriter();
+        new ChatLoop(session, new ScriptedInput(script, new PrintWriter(out)), new PrintWriter(out, true), "").run();
+        List<String> lines = out.toString().lines().toList();
+        String note = "(older messages were dropped to fit the 80-token context; the system prompt stays)";
+        assertEquals(1, lines.stream().filter(note::equals).count(), out.toString());
+        assertEquals("answer number 5 is here", lines.getLast());
+        assertEquals(ChatMessage.system("Be brief."), session.history().messages().getFirst());
+        assertTrue(session.history().turnCount() < 12, "old turns are gone: " + session.history().turnCount());
+    }
+
+    @Test
     void realSigintReachesTheHandlerInsteadOfEndingTheProgram() throws Exception {
         CountDownLatch interrupted = new CountDownLatch(1);
         try (PlainLineSource source = new PlainLineSource(new ByteArrayInputStream(new byte[0]), new PrintWriter(new StringWriter()))) {
