@@ -1,0 +1,574 @@
+/* Row quantizers for Q4_K and Q6_K: the converter's Java quantizers (dev.nibble.converter.quant.Q4KQuantizer and
+ * Q6KQuantizer) step for step, so that both write the same bytes. Java float arithmetic is plain IEEE single and double
+ * precision, so every expression below keeps the Java operand order and types, and this file is compiled with
+ * -ffp-contract=off (a fused multiply-add rounds once where Java rounds twice). Helpers reproduce the Java library
+ * calls the search relies on: Math.rint + (int) cast, Math.max on floats, Float.floatToFloat16 / float16ToFloat. */
+#include "nibble.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* (int) Math.rint(v): round half to even, NaN -> 0, beyond the int range saturates. */
+static inline int java_nearest_int(float v) {
+    if (fabsf(v) < 4194304.0f) {
+        /* Adding 1.5 * 2^23 leaves a float whose unit is 1, so the hardware's round-to-nearest-even does the work. */
+        float shifted = v + 12582912.0f;
+        return (int) (shifted - 12582912.0f);
+    }
+    if (v != v) {
+        return 0;
+    }
+    double r = rint((double) v);
+    if (r >= 2147483647.0) {
+        return INT32_MAX;
+    }
+    if (r <= -2147483648.0) {
+        return INT32_MIN;
+    }
+    return (int) r;
+}
+
+static inline int clamp_int(int v, int lo, int hi) {
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
+/* Math.max(float, float): NaN wins, +0 beats -0. */
+static inline float java_max(float a, float b) {
+    if (a != a) {
+        return a;
+    }
+    if (a == 0.0f && b == 0.0f && signbit(a)) {
+        return b;
+    }
+    return a >= b ? a : b;
+}
+
+static inline uint32_t float_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+/* Float.floatToFloat16: round to nearest even; NaN keeps its sign and folds its significand into 10 bits. */
+static uint16_t java_f32_to_f16(float f) {
+    uint32_t bits = float_bits(f);
+    uint16_t sign = (uint16_t) ((bits >> 16) & 0x8000u);
+    if (f != f) {
+        return (uint16_t) (sign | 0x7c00u | ((bits & 0x007fe000u) >> 13) | ((bits & 0x00001ff0u) >> 4) | (bits & 0xfu));
+    }
+    float a = fabsf(f);
+    if (a >= 65520.0f) {
+        return (uint16_t) (sign | 0x7c00u);
+    }
+    if (a <= 0x1.0p-25f) {
+        return sign;
+    }
+    int exp = (int) ((bits >> 23) & 0xff) - 127;
+    int delta = 0;
+    uint32_t msb = 0;
+    if (exp < -14) {
+        delta = -14 - exp;
+        exp = -15;
+        msb = 0x00800000u;
+    }
+    uint32_t signif = (bits & 0x007fffffu) | msb;
+    uint32_t half = signif >> (13 + delta);
+    uint32_t lsb = signif & (1u << (13 + delta));
+    uint32_t round = signif & (1u << (12 + delta));
+    uint32_t sticky = signif & ((1u << (12 + delta)) - 1);
+    if (round != 0 && (lsb | sticky) != 0) {
+        half++;
+    }
+    return (uint16_t) (sign | ((((uint32_t) (exp + 15)) << 10) + half));
+}
+
+/* Float.float16ToFloat (exact). */
+static float java_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t) (h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1f;
+    uint32_t mant = h & 0x3ffu;
+    uint32_t bits;
+    if (exp == 0x1f) {
+        bits = sign | 0x7f800000u | (mant << 13);
+    } else if (exp != 0) {
+        bits = sign | ((exp + 112) << 23) | (mant << 13);
+    } else if (mant == 0) {
+        bits = sign;
+    } else {
+        /* subnormal: mant * 2^-24, exact in float */
+        float v = (float) mant * 0x1.0p-24f;
+        bits = sign | float_bits(v);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static inline void put_u16(uint8_t *out, uint16_t v) {
+    out[0] = (uint8_t) v;
+    out[1] = (uint8_t) (v >> 8);
+}
+
+/* ---------------------------------------------------------------- Q4_K */
+
+#define Q4K_BLOCK_BYTES 144
+#define REFITS 2
+
+typedef struct {
+    float weights[32];
+    float ones[32];
+    uint8_t levels[32];
+    uint8_t trial[32];
+    float scales[8];
+    float mins[8];
+    int codes[8];
+    int best_codes[8]; /* persists from block to block within a row, as in Java */
+} q4k_work;
+
+static double q4k_sub_error(const float *x, float scale, float min, uint8_t *levels) {
+    float inv = scale != 0 ? 1.0f / scale : 0.0f;
+    double error = 0;
+    for (int l = 0; l < 32; l++) {
+        float v = x[l];
+        int q = clamp_int(java_nearest_int((v + min) * inv), 0, 15);
+        double e = (double) (scale * q - min) - v;
+        error += e * e;
+        if (levels) {
+            levels[l] = (uint8_t) q;
+        }
+    }
+    return error;
+}
+
+static void q4k_fit(const float *x, const float *weights, q4k_work *w, int j) {
+    float min = x[0];
+    float max = x[0];
+    float sum_w = weights[0];
+    float sum_x = sum_w * x[0];
+    for (int i = 1; i < 32; i++) {
+        if (x[i] < min) {
+            min = x[i];
+        }
+        if (x[i] > max) {
+            max = x[i];
+        }
+        sum_w += weights[i];
+        sum_x += weights[i] * x[i];
+    }
+    if (min > 0) {
+        min = 0;
+    }
+    if (max == min) {
+        w->scales[j] = 0;
+        w->mins[j] = -min;
+        return;
+    }
+    float iscale = 15 / (max - min);
+    float scale = 1 / iscale;
+    float best_error = 0;
+    for (int i = 0; i < 32; i++) {
+        int l = clamp_int(java_nearest_int(iscale * (x[i] - min)), 0, 15);
+        float diff = scale * l + min - x[i];
+        best_error += weights[i] * (diff * diff);
+    }
+    for (int step = 0; step <= 20; step++) {
+        iscale = (-1.0f + 0.1f * step + 15) / (max - min);
+        float sum_l = 0;
+        float sum_l2 = 0;
+        float sum_xl = 0;
+        for (int i = 0; i < 32; i++) {
+            int l = clamp_int(java_nearest_int(iscale * (x[i] - min)), 0, 15);
+            w->trial[i] = (uint8_t) l;
+            float wi = weights[i];
+            sum_l += wi * l;
+            sum_l2 += wi * l * l;
+            sum_xl += wi * l * x[i];
+        }
+        float det = sum_w * sum_l2 - sum_l * sum_l;
+        if (det > 0) {
+            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / det;
+            float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det;
+            if (this_min > 0) {
+                this_min = 0;
+                this_scale = sum_xl / sum_l2;
+            }
+            float error = 0;
+            for (int i = 0; i < 32; i++) {
+                float diff = this_scale * w->trial[i] + this_min - x[i];
+                error += weights[i] * (diff * diff);
+            }
+            if (error < best_error) {
+                best_error = error;
+                scale = this_scale;
+                min = this_min;
+            }
+        }
+    }
+    w->scales[j] = scale;
+    w->mins[j] = -min;
+}
+
+static double q4k_search(const float *x, uint16_t d_bits, uint16_t dmin_bits, q4k_work *w) {
+    float d = java_f16_to_f32(d_bits);
+    float dmin = java_f16_to_f32(dmin_bits);
+    double error = 0;
+    for (int j = 0; j < 8; j++) {
+        int ls0 = w->codes[j] & 0xff;
+        int lm0 = w->codes[j] >> 8;
+        double best = INFINITY;
+        int ls_hi = ls0 + 1 < 63 ? ls0 + 1 : 63;
+        int lm_hi = lm0 + 1 < 63 ? lm0 + 1 : 63;
+        for (int ls = ls0 - 1 > 0 ? ls0 - 1 : 0; ls <= ls_hi; ls++) {
+            for (int lm = lm0 - 1 > 0 ? lm0 - 1 : 0; lm <= lm_hi; lm++) {
+                double e = q4k_sub_error(x + 32 * j, d * ls, dmin * lm, NULL);
+                if (e < best) {
+                    best = e;
+                    w->codes[j] = ls | lm << 8;
+                }
+            }
+        }
+        error += best;
+    }
+    return error;
+}
+
+/* Least-squares (d, dmin) with codes and levels fixed; 0 when the fit is unusable. */
+static int q4k_refit(const float *x, uint16_t d_bits, uint16_t dmin_bits, q4k_work *w, uint16_t *new_d,
+                     uint16_t *new_dmin) {
+    float d = java_f16_to_f32(d_bits);
+    float dmin = java_f16_to_f32(dmin_bits);
+    double saa = 0, sab = 0, sbb = 0, sax = 0, sbx = 0;
+    for (int j = 0; j < 8; j++) {
+        int ls = w->codes[j] & 0xff;
+        int lm = w->codes[j] >> 8;
+        q4k_sub_error(x + 32 * j, d * ls, dmin * lm, w->levels);
+        for (int l = 0; l < 32; l++) {
+            double a = ls * w->levels[l];
+            double v = x[32 * j + l];
+            saa += a * a;
+            sab += a * lm;
+            sbb += (double) lm * lm;
+            sax += a * v;
+            sbx += lm * v;
+        }
+    }
+    double det = saa * sbb - sab * sab;
+    if (!(det > 0)) {
+        return 0;
+    }
+    double fd = (sax * sbb - sab * sbx) / det;
+    double fm = (sax * sab - saa * sbx) / det;
+    if (!(fd > 0) || fm < 0 || fd > 65504 || fm > 65504) {
+        return 0;
+    }
+    *new_d = java_f32_to_f16((float) fd);
+    *new_dmin = java_f32_to_f16((float) fm);
+    return 1;
+}
+
+static void q4k_write(const float *x, uint8_t *out, uint16_t d_bits, uint16_t dmin_bits, q4k_work *w) {
+    memset(out, 0, Q4K_BLOCK_BYTES);
+    put_u16(out, d_bits);
+    put_u16(out + 2, dmin_bits);
+    float d = java_f16_to_f32(d_bits);
+    float dmin = java_f16_to_f32(dmin_bits);
+    for (int j = 0; j < 8; j++) {
+        int ls = w->best_codes[j] & 0xff;
+        int lm = w->best_codes[j] >> 8;
+        if (j < 4) {
+            out[4 + j] = (uint8_t) ls;
+            out[8 + j] = (uint8_t) lm;
+        } else {
+            out[8 + j] = (uint8_t) ((ls & 0xf) | (lm & 0xf) << 4);
+            out[j] |= (uint8_t) ((ls >> 4) << 6);
+            out[4 + j] |= (uint8_t) ((lm >> 4) << 6);
+        }
+    }
+    for (int pair = 0; pair < 4; pair++) {
+        int lo = w->best_codes[2 * pair];
+        int hi = w->best_codes[2 * pair + 1];
+        q4k_sub_error(x + 64 * pair, d * (lo & 0xff), dmin * (lo >> 8), w->levels);
+        q4k_sub_error(x + 64 * pair + 32, d * (hi & 0xff), dmin * (hi >> 8), w->trial);
+        for (int l = 0; l < 32; l++) {
+            out[16 + 32 * pair + l] = (uint8_t) (w->levels[l] | w->trial[l] << 4);
+        }
+    }
+}
+
+static void q4k_block(const float *x, uint8_t *out, q4k_work *w) {
+    double best_error = INFINITY;
+    uint16_t best_d = 0;
+    uint16_t best_dmin = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int j = 0; j < 8; j++) {
+            const float *weights = w->ones;
+            const float *xj = x + 32 * j;
+            if (pass == 0) {
+                float sum_x2 = 0;
+                for (int l = 0; l < 32; l++) {
+                    sum_x2 += xj[l] * xj[l];
+                }
+                float rms = (float) sqrt((double) (sum_x2 / 32));
+                for (int l = 0; l < 32; l++) {
+                    w->weights[l] = rms + fabsf(xj[l]);
+                }
+                weights = w->weights;
+            }
+            q4k_fit(xj, weights, w, j);
+        }
+        float max_scale = 0;
+        float max_min = 0;
+        for (int j = 0; j < 8; j++) {
+            max_scale = java_max(max_scale, w->scales[j]);
+            max_min = java_max(max_min, w->mins[j]);
+        }
+        float inv_scale = max_scale > 0 ? 63.0f / max_scale : 0.0f;
+        float inv_min = max_min > 0 ? 63.0f / max_min : 0.0f;
+        for (int j = 0; j < 8; j++) {
+            w->codes[j] = clamp_int(java_nearest_int(inv_scale * w->scales[j]), 0, 63)
+                    | clamp_int(java_nearest_int(inv_min * w->mins[j]), 0, 63) << 8;
+        }
+        uint16_t d_bits = java_f32_to_f16(max_scale / 63.0f);
+        uint16_t dmin_bits = java_f32_to_f16(max_min / 63.0f);
+        double error = q4k_search(x, d_bits, dmin_bits, w);
+        if (error < best_error) {
+            best_error = error;
+            best_d = d_bits;
+            best_dmin = dmin_bits;
+            memcpy(w->best_codes, w->codes, sizeof w->codes);
+        }
+    }
+    for (int round = 0; round < REFITS; round++) {
+        memcpy(w->codes, w->best_codes, sizeof w->codes);
+        uint16_t d_bits, dmin_bits;
+        if (!q4k_refit(x, best_d, best_dmin, w, &d_bits, &dmin_bits)) {
+            break;
+        }
+        double error = q4k_search(x, d_bits, dmin_bits, w);
+        if (!(error < best_error)) {
+            break;
+        }
+        best_error = error;
+        best_d = d_bits;
+        best_dmin = dmin_bits;
+        memcpy(w->best_codes, w->codes, sizeof w->codes);
+    }
+    q4k_write(x, out, best_d, best_dmin, w);
+}
+
+static void q4k_row(const float *src, int64_t blocks, uint8_t *dst) {
+    q4k_work w;
+    memset(&w, 0, sizeof w);
+    for (int l = 0; l < 32; l++) {
+        w.ones[l] = 1.0f;
+    }
+    for (int64_t b = 0; b < blocks; b++) {
+        q4k_block(src + 256 * b, dst + Q4K_BLOCK_BYTES * b, &w);
+    }
+}
+
+/* ---------------------------------------------------------------- Q6_K */
+
+#define Q6K_BLOCK_BYTES 210
+
+typedef struct {
+    float scales[16];
+    int codes[16];
+    int best_codes[16]; /* persists from block to block within a row, as in Java */
+    uint8_t levels[256];
+} q6k_work;
+
+static double q6k_sub_error(const float *x, float scale, uint8_t *levels) {
+    float inv = scale != 0 ? 1.0f / scale : 0.0f;
+    double error = 0;
+    for (int l = 0; l < 16; l++) {
+        float v = x[l];
+        int q = clamp_int(java_nearest_int(v * inv), -32, 31);
+        double e = (double) (scale * q) - v;
+        error += e * e;
+        if (levels) {
+            levels[l] = (uint8_t) (q + 32);
+        }
+    }
+    return error;
+}
+
+static float q6k_fit(const float *x, int weighted) {
+    float max = 0;
+    float amax = 0;
+    for (int i = 0; i < 16; i++) {
+        float ax = fabsf(x[i]);
+        if (ax > amax) {
+            amax = ax;
+            max = x[i];
+        }
+    }
+    if (amax < 1e-15f) {
+        return 0.0f;
+    }
+    float iscale = -32 / max;
+    float sum_lx = 0;
+    float sum_l2 = 0;
+    for (int i = 0; i < 16; i++) {
+        float v = x[i];
+        int l = clamp_int(java_nearest_int(iscale * v), -32, 31);
+        float w = weighted ? v * v : 1.0f;
+        sum_lx += w * v * l;
+        sum_l2 += w * l * l;
+    }
+    float scale = sum_l2 != 0 ? sum_lx / sum_l2 : 0.0f;
+    float best = scale * sum_lx;
+    for (int step = -9; step <= 9; step++) {
+        if (step == 0) {
+            continue;
+        }
+        iscale = -(32 + 0.1f * step) / max;
+        sum_lx = 0;
+        sum_l2 = 0;
+        for (int i = 0; i < 16; i++) {
+            float v = x[i];
+            int l = clamp_int(java_nearest_int(iscale * v), -32, 31);
+            float w = weighted ? v * v : 1.0f;
+            sum_lx += w * v * l;
+            sum_l2 += w * l * l;
+        }
+        if (sum_l2 > 0 && sum_lx * sum_lx > best * sum_l2) {
+            scale = sum_lx / sum_l2;
+            best = scale * sum_lx;
+        }
+    }
+    return scale;
+}
+
+static double q6k_search(const float *x, uint16_t d_bits, int *codes) {
+    float d = java_f16_to_f32(d_bits);
+    double error = 0;
+    for (int j = 0; j < 16; j++) {
+        int sc0 = codes[j];
+        double best = INFINITY;
+        int hi = sc0 + 2 < 127 ? sc0 + 2 : 127;
+        for (int sc = sc0 - 2 > -128 ? sc0 - 2 : -128; sc <= hi; sc++) {
+            double e = q6k_sub_error(x + 16 * j, d * sc, NULL);
+            if (e < best) {
+                best = e;
+                codes[j] = sc;
+            }
+        }
+        error += best;
+    }
+    return error;
+}
+
+/* Least-squares d with codes and levels fixed, as fp16 bits; 0 when there is nothing to fit. */
+static uint16_t q6k_refit(const float *x, uint16_t d_bits, const int *codes, uint8_t *levels) {
+    float d = java_f16_to_f32(d_bits);
+    double saa = 0;
+    double sax = 0;
+    for (int j = 0; j < 16; j++) {
+        q6k_sub_error(x + 16 * j, d * codes[j], levels + 16 * j);
+        for (int l = 0; l < 16; l++) {
+            double a = (double) codes[j] * (levels[16 * j + l] - 32);
+            saa += a * a;
+            sax += a * x[16 * j + l];
+        }
+    }
+    double fitted = sax / saa;
+    if (!(fabs(fitted) > 0) || fabs(fitted) > 65504) {
+        return 0;
+    }
+    return java_f32_to_f16((float) fitted);
+}
+
+static void q6k_block(const float *x, uint8_t *out, q6k_work *w) {
+    memset(out, 0, Q6K_BLOCK_BYTES);
+    double best_error = INFINITY;
+    uint16_t best_d = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        float max_scale = 0;
+        float max_abs_scale = 0;
+        for (int j = 0; j < 16; j++) {
+            w->scales[j] = q6k_fit(x + 16 * j, pass == 0);
+            if (fabsf(w->scales[j]) > max_abs_scale) {
+                max_abs_scale = fabsf(w->scales[j]);
+                max_scale = w->scales[j];
+            }
+        }
+        if (max_abs_scale < 1e-15f) {
+            return; /* all (near) zero: the zeroed block, d = 0 */
+        }
+        float iscale = -128.0f / max_scale;
+        uint16_t d_bits = java_f32_to_f16(1 / iscale);
+        for (int j = 0; j < 16; j++) {
+            int c = java_nearest_int(iscale * w->scales[j]);
+            w->codes[j] = c < 127 ? c : 127;
+        }
+        double error = q6k_search(x, d_bits, w->codes);
+        if (error < best_error) {
+            best_error = error;
+            best_d = d_bits;
+            memcpy(w->best_codes, w->codes, sizeof w->codes);
+        }
+    }
+    for (int round = 0; round < REFITS; round++) {
+        memcpy(w->codes, w->best_codes, sizeof w->codes);
+        uint16_t d_bits = q6k_refit(x, best_d, w->codes, w->levels);
+        if (d_bits == 0) {
+            break;
+        }
+        double error = q6k_search(x, d_bits, w->codes);
+        if (!(error < best_error)) {
+            break;
+        }
+        best_error = error;
+        best_d = d_bits;
+        memcpy(w->best_codes, w->codes, sizeof w->codes);
+    }
+    float d = java_f16_to_f32(best_d);
+    for (int j = 0; j < 16; j++) {
+        q6k_sub_error(x + 16 * j, d * w->best_codes[j], w->levels + 16 * j);
+        out[192 + j] = (uint8_t) w->best_codes[j];
+    }
+    put_u16(out + 208, best_d);
+    for (int half = 0; half < 2; half++) {
+        uint8_t *ql = out + 64 * half;
+        uint8_t *qh = out + 128 + 32 * half;
+        const uint8_t *lv = w->levels + 128 * half;
+        for (int l = 0; l < 32; l++) {
+            int q1 = lv[l], q2 = lv[l + 32], q3 = lv[l + 64], q4 = lv[l + 96];
+            ql[l] = (uint8_t) ((q1 & 0xf) | (q3 & 0xf) << 4);
+            ql[l + 32] = (uint8_t) ((q2 & 0xf) | (q4 & 0xf) << 4);
+            qh[l] = (uint8_t) ((q1 >> 4) | (q2 >> 4) << 2 | (q3 >> 4) << 4 | (q4 >> 4) << 6);
+        }
+    }
+}
+
+static void q6k_row(const float *src, int64_t blocks, uint8_t *dst) {
+    q6k_work w;
+    memset(&w, 0, sizeof w);
+    for (int64_t b = 0; b < blocks; b++) {
+        q6k_block(src + 256 * b, dst + Q6K_BLOCK_BYTES * b, &w);
+    }
+}
+
+/* ---------------------------------------------------------------- entry point */
+
+NB_API nb_status nb_quantize_row(int32_t type, const float *src, int64_t n, void *dst) {
+    if (type != NB_Q4_K && type != NB_Q6_K) {
+        return NB_ERR_UNSUPPORTED;
+    }
+    if (!src || !dst || n < 0 || n % 256 != 0) {
+        return NB_ERR_ARGUMENT;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        if (!isfinite(src[i])) {
+            return NB_ERR_ARGUMENT;
+        }
+    }
+    if (type == NB_Q4_K) {
+        q4k_row(src, n / 256, (uint8_t *) dst);
+    } else {
+        q6k_row(src, n / 256, (uint8_t *) dst);
+    }
+    return NB_OK;
+}
