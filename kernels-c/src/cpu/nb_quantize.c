@@ -1,8 +1,9 @@
-/* Row quantizers for Q4_K and Q6_K: the converter's Java quantizers (dev.nibble.converter.quant.Q4KQuantizer and
- * Q6KQuantizer) step for step, so that both write the same bytes. Java float arithmetic is plain IEEE single and double
- * precision, so every expression below keeps the Java operand order and types, and this file is compiled with
- * -ffp-contract=off (a fused multiply-add rounds once where Java rounds twice). Helpers reproduce the Java library
- * calls the search relies on: Math.rint + (int) cast, Math.max on floats, Float.floatToFloat16 / float16ToFloat. */
+/* Row quantizers for Q4_K, Q6_K and IQ4_NL: the converter's Java quantizers (dev.nibble.converter.quant.Q4KQuantizer,
+ * Q6KQuantizer, IQ4NLQuantizer) step for step, so that both write the same bytes. Java float arithmetic is plain IEEE
+ * single and double precision, so every expression below keeps the Java operand order and types, and this file is
+ * compiled with -ffp-contract=off (a fused multiply-add rounds once where Java rounds twice). Helpers reproduce the
+ * Java library calls the search relies on: Math.rint + (int) cast, Math.max on floats, Float.floatToFloat16 and
+ * float16ToFloat. */
 #include "nibble.h"
 
 #include <math.h>
@@ -267,6 +268,195 @@ static int q4k_refit(const float *x, uint16_t d_bits, uint16_t dmin_bits, q4k_wo
     return 1;
 }
 
+/* ---------------------------------------------------------------- Q4_K, AVX2
+ * The searches try many candidates (grid steps, neighbouring codes) over the same 32 weights, and each candidate sums
+ * its terms in weight order. Vectorising over the weights would reorder those sums; instead each vector lane runs one
+ * candidate, with the scalar code's operations in the scalar code's order, so every lane rounds exactly as it would.
+ * Rounding and clamping to 0..15 happen in float: _mm256_round_ps is round-half-even like Math.rint, and max(r, 0)
+ * maps NaN to 0 and min(., 15) caps large values, which is what (int) saturation followed by the clamp gives. */
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define NB_Q_AVX2 __attribute__((target("avx2")))
+
+NB_Q_AVX2 static inline __m256 round_clamp15(__m256 t) {
+    __m256 r = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    return _mm256_min_ps(_mm256_max_ps(r, _mm256_setzero_ps()), _mm256_set1_ps(15.0f));
+}
+
+NB_Q_AVX2 static void q4k_fit_avx2(const float *x, const float *weights, q4k_work *w, int j) {
+    float min = x[0];
+    float max = x[0];
+    float sum_w = weights[0];
+    float sum_x = sum_w * x[0];
+    for (int i = 1; i < 32; i++) {
+        if (x[i] < min) {
+            min = x[i];
+        }
+        if (x[i] > max) {
+            max = x[i];
+        }
+        sum_w += weights[i];
+        sum_x += weights[i] * x[i];
+    }
+    if (min > 0) {
+        min = 0;
+    }
+    if (max == min) {
+        w->scales[j] = 0;
+        w->mins[j] = -min;
+        return;
+    }
+    float iscale = 15 / (max - min);
+    float scale = 1 / iscale;
+    float best_error = 0;
+    float xm[32];
+    for (int i = 0; i < 32; i++) {
+        xm[i] = x[i] - min;
+        int l = clamp_int(java_nearest_int(iscale * xm[i]), 0, 15);
+        float diff = scale * l + min - x[i];
+        best_error += weights[i] * (diff * diff);
+    }
+    /* Accepting a step moves min, and later steps round against the new min: run 8 steps ahead on the current min,
+     * take the first accepted one, and start again after it (a sub-block accepts a few steps of the 21). */
+    const __m256 vsum_w = _mm256_set1_ps(sum_w);
+    const __m256 vsum_x = _mm256_set1_ps(sum_x);
+    const __m256 zero = _mm256_setzero_ps();
+    int step = 0;
+    while (step <= 20) {
+        float lane_iscale[8], det_s[8], scale_s[8], min_s[8], err_s[8];
+        for (int k = 0; k < 8; k++) {
+            lane_iscale[k] = (-1.0f + 0.1f * (step + k) + 15) / (max - min);
+        }
+        for (int i = 0; i < 32; i++) {
+            xm[i] = x[i] - min;
+        }
+        __m256 is = _mm256_loadu_ps(lane_iscale);
+        __m256 sl = zero, sl2 = zero, sxl = zero;
+        __m256 lv[32];
+        for (int i = 0; i < 32; i++) {
+            __m256 l = round_clamp15(_mm256_mul_ps(is, _mm256_set1_ps(xm[i])));
+            lv[i] = l;
+            __m256 wl = _mm256_mul_ps(_mm256_set1_ps(weights[i]), l);
+            sl = _mm256_add_ps(sl, wl);
+            sl2 = _mm256_add_ps(sl2, _mm256_mul_ps(wl, l));
+            sxl = _mm256_add_ps(sxl, _mm256_mul_ps(wl, _mm256_set1_ps(x[i])));
+        }
+        __m256 det = _mm256_sub_ps(_mm256_mul_ps(vsum_w, sl2), _mm256_mul_ps(sl, sl));
+        __m256 ts = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(vsum_w, sxl), _mm256_mul_ps(vsum_x, sl)), det);
+        __m256 tm = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sl2, vsum_x), _mm256_mul_ps(sl, sxl)), det);
+        __m256 positive = _mm256_cmp_ps(tm, zero, _CMP_GT_OQ);
+        tm = _mm256_blendv_ps(tm, zero, positive);
+        ts = _mm256_blendv_ps(ts, _mm256_div_ps(sxl, sl2), positive);
+        __m256 err = zero;
+        for (int i = 0; i < 32; i++) {
+            __m256 diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(ts, lv[i]), tm), _mm256_set1_ps(x[i]));
+            err = _mm256_add_ps(err, _mm256_mul_ps(_mm256_set1_ps(weights[i]), _mm256_mul_ps(diff, diff)));
+        }
+        _mm256_storeu_ps(det_s, det);
+        _mm256_storeu_ps(scale_s, ts);
+        _mm256_storeu_ps(min_s, tm);
+        _mm256_storeu_ps(err_s, err);
+        int next = step + 8;
+        for (int k = 0; k < 8 && step + k <= 20; k++) {
+            if (det_s[k] > 0 && err_s[k] < best_error) {
+                best_error = err_s[k];
+                scale = scale_s[k];
+                min = min_s[k];
+                next = step + k + 1;
+                break;
+            }
+        }
+        step = next;
+    }
+    w->scales[j] = scale;
+    w->mins[j] = -min;
+}
+
+NB_Q_AVX2 static double q4k_search_avx2(const float *x, uint16_t d_bits, uint16_t dmin_bits, q4k_work *w) {
+    float d = java_f16_to_f32(d_bits);
+    float dmin = java_f16_to_f32(dmin_bits);
+    double error = 0;
+    for (int j = 0; j < 8; j++) {
+        const float *xj = x + 32 * j;
+        int ls0 = w->codes[j] & 0xff;
+        int lm0 = w->codes[j] >> 8;
+        int ls_hi = ls0 + 1 < 63 ? ls0 + 1 : 63;
+        int lm_hi = lm0 + 1 < 63 ? lm0 + 1 : 63;
+        float sc[16], mn[16], inv[16];
+        int code[16];
+        int count = 0;
+        for (int ls = ls0 - 1 > 0 ? ls0 - 1 : 0; ls <= ls_hi; ls++) {
+            for (int lm = lm0 - 1 > 0 ? lm0 - 1 : 0; lm <= lm_hi; lm++) {
+                sc[count] = d * ls;
+                mn[count] = dmin * lm;
+                inv[count] = sc[count] != 0 ? 1.0f / sc[count] : 0.0f;
+                code[count] = ls | lm << 8;
+                count++;
+            }
+        }
+        for (int c = count; c < 16; c++) {
+            sc[c] = sc[0];
+            mn[c] = mn[0];
+            inv[c] = inv[0];
+        }
+        __m256 s0 = _mm256_loadu_ps(sc), s1 = _mm256_loadu_ps(sc + 8);
+        __m256 m0 = _mm256_loadu_ps(mn), m1 = _mm256_loadu_ps(mn + 8);
+        __m256 i0 = _mm256_loadu_ps(inv), i1 = _mm256_loadu_ps(inv + 8);
+        __m256d e0 = _mm256_setzero_pd(), e1 = e0, e2 = e0, e3 = e0;
+        for (int l = 0; l < 32; l++) {
+            __m256 v = _mm256_set1_ps(xj[l]);
+            __m256d vd = _mm256_set1_pd((double) xj[l]);
+            __m256 q0 = round_clamp15(_mm256_mul_ps(_mm256_add_ps(v, m0), i0));
+            __m256 q1 = round_clamp15(_mm256_mul_ps(_mm256_add_ps(v, m1), i1));
+            __m256 f0 = _mm256_sub_ps(_mm256_mul_ps(s0, q0), m0);
+            __m256 f1 = _mm256_sub_ps(_mm256_mul_ps(s1, q1), m1);
+            __m256d d0 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(f0)), vd);
+            __m256d d1 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(f0, 1)), vd);
+            __m256d d2 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(f1)), vd);
+            __m256d d3 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(f1, 1)), vd);
+            e0 = _mm256_add_pd(e0, _mm256_mul_pd(d0, d0));
+            e1 = _mm256_add_pd(e1, _mm256_mul_pd(d1, d1));
+            e2 = _mm256_add_pd(e2, _mm256_mul_pd(d2, d2));
+            e3 = _mm256_add_pd(e3, _mm256_mul_pd(d3, d3));
+        }
+        double errs[16];
+        _mm256_storeu_pd(errs, e0);
+        _mm256_storeu_pd(errs + 4, e1);
+        _mm256_storeu_pd(errs + 8, e2);
+        _mm256_storeu_pd(errs + 12, e3);
+        double best = INFINITY;
+        for (int c = 0; c < count; c++) {
+            if (errs[c] < best) {
+                best = errs[c];
+                w->codes[j] = code[c];
+            }
+        }
+        error += best;
+    }
+    return error;
+}
+#endif
+
+/* The AVX2 forms when the library runs its AVX2 (or AVX-512) path, else the scalar ones: the same results either way. */
+static void q4k_fit_any(const float *x, const float *weights, q4k_work *w, int j, int avx2) {
+#if defined(__x86_64__) || defined(_M_X64)
+    if (avx2) {
+        q4k_fit_avx2(x, weights, w, j);
+        return;
+    }
+#endif
+    q4k_fit(x, weights, w, j);
+}
+
+static double q4k_search_any(const float *x, uint16_t d_bits, uint16_t dmin_bits, q4k_work *w, int avx2) {
+#if defined(__x86_64__) || defined(_M_X64)
+    if (avx2) {
+        return q4k_search_avx2(x, d_bits, dmin_bits, w);
+    }
+#endif
+    return q4k_search(x, d_bits, dmin_bits, w);
+}
+
 static void q4k_write(const float *x, uint8_t *out, uint16_t d_bits, uint16_t dmin_bits, q4k_work *w) {
     memset(out, 0, Q4K_BLOCK_BYTES);
     put_u16(out, d_bits);
@@ -296,7 +486,7 @@ static void q4k_write(const float *x, uint8_t *out, uint16_t d_bits, uint16_t dm
     }
 }
 
-static void q4k_block(const float *x, uint8_t *out, q4k_work *w) {
+static void q4k_block(const float *x, uint8_t *out, q4k_work *w, int avx2) {
     double best_error = INFINITY;
     uint16_t best_d = 0;
     uint16_t best_dmin = 0;
@@ -315,7 +505,7 @@ static void q4k_block(const float *x, uint8_t *out, q4k_work *w) {
                 }
                 weights = w->weights;
             }
-            q4k_fit(xj, weights, w, j);
+            q4k_fit_any(xj, weights, w, j, avx2);
         }
         float max_scale = 0;
         float max_min = 0;
@@ -331,7 +521,7 @@ static void q4k_block(const float *x, uint8_t *out, q4k_work *w) {
         }
         uint16_t d_bits = java_f32_to_f16(max_scale / 63.0f);
         uint16_t dmin_bits = java_f32_to_f16(max_min / 63.0f);
-        double error = q4k_search(x, d_bits, dmin_bits, w);
+        double error = q4k_search_any(x, d_bits, dmin_bits, w, avx2);
         if (error < best_error) {
             best_error = error;
             best_d = d_bits;
@@ -345,7 +535,7 @@ static void q4k_block(const float *x, uint8_t *out, q4k_work *w) {
         if (!q4k_refit(x, best_d, best_dmin, w, &d_bits, &dmin_bits)) {
             break;
         }
-        double error = q4k_search(x, d_bits, dmin_bits, w);
+        double error = q4k_search_any(x, d_bits, dmin_bits, w, avx2);
         if (!(error < best_error)) {
             break;
         }
@@ -357,14 +547,14 @@ static void q4k_block(const float *x, uint8_t *out, q4k_work *w) {
     q4k_write(x, out, best_d, best_dmin, w);
 }
 
-static void q4k_row(const float *src, int64_t blocks, uint8_t *dst) {
+static void q4k_row(const float *src, int64_t blocks, uint8_t *dst, int avx2) {
     q4k_work w;
     memset(&w, 0, sizeof w);
     for (int l = 0; l < 32; l++) {
         w.ones[l] = 1.0f;
     }
     for (int64_t b = 0; b < blocks; b++) {
-        q4k_block(src + 256 * b, dst + Q4K_BLOCK_BYTES * b, &w);
+        q4k_block(src + 256 * b, dst + Q4K_BLOCK_BYTES * b, &w, avx2);
     }
 }
 
@@ -551,13 +741,131 @@ static void q6k_row(const float *src, int64_t blocks, uint8_t *dst) {
     }
 }
 
+/* ---------------------------------------------------------------- IQ4_NL */
+
+#define IQ4NL_BLOCK_BYTES 18
+
+static const float IQ4NL_LEVELS[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+/* The index of the level nearest to v, the upper one on a tie: the number of level midpoints at or below v (the
+ * midpoints are exact in float). NaN and anything at or below the lowest level give 0. */
+static inline int iq4nl_nearest(float v) {
+    static const float mids[15] = {-115.5f, -93.5f, -74.0f, -57.0f, -42.0f, -28.5f, -16.0f, -4.5f, 7.0f, 19.0f,
+                                   31.5f, 45.5f, 61.0f, 79.0f, 101.0f};
+    int q = 0;
+    for (int k = 0; k < 15; k++) {
+        q += v >= mids[k];
+    }
+    return q;
+}
+
+static double iq4nl_error(const float *x, float d, uint8_t *levels) {
+    if (d == 0 || !isfinite(d)) {
+        return INFINITY;
+    }
+    float id = 1 / d;
+    double error = 0;
+    for (int j = 0; j < 32; j++) {
+        float v = x[j];
+        int q = iq4nl_nearest(id * v);
+        double e = (double) (d * IQ4NL_LEVELS[q]) - v;
+        error += e * e;
+        if (levels) {
+            levels[j] = (uint8_t) q;
+        }
+    }
+    return error;
+}
+
+static void iq4nl_block(const float *x, uint8_t *out) {
+    memset(out, 0, IQ4NL_BLOCK_BYTES);
+    float amax = 0;
+    float max = 0;
+    for (int j = 0; j < 32; j++) {
+        float ax = fabsf(x[j]);
+        if (ax > amax) {
+            amax = ax;
+            max = x[j];
+        }
+    }
+    if (amax < 1e-15f) {
+        return;
+    }
+    uint16_t tried[60];
+    int tried_count = 0;
+    float best_d = 0;
+    double best_error = INFINITY;
+    for (int end = 0; end < 2; end++) {
+        float edge = end == 0 ? IQ4NL_LEVELS[0] : IQ4NL_LEVELS[15];
+        for (int t = -7; t <= 7; t++) {
+            float id = t == 0 ? 1 / (max / edge) : (t + edge) / max;
+            float sum_qx = 0, sum_q2 = 0, sum_wqx = 0, sum_wq2 = 0;
+            for (int j = 0; j < 32; j++) {
+                float v = x[j];
+                float q = IQ4NL_LEVELS[iq4nl_nearest(id * v)];
+                float w = v * v;
+                sum_qx += q * v;
+                sum_q2 += q * q;
+                sum_wqx += w * q * v;
+                sum_wq2 += w * q * q;
+            }
+            for (int weighted = 0; weighted < 2; weighted++) {
+                float num = weighted == 1 ? sum_wqx : sum_qx;
+                float den = weighted == 1 ? sum_wq2 : sum_q2;
+                if (den <= 0) {
+                    continue;
+                }
+                uint16_t bits = java_f32_to_f16(num / den);
+                int seen = 0;
+                for (int i = 0; i < tried_count; i++) {
+                    seen |= tried[i] == bits;
+                }
+                if (seen) {
+                    continue;
+                }
+                tried[tried_count++] = bits;
+                float d = java_f16_to_f32(bits);
+                double e = iq4nl_error(x, d, NULL);
+                if (e < best_error) {
+                    best_error = e;
+                    best_d = d;
+                }
+            }
+        }
+    }
+    if (best_error == INFINITY) {
+        return;
+    }
+    uint8_t levels[32];
+    put_u16(out, java_f32_to_f16(best_d));
+    iq4nl_error(x, best_d, levels);
+    for (int j = 0; j < 16; j++) {
+        out[2 + j] = (uint8_t) (levels[j] | levels[j + 16] << 4);
+    }
+}
+
+static void iq4nl_row(const float *src, int64_t blocks, uint8_t *dst) {
+    for (int64_t b = 0; b < blocks; b++) {
+        iq4nl_block(src + 32 * b, dst + IQ4NL_BLOCK_BYTES * b);
+    }
+}
+
 /* ---------------------------------------------------------------- entry point */
 
 NB_API nb_status nb_quantize_row(int32_t type, const float *src, int64_t n, void *dst) {
-    if (type != NB_Q4_K && type != NB_Q6_K) {
+    int64_t block;
+    switch (type) {
+    case NB_Q4_K:
+    case NB_Q6_K:
+        block = 256;
+        break;
+    case NB_IQ4_NL:
+        block = 32;
+        break;
+    default:
         return NB_ERR_UNSUPPORTED;
     }
-    if (!src || !dst || n < 0 || n % 256 != 0) {
+    if (!src || !dst || n < 0 || n % block != 0) {
         return NB_ERR_ARGUMENT;
     }
     for (int64_t i = 0; i < n; i++) {
@@ -566,9 +874,11 @@ NB_API nb_status nb_quantize_row(int32_t type, const float *src, int64_t n, void
         }
     }
     if (type == NB_Q4_K) {
-        q4k_row(src, n / 256, (uint8_t *) dst);
+        q4k_row(src, n / block, (uint8_t *) dst, nb_isa() >= NB_ISA_AVX2);
+    } else if (type == NB_Q6_K) {
+        q6k_row(src, n / block, (uint8_t *) dst);
     } else {
-        q6k_row(src, n / 256, (uint8_t *) dst);
+        iq4nl_row(src, n / block, (uint8_t *) dst);
     }
     return NB_OK;
 }

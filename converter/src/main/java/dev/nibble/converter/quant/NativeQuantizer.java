@@ -5,17 +5,20 @@ import dev.nibble.kernels.NativeLibrary;
 import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.Linker;
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.SymbolLookup;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.MethodHandle;
 import java.util.Optional;
 
 /**
- * Q4_K and Q6_K rows quantized by libnibble_cpu's {@code nb_quantize_row}: a C port of {@link Q4KQuantizer} and
- * {@link Q6KQuantizer} that writes the same bytes (the Java classes stay the reference it is tested against).
+ * Q4_K, Q6_K and IQ4_NL rows quantized by libnibble_cpu's {@code nb_quantize_row}: a C port of {@link Q4KQuantizer},
+ * {@link Q6KQuantizer} and {@link IQ4NLQuantizer} that writes the same bytes (the Java classes stay the reference it
+ * is tested against).
  */
 final class NativeQuantizer implements Quantizer {
 
-    /** The downcall, or empty when the library is not in this build or cannot be loaded here. */
+    /** libnibble_cpu, or empty when it is not in this build or cannot be loaded here. */
+    private static final Optional<SymbolLookup> LIBRARY = load();
     private static final Optional<MethodHandle> QUANTIZE_ROW = bind();
 
     private final GgmlType type;
@@ -56,11 +59,34 @@ final class NativeQuantizer implements Quantizer {
         }
     }
 
+    /**
+     * Picks the library's instruction-set path ({@code nb_set_isa}: 0 scalar, 1 AVX2, 2 AVX-512), so that tests can
+     * hold each path to the Java bytes; returns the native status (0, or 2 when the CPU lacks the path).
+     */
+    static int setIsa(int isa) {
+        try {
+            MethodHandle setIsa = Linker.nativeLinker().downcallHandle(LIBRARY.orElseThrow().find("nb_set_isa").orElseThrow(),
+                    FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.JAVA_INT));
+            return (int) setIsa.invokeExact(isa);
+        } catch (Throwable t) {
+            throw new IllegalStateException("nb_set_isa failed", t);
+        }
+    }
+
+    private static Optional<SymbolLookup> load() {
+        try {
+            return NativeLibrary.load("nibble_cpu");
+        } catch (RuntimeException | LinkageError e) {
+            // No native access or no loadable library: the Java quantizers do the same work, only slower.
+            return Optional.empty();
+        }
+    }
+
     private static Optional<MethodHandle> bind() {
         try {
             Linker linker = Linker.nativeLinker();
             // critical(true): a row takes about a millisecond, and the weights can stay in their Java array.
-            return NativeLibrary.load("nibble_cpu")
+            return LIBRARY
                     .flatMap(lib -> lib.find("nb_quantize_row"))
                     .map(symbol -> linker.downcallHandle(symbol,
                             FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.ADDRESS,

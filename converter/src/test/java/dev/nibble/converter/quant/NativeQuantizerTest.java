@@ -20,13 +20,14 @@ import java.util.function.BiFunction;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
 
-/** The C quantizers in libnibble_cpu must write exactly the bytes of the Java reference quantizers. */
+/** The C quantizers in libnibble_cpu (Q4_K, Q6_K, IQ4_NL) must write exactly the bytes of the Java reference quantizers. */
 class NativeQuantizerTest {
 
     private static Quantizer reference(GgmlType type) {
         return switch (type) {
             case Q4_K -> new Q4KQuantizer();
             case Q6_K -> new Q6KQuantizer();
+            case IQ4_NL -> new IQ4NLQuantizer();
             default -> throw new IllegalArgumentException(type.toString());
         };
     }
@@ -34,6 +35,23 @@ class NativeQuantizerTest {
     private static Quantizer nativeQuantizer(GgmlType type) {
         assertTrue(NativeQuantizer.available(), "libnibble_cpu with nb_quantize_row is built into the kernels jar");
         return assertInstanceOf(NativeQuantizer.class, Quantizer.forType(type));
+    }
+
+    /** Runs {@code check} on every instruction-set path the CPU has (scalar, AVX2, AVX-512), ending on the best. */
+    private static void onEveryIsa(ThrowingRunnable check) throws IOException {
+        int ran = 0;
+        for (int isa = 0; isa <= 2; isa++) {
+            if (NativeQuantizer.setIsa(isa) == 0) {
+                check.run();
+                ran++;
+            }
+        }
+        assertTrue(ran >= 1, "the scalar path at least");
+    }
+
+    /** A check that may read files. */
+    private interface ThrowingRunnable {
+        void run() throws IOException;
     }
 
     private static byte[] quantize(Quantizer q, float[] x, int offset, int n) {
@@ -90,13 +108,19 @@ class NativeQuantizerTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = GgmlType.class, names = {"Q4_K", "Q6_K"})
-    void randomRowsOfEveryKindGiveTheJavaQuantizersBytes(GgmlType type) {
+    @EnumSource(value = GgmlType.class, names = {"Q4_K", "Q6_K", "IQ4_NL"})
+    void randomRowsOfEveryKindGiveTheJavaQuantizersBytes(GgmlType type) throws IOException {
+        onEveryIsa(() -> randomRows(type));
+    }
+
+    private static void randomRows(GgmlType type) {
         Random rnd = new Random(0x5eed0000L + type.id());
-        int[] blocks = {1, 2, 3, 5, 11};
+        int[] blocks = {1, 2, 3, 5, 11, 8};
         for (String kind : KINDS) {
             for (int trial = 0; trial < 6; trial++) {
-                int n = 256 * blocks[trial % blocks.length];
+                // IQ4_NL's blocks are 32 weights: its rows are cut at 32-weight boundaries too.
+                int unit = type == GgmlType.IQ4_NL && trial % 2 == 1 ? 32 : 256;
+                int n = unit * blocks[trial % blocks.length];
                 int offset = rnd.nextInt(5);
                 float[] padded = new float[offset + n + 3];
                 System.arraycopy(row(kind, rnd, n), 0, padded, offset, n);
@@ -106,7 +130,7 @@ class NativeQuantizerTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = GgmlType.class, names = {"Q4_K", "Q6_K"})
+    @EnumSource(value = GgmlType.class, names = {"Q4_K", "Q6_K", "IQ4_NL"})
     void everyRowOfTheTinyLlamaWeightsGivesTheJavaQuantizersBytes(GgmlType type) throws IOException {
         int checked = 0;
         try (Checkpoint checkpoint = Checkpoint.open(QuantFixtures.root().resolve("tiny-llama/safetensors"))) {
@@ -119,15 +143,19 @@ class NativeQuantizerTest {
                 int total = Math.toIntExact(t.elementCount());
                 float[] x = new float[total];
                 Dequantizer.dequantizeRow(t.dtype(), t.data(), 0, x, 0, total);
-                byte[] expected = new byte[Math.toIntExact(type.byteSize(total))];
-                byte[] actual = new byte[expected.length];
                 long rowBytes = type.byteSize(cols);
+                byte[] expected = new byte[Math.toIntExact(type.byteSize(total))];
                 for (int r = 0; r < total / cols; r++) {
                     reference(type).quantizeRow(x, r * cols, cols, MemorySegment.ofArray(expected), r * rowBytes);
-                    nativeQuantizer(type).quantizeRow(x, r * cols, cols, MemorySegment.ofArray(actual), r * rowBytes);
                 }
-                int mismatch = Arrays.mismatch(expected, actual);
-                assertEquals(-1, mismatch, () -> t.name() + ": first differing byte in row " + mismatch / rowBytes);
+                onEveryIsa(() -> {
+                    byte[] actual = new byte[expected.length];
+                    for (int r = 0; r < total / cols; r++) {
+                        nativeQuantizer(type).quantizeRow(x, r * cols, cols, MemorySegment.ofArray(actual), r * rowBytes);
+                    }
+                    int mismatch = Arrays.mismatch(expected, actual);
+                    assertEquals(-1, mismatch, () -> t.name() + ": first differing byte in row " + mismatch / rowBytes);
+                });
                 checked++;
             }
         }
@@ -135,7 +163,7 @@ class NativeQuantizerTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = GgmlType.class, names = {"Q4_K", "Q6_K"})
+    @EnumSource(value = GgmlType.class, names = {"Q4_K", "Q6_K", "IQ4_NL"})
     void writesOnlyItsOwnBytesOfAnOffHeapDestination(GgmlType type) {
         float[] x = row("gaussian", new Random(7), 512);
         int bytes = Math.toIntExact(type.byteSize(512));
@@ -152,12 +180,13 @@ class NativeQuantizerTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = GgmlType.class, names = {"Q4_K", "Q6_K"})
+    @EnumSource(value = GgmlType.class, names = {"Q4_K", "Q6_K", "IQ4_NL"})
     void badArgumentsAreExceptionsBeforeTheNativeCall(GgmlType type) {
         Quantizer q = nativeQuantizer(type);
         float[] x = row("gaussian", new Random(3), 512);
         MemorySegment dst = MemorySegment.ofArray(new byte[Math.toIntExact(type.byteSize(512))]);
         assertThrows(IllegalArgumentException.class, () -> q.quantizeRow(x, 0, 100, dst, 0));
+        assertThrows(IllegalArgumentException.class, () -> q.quantizeRow(x, 0, 31, dst, 0));
         assertThrows(IllegalArgumentException.class, () -> q.quantizeRow(x, 0, -256, dst, 0));
         assertThrows(IndexOutOfBoundsException.class, () -> q.quantizeRow(x, 1, 512, dst, 0));
         assertThrows(IndexOutOfBoundsException.class, () -> q.quantizeRow(x, 0, 512, dst, 1));
