@@ -670,7 +670,130 @@ static uint16_t q6k_refit(const float *x, uint16_t d_bits, const int *codes, uin
     return java_f32_to_f16((float) fitted);
 }
 
-static void q6k_block(const float *x, uint8_t *out, q6k_work *w) {
+/* ---------------------------------------------------------------- Q6_K, AVX2 (one candidate per lane, as for Q4_K) */
+#if defined(__x86_64__) || defined(_M_X64)
+NB_Q_AVX2 static inline __m256 round_clamp_q6(__m256 t) {
+    __m256 r = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    r = _mm256_and_ps(r, _mm256_cmp_ps(r, r, _CMP_ORD_Q)); /* NaN -> 0, as (int) NaN */
+    return _mm256_min_ps(_mm256_max_ps(r, _mm256_set1_ps(-32.0f)), _mm256_set1_ps(31.0f));
+}
+
+/* q6k_fit: its 19 grids are independent (only the choice among them is sequential), so all run as lanes. */
+NB_Q_AVX2 static float q6k_fit_avx2(const float *x, int weighted) {
+    float max = 0;
+    float amax = 0;
+    for (int i = 0; i < 16; i++) {
+        float ax = fabsf(x[i]);
+        if (ax > amax) {
+            amax = ax;
+            max = x[i];
+        }
+    }
+    if (amax < 1e-15f) {
+        return 0.0f;
+    }
+    /* lane 0: ggml's grid; lanes 1..18: steps -9..-1, 1..9; the rest repeat lane 0 */
+    float lane_iscale[24];
+    lane_iscale[0] = -32 / max;
+    for (int k = 1; k < 24; k++) {
+        int step = k <= 9 ? k - 10 : k - 9;
+        lane_iscale[k] = k <= 18 ? -(32 + 0.1f * step) / max : lane_iscale[0];
+    }
+    float lx[24], l2[24];
+    for (int g = 0; g < 3; g++) {
+        __m256 is = _mm256_loadu_ps(lane_iscale + 8 * g);
+        __m256 slx = _mm256_setzero_ps(), sl2 = _mm256_setzero_ps();
+        for (int i = 0; i < 16; i++) {
+            float v = x[i];
+            float w = weighted ? v * v : 1.0f;
+            __m256 l = round_clamp_q6(_mm256_mul_ps(is, _mm256_set1_ps(v)));
+            slx = _mm256_add_ps(slx, _mm256_mul_ps(_mm256_set1_ps(w * v), l));
+            sl2 = _mm256_add_ps(sl2, _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(w), l), l));
+        }
+        _mm256_storeu_ps(lx + 8 * g, slx);
+        _mm256_storeu_ps(l2 + 8 * g, sl2);
+    }
+    float scale = l2[0] != 0 ? lx[0] / l2[0] : 0.0f;
+    float best = scale * lx[0];
+    for (int k = 1; k <= 18; k++) {
+        if (l2[k] > 0 && lx[k] * lx[k] > best * l2[k]) {
+            scale = lx[k] / l2[k];
+            best = scale * lx[k];
+        }
+    }
+    return scale;
+}
+
+NB_Q_AVX2 static double q6k_search_avx2(const float *x, uint16_t d_bits, int *codes) {
+    float d = java_f16_to_f32(d_bits);
+    double error = 0;
+    for (int j = 0; j < 16; j++) {
+        const float *xj = x + 16 * j;
+        int sc0 = codes[j];
+        int hi = sc0 + 2 < 127 ? sc0 + 2 : 127;
+        float sc[8], inv[8];
+        int code[8];
+        int count = 0;
+        for (int c = sc0 - 2 > -128 ? sc0 - 2 : -128; c <= hi; c++) {
+            sc[count] = d * c;
+            inv[count] = sc[count] != 0 ? 1.0f / sc[count] : 0.0f;
+            code[count] = c;
+            count++;
+        }
+        if (count == 0) {
+            error += INFINITY;
+            continue;
+        }
+        for (int c = count; c < 8; c++) {
+            sc[c] = sc[0];
+            inv[c] = inv[0];
+        }
+        __m256 s = _mm256_loadu_ps(sc), iv = _mm256_loadu_ps(inv);
+        __m256d e0 = _mm256_setzero_pd(), e1 = e0;
+        for (int l = 0; l < 16; l++) {
+            __m256d vd = _mm256_set1_pd((double) xj[l]);
+            __m256 q = round_clamp_q6(_mm256_mul_ps(_mm256_set1_ps(xj[l]), iv));
+            __m256 f = _mm256_mul_ps(s, q);
+            __m256d d0 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(f)), vd);
+            __m256d d1 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(f, 1)), vd);
+            e0 = _mm256_add_pd(e0, _mm256_mul_pd(d0, d0));
+            e1 = _mm256_add_pd(e1, _mm256_mul_pd(d1, d1));
+        }
+        double errs[8];
+        _mm256_storeu_pd(errs, e0);
+        _mm256_storeu_pd(errs + 4, e1);
+        double best = INFINITY;
+        for (int c = 0; c < count; c++) {
+            if (errs[c] < best) {
+                best = errs[c];
+                codes[j] = code[c];
+            }
+        }
+        error += best;
+    }
+    return error;
+}
+#endif
+
+static float q6k_fit_any(const float *x, int weighted, int avx2) {
+#if defined(__x86_64__) || defined(_M_X64)
+    if (avx2) {
+        return q6k_fit_avx2(x, weighted);
+    }
+#endif
+    return q6k_fit(x, weighted);
+}
+
+static double q6k_search_any(const float *x, uint16_t d_bits, int *codes, int avx2) {
+#if defined(__x86_64__) || defined(_M_X64)
+    if (avx2) {
+        return q6k_search_avx2(x, d_bits, codes);
+    }
+#endif
+    return q6k_search(x, d_bits, codes);
+}
+
+static void q6k_block(const float *x, uint8_t *out, q6k_work *w, int avx2) {
     memset(out, 0, Q6K_BLOCK_BYTES);
     double best_error = INFINITY;
     uint16_t best_d = 0;
@@ -678,7 +801,7 @@ static void q6k_block(const float *x, uint8_t *out, q6k_work *w) {
         float max_scale = 0;
         float max_abs_scale = 0;
         for (int j = 0; j < 16; j++) {
-            w->scales[j] = q6k_fit(x + 16 * j, pass == 0);
+            w->scales[j] = q6k_fit_any(x + 16 * j, pass == 0, avx2);
             if (fabsf(w->scales[j]) > max_abs_scale) {
                 max_abs_scale = fabsf(w->scales[j]);
                 max_scale = w->scales[j];
@@ -693,7 +816,7 @@ static void q6k_block(const float *x, uint8_t *out, q6k_work *w) {
             int c = java_nearest_int(iscale * w->scales[j]);
             w->codes[j] = c < 127 ? c : 127;
         }
-        double error = q6k_search(x, d_bits, w->codes);
+        double error = q6k_search_any(x, d_bits, w->codes, avx2);
         if (error < best_error) {
             best_error = error;
             best_d = d_bits;
@@ -706,7 +829,7 @@ static void q6k_block(const float *x, uint8_t *out, q6k_work *w) {
         if (d_bits == 0) {
             break;
         }
-        double error = q6k_search(x, d_bits, w->codes);
+        double error = q6k_search_any(x, d_bits, w->codes, avx2);
         if (!(error < best_error)) {
             break;
         }
@@ -733,11 +856,11 @@ static void q6k_block(const float *x, uint8_t *out, q6k_work *w) {
     }
 }
 
-static void q6k_row(const float *src, int64_t blocks, uint8_t *dst) {
+static void q6k_row(const float *src, int64_t blocks, uint8_t *dst, int avx2) {
     q6k_work w;
     memset(&w, 0, sizeof w);
     for (int64_t b = 0; b < blocks; b++) {
-        q6k_block(src + 256 * b, dst + Q6K_BLOCK_BYTES * b, &w);
+        q6k_block(src + 256 * b, dst + Q6K_BLOCK_BYTES * b, &w, avx2);
     }
 }
 
@@ -876,7 +999,7 @@ NB_API nb_status nb_quantize_row(int32_t type, const float *src, int64_t n, void
     if (type == NB_Q4_K) {
         q4k_row(src, n / block, (uint8_t *) dst, nb_isa() >= NB_ISA_AVX2);
     } else if (type == NB_Q6_K) {
-        q6k_row(src, n / block, (uint8_t *) dst);
+        q6k_row(src, n / block, (uint8_t *) dst, nb_isa() >= NB_ISA_AVX2);
     } else {
         iq4nl_row(src, n / block, (uint8_t *) dst);
     }
