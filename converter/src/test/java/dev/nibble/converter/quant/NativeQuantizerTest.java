@@ -34,7 +34,7 @@ class NativeQuantizerTest {
 
     private static Quantizer nativeQuantizer(GgmlType type) {
         assertTrue(NativeQuantizer.available(), "libnibble_cpu with nb_quantize_row is built into the kernels jar");
-        return assertInstanceOf(NativeQuantizer.class, Quantizer.forType(type));
+        return NativeQuantizer.of(type);
     }
 
     /** Runs {@code check} on the scalar path, then on the best SIMD path the CPU has (AVX-512 runs the AVX2 quantizers). */
@@ -157,6 +157,13 @@ class NativeQuantizerTest {
             }
         }
         assertTrue(checked >= 7 * 6, "all 2-D weights of the 6 layers were compared, got " + checked);
+    }
+
+    @ParameterizedTest
+    @EnumSource(value = GgmlType.class, names = {"Q4_K", "Q6_K"})
+    void forTypeHandsOutTheNativeQuantizerForTheKQuants(GgmlType type) {
+        assertTrue(NativeQuantizer.available());
+        assertInstanceOf(NativeQuantizer.class, Quantizer.forType(type));
     }
 
     @ParameterizedTest
