@@ -43,10 +43,14 @@ final class IQ4NLQuantizer extends BlockQuantizer {
         return GgmlType.IQ4_NL;
     }
 
+    /** Each thread's scratch: the codes of one block, and the fp16 scales a block has tried. */
+    private static final ThreadLocal<byte[]> LEVELS_SCRATCH = ThreadLocal.withInitial(() -> new byte[32]);
+    private static final ThreadLocal<short[]> TRIED_SCRATCH = ThreadLocal.withInitial(() -> new short[60]);
+
     @Override
     void encode(float[] src, int srcOffset, int blocks, byte[] out) {
-        byte[] levels = new byte[32];
-        short[] tried = new short[60];
+        byte[] levels = LEVELS_SCRATCH.get();
+        short[] tried = TRIED_SCRATCH.get();
         for (int b = 0; b < blocks; b++) {
             encodeBlock(src, srcOffset + 32 * b, out, 18 * b, levels, tried);
         }

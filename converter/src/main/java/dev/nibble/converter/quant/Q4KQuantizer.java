@@ -26,7 +26,10 @@ final class Q4KQuantizer extends BlockQuantizer {
         return GgmlType.Q4_K;
     }
 
-    /** Per-row scratch: the quantizer itself stays stateless. */
+    /** Each thread's scratch, so that the quantizer itself stays stateless and rows allocate nothing. */
+    private static final ThreadLocal<Work> WORK = ThreadLocal.withInitial(Work::new);
+
+    /** Scratch for one row's blocks. */
     private static final class Work {
         final float[] weights = new float[32];
         final float[] ones = new float[32];
@@ -44,7 +47,9 @@ final class Q4KQuantizer extends BlockQuantizer {
 
     @Override
     void encode(float[] src, int srcOffset, int blocks, byte[] out) {
-        Work w = new Work();
+        Work w = WORK.get();
+        // A block whose every candidate errs NaN (weights near the float range) keeps the codes of the row's block before.
+        Arrays.fill(w.bestCodes, 0);
         for (int b = 0; b < blocks; b++) {
             encodeBlock(src, srcOffset + 256 * b, out, TYPE_SIZE * b, w);
         }

@@ -1,6 +1,7 @@
 package dev.nibble.converter.quant;
 
 import dev.nibble.formats.GgmlType;
+import java.util.Arrays;
 
 /**
  * Q6_K: super-blocks of 256 weights in 16 sub-blocks of 16, each weight {@code d*sc_j*(q-32)} with 6-bit q and int8
@@ -24,14 +25,24 @@ final class Q6KQuantizer extends BlockQuantizer {
         return GgmlType.Q6_K;
     }
 
+    /** Each thread's scratch, so that the quantizer itself stays stateless and rows allocate nothing. */
+    private static final ThreadLocal<Work> WORK = ThreadLocal.withInitial(Work::new);
+
+    /** Scratch for one row's blocks. */
+    private static final class Work {
+        final float[] scales = new float[16];
+        final int[] codes = new int[16];
+        final int[] bestCodes = new int[16];
+        final byte[] levels = new byte[256];
+    }
+
     @Override
     void encode(float[] src, int srcOffset, int blocks, byte[] out) {
-        float[] scales = new float[16];
-        int[] codes = new int[16];
-        int[] bestCodes = new int[16];
-        byte[] levels = new byte[256];
+        Work w = WORK.get();
+        // A block whose every candidate errs NaN (weights near the float range) keeps the codes of the row's block before.
+        Arrays.fill(w.bestCodes, 0);
         for (int b = 0; b < blocks; b++) {
-            encodeBlock(src, srcOffset + 256 * b, out, TYPE_SIZE * b, scales, codes, bestCodes, levels);
+            encodeBlock(src, srcOffset + 256 * b, out, TYPE_SIZE * b, w.scales, w.codes, w.bestCodes, w.levels);
         }
     }
 

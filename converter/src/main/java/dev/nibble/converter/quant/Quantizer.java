@@ -6,7 +6,7 @@ import java.lang.foreign.MemorySegment;
 /** Turns rows of float32 weights into the bytes of one {@link GgmlType}; implementations are stateless and thread-safe. */
 public interface Quantizer {
 
-    /** The quantizer for {@code type}. */
+    /** The quantizer for {@code type}: Q4_K and Q6_K run in libnibble_cpu when it loads, with the same output. */
     static Quantizer forType(GgmlType type) {
         return switch (type) {
             case F32 -> new F32Quantizer();
@@ -14,8 +14,8 @@ public interface Quantizer {
             case BF16 -> new BF16Quantizer();
             case Q8_0 -> new Q8_0Quantizer();
             case Q4_0 -> new Q4_0Quantizer();
-            case Q4_K -> new Q4KQuantizer();
-            case Q6_K -> new Q6KQuantizer();
+            case Q4_K -> NativeQuantizer.orJava(new Q4KQuantizer());
+            case Q6_K -> NativeQuantizer.orJava(new Q6KQuantizer());
             case IQ4_NL -> new IQ4NLQuantizer();
             case NF4 -> new NF4Quantizer();
         };

@@ -1,6 +1,7 @@
 package dev.nibble.runtime.nativelib;
 
 import dev.nibble.formats.GgmlType;
+import dev.nibble.kernels.NativeLibrary;
 import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.Linker;
 import java.lang.foreign.MemorySegment;

@@ -3,6 +3,7 @@ package dev.nibble.runtime.nativelib;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.nibble.kernels.NativeLibrary;
 import org.junit.jupiter.api.Test;
 
 class NativeLibraryTest {

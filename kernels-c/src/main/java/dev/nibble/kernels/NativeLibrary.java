@@ -1,4 +1,4 @@
-package dev.nibble.runtime.nativelib;
+package dev.nibble.kernels;
 
 import java.io.IOException;
 import java.io.InputStream;
