@@ -245,13 +245,6 @@ INLINE void packed_tokens(const nb_mm_args *a, const nb_packed_block *pb, int64_
     }
 }
 
-/* Prefetches [p, p + len) into L2. The one-token kernels read 16 rows side by side, 16 interleaved streams that
- * the hardware prefetcher follows poorly (worst for short rows); while one 16-row group is computed, the next group
- * is fetched in address order, a little per column block, so that memory sees one sequential stream per thread. */
-INLINE void prefetch_span(const uint8_t *p, int64_t len) {
-    for (int64_t o = 0; o < len; o += 64) _mm_prefetch((const char *)p + o, _MM_HINT_T1);
-}
-
 /* Four rows' 16 bytes at byte off, one row per 128-bit lane. */
 INLINE __m512i load_4rows(const uint8_t *const *rows, int64_t off) {
     __m512i z = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(rows[0] + off)));
