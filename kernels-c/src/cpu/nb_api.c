@@ -199,8 +199,10 @@ NB_API nb_status nb_matmul(int32_t wtype, const void *w, int64_t n_out, int64_t 
         else nb_pool_run(quantize_task, &m);
     }
     int nth = nb_pool_size();
-    /* ~16 chunks per thread, so that a thread the OS preempts holds up little work; whole 16-row blocks */
-    int64_t chunk = (n_out + 16 * nth - 1) / (16 * nth);
+    /* Several chunks per thread, so that a thread the OS preempts holds up little work; whole 16-row blocks. One
+     * token: ~4 per thread, as the decode kernels prefetch within a chunk only and each chunk starts cold. */
+    int64_t per = n_tok == 1 ? 4 : 16;
+    int64_t chunk = (n_out + per * nth - 1) / (per * nth);
     chunk = (chunk + 15) / 16 * 16;
     m.chunk = chunk;
     atomic_store(&m.next, 0);

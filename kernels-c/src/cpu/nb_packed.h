@@ -265,7 +265,8 @@ INLINE __m512i row_sums(const __m512i s[4]) {
  * are then added across lanes, which costs fewer shuffles than transposing the weights when there is only one token
  * to reuse them for. The sums come out with lane 4i + j holding row 4j + i; the scales are loaded in that order and
  * the result is put back in row order at the end. */
-static void decode_block32(const nb_mm_args *a, const uint8_t *const rows[16], int nrows, int64_t rb) {
+static void decode_block32(const nb_mm_args *a, const uint8_t *const rows[16], int nrows, int64_t rb, const uint8_t *pf,
+                           int64_t pf_step) {
     const __m512i m4 = _mm512_set1_epi8(0x0F), table = iq4nl_table(), bias = _mm512_set1_epi8((char)0x80);
     const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     const int32_t wt = a->wtype;
@@ -274,6 +275,7 @@ static void decode_block32(const nb_mm_args *a, const uint8_t *const rows[16], i
     for (int p = 0; p < 16; p++) perm[p] = rows[(p % 4) * 4 + p / 4];
     __m512 acc = _mm512_setzero_ps();
     for (int64_t b = 0; b < a->n_in / 32; b++) {
+        if (pf) prefetch_span(pf + b * pf_step, pf_step);
         const uint8_t *xb = a->xp + b * 32;
         __m512i xlo = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)xb));
         __m512i xhi = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(xb + 16)));
@@ -302,7 +304,8 @@ static void decode_block32(const nb_mm_args *a, const uint8_t *const rows[16], i
 }
 
 /* Q4_K for one token, in the same row-per-128-bit-lane layout as decode_q4_0. */
-static void decode_q4_k(const nb_mm_args *a, const uint8_t *const rows[16], int nrows, int64_t rb) {
+static void decode_q4_k(const nb_mm_args *a, const uint8_t *const rows[16], int nrows, int64_t rb, const uint8_t *pf,
+                        int64_t pf_step) {
     const __m512i m4 = _mm512_set1_epi8(0x0F), m6 = _mm512_set1_epi32(63), m4d = _mm512_set1_epi32(15),
                   m2 = _mm512_set1_epi32(3);
     const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
@@ -310,6 +313,7 @@ static void decode_q4_k(const nb_mm_args *a, const uint8_t *const rows[16], int 
     for (int p = 0; p < 16; p++) perm[p] = rows[(p % 4) * 4 + p / 4];
     __m512 acc = _mm512_setzero_ps();
     for (int64_t sb = 0; sb < a->n_in / 256; sb++) {
+        if (pf) prefetch_span(pf + sb * pf_step, pf_step);
         /* scales and mins, decoded 16 rows at a time (lanes in the permuted row order) */
         __m512i h[4];
         transpose16x4(perm, sb * 144, h);
@@ -352,7 +356,8 @@ static void decode_q4_k(const nb_mm_args *a, const uint8_t *const rows[16], int 
 }
 
 /* Q6_K for one token, in the row-per-128-bit-lane layout of decode_block32: 16-column groups, one scale each. */
-static void decode_q6_k(const nb_mm_args *a, const uint8_t *const rows[16], int nrows, int64_t rb) {
+static void decode_q6_k(const nb_mm_args *a, const uint8_t *const rows[16], int nrows, int64_t rb, const uint8_t *pf,
+                        int64_t pf_step) {
     const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
     const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     const uint8_t *perm[16];
@@ -360,6 +365,7 @@ static void decode_q6_k(const nb_mm_args *a, const uint8_t *const rows[16], int 
     __m512 acc = _mm512_setzero_ps();
     for (int64_t sb = 0; sb < a->n_in / 256; sb++) {
         const int64_t base = sb * 210;
+        if (pf) prefetch_span(pf + sb * pf_step, pf_step);
         /* the 16 signed group scales of each row, times d (lanes in the permuted row order) */
         __m512i h[4];
         transpose16x4(perm, base + 192, h);
@@ -411,9 +417,13 @@ static void matmul_rows_packed(const nb_mm_args *a, int64_t r0, int64_t r1) {
         const uint8_t *rows[16];
         for (int r = 0; r < 16; r++) rows[r] = a->w + (rb + (r < nrows ? r : nrows - 1)) * a->row_bytes;
         if (a->n_tok == 1) {
-            if (kind == KIND_UNSIGNED) decode_block32(a, rows, nrows, rb);
-            else if (kind == KIND_UNSIGNED_MIN) decode_q4_k(a, rows, nrows, rb);
-            else decode_q6_k(a, rows, nrows, rb);
+            /* the next group of this range, spread over this group's nunits column steps */
+            int64_t next = r1 - rb - 16 < 16 ? r1 - rb - 16 : 16;
+            const uint8_t *pf = next > 0 ? a->w + (rb + 16) * a->row_bytes : NULL;
+            int64_t pf_step = next > 0 ? next * a->row_bytes / nunits : 0;
+            if (kind == KIND_UNSIGNED) decode_block32(a, rows, nrows, rb, pf, pf_step);
+            else if (kind == KIND_UNSIGNED_MIN) decode_q4_k(a, rows, nrows, rb, pf, pf_step);
+            else decode_q6_k(a, rows, nrows, rb, pf, pf_step);
             continue;
         }
         for (int64_t t0 = 0; t0 < a->n_tok; t0 += NB_TOK_GROUP) {
