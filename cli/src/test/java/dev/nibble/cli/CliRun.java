@@ -1,8 +1,8 @@
 package dev.nibble.cli;
 
+import dev.nibble.testing.TestData;
 import java.io.PrintWriter;
 import java.io.StringWriter;
-import java.nio.file.Files;
 import java.nio.file.Path;
 
 /** Runs the nibble command line in-process and captures what it prints. */
@@ -20,15 +20,6 @@ record CliRun(int exitCode, String out, String err) {
 
     /** The repository's test-data folder: from the nibble.testData property set by the build, or found upwards from here. */
     static Path testData() {
-        String property = System.getProperty("nibble.testData");
-        if (property != null && Files.isDirectory(Path.of(property))) {
-            return Path.of(property);
-        }
-        for (Path p = Path.of("").toAbsolutePath(); p != null; p = p.getParent()) {
-            if (Files.isDirectory(p.resolve("test-data/tiny-llama"))) {
-                return p.resolve("test-data");
-            }
-        }
-        throw new IllegalStateException("test-data/ not found; run the tests from the repository");
+        return TestData.root();
     }
 }

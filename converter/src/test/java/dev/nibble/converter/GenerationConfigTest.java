@@ -1,5 +1,6 @@
 package dev.nibble.converter;
 
+import dev.nibble.testing.TestData;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;

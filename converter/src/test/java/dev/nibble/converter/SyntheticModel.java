@@ -1,5 +1,6 @@
 package dev.nibble.converter;
 
+import dev.nibble.testing.TestData;
 import java.io.IOException;
 import java.io.OutputStream;
 import java.nio.ByteBuffer;

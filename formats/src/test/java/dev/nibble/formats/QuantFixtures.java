@@ -1,5 +1,6 @@
 package dev.nibble.formats;
 
+import dev.nibble.testing.TestData;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -13,16 +14,7 @@ final class QuantFixtures {
     }
 
     static Path dir() {
-        String prop = System.getProperty("nibble.testData");
-        if (prop != null) {
-            return Path.of(prop, "quant");
-        }
-        for (Path p = Path.of("").toAbsolutePath(); p != null; p = p.getParent()) {
-            if (Files.isDirectory(p.resolve("test-data"))) {
-                return p.resolve("test-data").resolve("quant");
-            }
-        }
-        throw new IllegalStateException("test-data/ not found: set -Dnibble.testData");
+        return TestData.resolve("quant");
     }
 
     static byte[] bytes(String name) throws IOException {

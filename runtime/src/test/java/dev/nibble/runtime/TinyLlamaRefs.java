@@ -1,5 +1,6 @@
 package dev.nibble.runtime;
 
+import dev.nibble.testing.TestData;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.IOException;
@@ -23,16 +24,7 @@ final class TinyLlamaRefs {
     }
 
     static Path testData() {
-        String prop = System.getProperty("nibble.testData");
-        if (prop != null && Files.isDirectory(Path.of(prop))) {
-            return Path.of(prop);
-        }
-        for (Path p = Path.of("").toAbsolutePath(); p != null; p = p.getParent()) {
-            if (Files.isDirectory(p.resolve("test-data/tiny-llama"))) {
-                return p.resolve("test-data");
-            }
-        }
-        throw new IllegalStateException("test-data/ not found; set -Dnibble.testData");
+        return TestData.root();
     }
 
     static Path dir() {

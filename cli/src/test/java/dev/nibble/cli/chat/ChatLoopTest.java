@@ -1,5 +1,6 @@
 package dev.nibble.cli.chat;
 
+import dev.nibble.testing.TestData;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -129,16 +130,7 @@ class ChatLoopTest {
     }
 
     static Path testData() {
-        String property = System.getProperty("nibble.testData");
-        if (property != null && Files.isDirectory(Path.of(property))) {
-            return Path.of(property);
-        }
-        for (Path p = Path.of("").toAbsolutePath(); p != null; p = p.getParent()) {
-            if (Files.isDirectory(p.resolve("test-data/tiny-llama"))) {
-                return p.resolve("test-data");
-            }
-        }
-        throw new IllegalStateException("test-data/ not found; run the tests from the repository");
+        return TestData.root();
     }
 
     /** Piped input whose interrupt handler the test can call. */

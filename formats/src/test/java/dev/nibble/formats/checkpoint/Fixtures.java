@@ -1,5 +1,6 @@
 package dev.nibble.formats.checkpoint;
 
+import dev.nibble.testing.TestData;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
@@ -27,16 +28,7 @@ public final class Fixtures {
 
     /** The repository's {@code test-data}: from surefire's {@code nibble.testData}, else found above the working directory. */
     public static Path testData() {
-        String property = System.getProperty("nibble.testData");
-        if (property != null && Files.isDirectory(Path.of(property))) {
-            return Path.of(property);
-        }
-        for (Path dir = Path.of("").toAbsolutePath(); dir != null; dir = dir.getParent()) {
-            if (Files.isDirectory(dir.resolve("test-data"))) {
-                return dir.resolve("test-data");
-            }
-        }
-        throw new IllegalStateException("test-data not found; run from the repository or set -Dnibble.testData");
+        return TestData.root();
     }
 
     public static Path tinySafetensors() {

@@ -1,12 +1,12 @@
 package dev.nibble.runtime.chat;
 
+import dev.nibble.testing.TestData;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.nibble.formats.vocab.HuggingFaceVocabulary;
 import dev.nibble.runtime.tokenizer.Tokenizer;
 import java.io.IOException;
 import java.io.UncheckedIOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -22,16 +22,7 @@ final class ChatTestData {
     }
 
     static Path root() {
-        String prop = System.getProperty("nibble.testData");
-        if (prop != null && Files.isDirectory(Path.of(prop))) {
-            return Path.of(prop);
-        }
-        for (Path p = Path.of("").toAbsolutePath(); p != null; p = p.getParent()) {
-            if (Files.isDirectory(p.resolve("test-data"))) {
-                return p.resolve("test-data");
-            }
-        }
-        throw new IllegalStateException("test-data not found; run from the repository or set -Dnibble.testData");
+        return TestData.root();
     }
 
     static JsonNode json(String relative) {

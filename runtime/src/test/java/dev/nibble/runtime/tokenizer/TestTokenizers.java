@@ -1,5 +1,6 @@
 package dev.nibble.runtime.tokenizer;
 
+import dev.nibble.testing.TestData;
 import dev.nibble.formats.vocab.HuggingFaceVocabulary;
 import java.io.IOException;
 import java.io.UncheckedIOException;
