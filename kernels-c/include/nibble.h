@@ -127,8 +127,8 @@ NB_API nb_status nb_f32_to_f16(const float *src, int64_t n, uint16_t *dst);
 NB_API nb_status nb_f16_to_f32(const uint16_t *src, int64_t n, float *dst);
 
 /* Quantizes one row of n finite floats (n a multiple of the block size) into nb_type_size(type, n) bytes at dst, exactly
- * as the converter's Java quantizers do (same search, same rounding: byte-identical output). Types: NB_Q4_K, NB_Q6_K,
- * NB_IQ4_NL, else NB_ERR_UNSUPPORTED; a bad n, a null pointer or a non-finite weight is NB_ERR_ARGUMENT. Runs on the calling thread
+ * as the converter's Java quantizers do (same search, same rounding: byte-identical output). Types: NB_Q4_K and NB_Q6_K,
+ * else NB_ERR_UNSUPPORTED; a bad n, a null pointer or a non-finite weight is NB_ERR_ARGUMENT. Runs on the calling thread
  * without the library mutex and without allocating, so several threads may quantize rows at once. */
 NB_API nb_status nb_quantize_row(int32_t type, const float *src, int64_t n, void *dst);
 

@@ -1,5 +1,5 @@
-/* Row quantizers for Q4_K, Q6_K and IQ4_NL: the converter's Java quantizers (dev.nibble.converter.quant.Q4KQuantizer,
- * Q6KQuantizer, IQ4NLQuantizer) step for step, so that both write the same bytes. Java float arithmetic is plain IEEE
+/* Row quantizers for Q4_K and Q6_K: the converter's Java quantizers (dev.nibble.converter.quant.Q4KQuantizer,
+ * Q6KQuantizer) step for step, so that both write the same bytes. Java float arithmetic is plain IEEE
  * single and double precision, so every expression below keeps the Java operand order and types, and this file is
  * compiled with -ffp-contract=off (a fused multiply-add rounds once where Java rounds twice). Helpers reproduce the
  * Java library calls the search relies on: Math.rint + (int) cast, Math.max on floats, Float.floatToFloat16 and
@@ -864,115 +864,6 @@ static void q6k_row(const float *src, int64_t blocks, uint8_t *dst, int avx2) {
     }
 }
 
-/* ---------------------------------------------------------------- IQ4_NL */
-
-#define IQ4NL_BLOCK_BYTES 18
-
-static const float IQ4NL_LEVELS[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
-
-/* The index of the level nearest to v, the upper one on a tie: the number of level midpoints at or below v (the
- * midpoints are exact in float). NaN and anything at or below the lowest level give 0. */
-static inline int iq4nl_nearest(float v) {
-    static const float mids[15] = {-115.5f, -93.5f, -74.0f, -57.0f, -42.0f, -28.5f, -16.0f, -4.5f, 7.0f, 19.0f,
-                                   31.5f, 45.5f, 61.0f, 79.0f, 101.0f};
-    int q = 0;
-    for (int k = 0; k < 15; k++) {
-        q += v >= mids[k];
-    }
-    return q;
-}
-
-static double iq4nl_error(const float *x, float d, uint8_t *levels) {
-    if (d == 0 || !isfinite(d)) {
-        return INFINITY;
-    }
-    float id = 1 / d;
-    double error = 0;
-    for (int j = 0; j < 32; j++) {
-        float v = x[j];
-        int q = iq4nl_nearest(id * v);
-        double e = (double) (d * IQ4NL_LEVELS[q]) - v;
-        error += e * e;
-        if (levels) {
-            levels[j] = (uint8_t) q;
-        }
-    }
-    return error;
-}
-
-static void iq4nl_block(const float *x, uint8_t *out) {
-    memset(out, 0, IQ4NL_BLOCK_BYTES);
-    float amax = 0;
-    float max = 0;
-    for (int j = 0; j < 32; j++) {
-        float ax = fabsf(x[j]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[j];
-        }
-    }
-    if (amax < 1e-15f) {
-        return;
-    }
-    uint16_t tried[60];
-    int tried_count = 0;
-    float best_d = 0;
-    double best_error = INFINITY;
-    for (int end = 0; end < 2; end++) {
-        float edge = end == 0 ? IQ4NL_LEVELS[0] : IQ4NL_LEVELS[15];
-        for (int t = -7; t <= 7; t++) {
-            float id = t == 0 ? 1 / (max / edge) : (t + edge) / max;
-            float sum_qx = 0, sum_q2 = 0, sum_wqx = 0, sum_wq2 = 0;
-            for (int j = 0; j < 32; j++) {
-                float v = x[j];
-                float q = IQ4NL_LEVELS[iq4nl_nearest(id * v)];
-                float w = v * v;
-                sum_qx += q * v;
-                sum_q2 += q * q;
-                sum_wqx += w * q * v;
-                sum_wq2 += w * q * q;
-            }
-            for (int weighted = 0; weighted < 2; weighted++) {
-                float num = weighted == 1 ? sum_wqx : sum_qx;
-                float den = weighted == 1 ? sum_wq2 : sum_q2;
-                if (den <= 0) {
-                    continue;
-                }
-                uint16_t bits = java_f32_to_f16(num / den);
-                int seen = 0;
-                for (int i = 0; i < tried_count; i++) {
-                    seen |= tried[i] == bits;
-                }
-                if (seen) {
-                    continue;
-                }
-                tried[tried_count++] = bits;
-                float d = java_f16_to_f32(bits);
-                double e = iq4nl_error(x, d, NULL);
-                if (e < best_error) {
-                    best_error = e;
-                    best_d = d;
-                }
-            }
-        }
-    }
-    if (best_error == INFINITY) {
-        return;
-    }
-    uint8_t levels[32];
-    put_u16(out, java_f32_to_f16(best_d));
-    iq4nl_error(x, best_d, levels);
-    for (int j = 0; j < 16; j++) {
-        out[2 + j] = (uint8_t) (levels[j] | levels[j + 16] << 4);
-    }
-}
-
-static void iq4nl_row(const float *src, int64_t blocks, uint8_t *dst) {
-    for (int64_t b = 0; b < blocks; b++) {
-        iq4nl_block(src + 32 * b, dst + IQ4NL_BLOCK_BYTES * b);
-    }
-}
-
 /* ---------------------------------------------------------------- entry point */
 
 NB_API nb_status nb_quantize_row(int32_t type, const float *src, int64_t n, void *dst) {
@@ -981,9 +872,6 @@ NB_API nb_status nb_quantize_row(int32_t type, const float *src, int64_t n, void
     case NB_Q4_K:
     case NB_Q6_K:
         block = 256;
-        break;
-    case NB_IQ4_NL:
-        block = 32;
         break;
     default:
         return NB_ERR_UNSUPPORTED;
@@ -998,10 +886,8 @@ NB_API nb_status nb_quantize_row(int32_t type, const float *src, int64_t n, void
     }
     if (type == NB_Q4_K) {
         q4k_row(src, n / block, (uint8_t *) dst, nb_isa() >= NB_ISA_AVX2);
-    } else if (type == NB_Q6_K) {
-        q6k_row(src, n / block, (uint8_t *) dst, nb_isa() >= NB_ISA_AVX2);
     } else {
-        iq4nl_row(src, n / block, (uint8_t *) dst);
+        q6k_row(src, n / block, (uint8_t *) dst, nb_isa() >= NB_ISA_AVX2);
     }
     return NB_OK;
 }

@@ -11,10 +11,9 @@ import java.lang.invoke.MethodHandle;
 import java.util.Optional;
 
 /**
- * Q4_K, Q6_K and IQ4_NL rows quantized by libnibble_cpu's {@code nb_quantize_row}: a C port of {@link Q4KQuantizer},
- * {@link Q6KQuantizer} and {@link IQ4NLQuantizer} that writes the same bytes (the Java classes stay the reference it
- * is tested against). {@link Quantizer#forType} uses it for Q4_K and Q6_K, where its AVX2 search is about three times
- * the Java speed; the IQ4_NL port is scalar and no faster than the JIT's code, so IQ4_NL stays in Java for now.
+ * Q4_K and Q6_K rows quantized by libnibble_cpu's {@code nb_quantize_row}: a C port of {@link Q4KQuantizer} and
+ * {@link Q6KQuantizer} that writes the same bytes (the Java classes stay the reference it is tested against), with an
+ * AVX2 search about three times the Java speed. IQ4_NL stays in Java: a scalar C port was no faster than the JIT's code.
  */
 final class NativeQuantizer implements Quantizer {
 
@@ -33,9 +32,9 @@ final class NativeQuantizer implements Quantizer {
         return QUANTIZE_ROW.isPresent() ? of(reference.type()) : reference;
     }
 
-    /** The native quantizer for Q4_K, Q6_K or IQ4_NL; the library must be {@link #available()}. */
+    /** The native quantizer for Q4_K or Q6_K; the library must be {@link #available()}. */
     static NativeQuantizer of(GgmlType type) {
-        if (type != GgmlType.Q4_K && type != GgmlType.Q6_K && type != GgmlType.IQ4_NL) {
+        if (type != GgmlType.Q4_K && type != GgmlType.Q6_K) {
             throw new IllegalArgumentException("no native quantizer for " + type);
         }
         return new NativeQuantizer(type);

@@ -20,14 +20,13 @@ import java.util.function.BiFunction;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
 
-/** The C quantizers in libnibble_cpu (Q4_K, Q6_K, IQ4_NL) must write exactly the bytes of the Java reference quantizers. */
+/** The C quantizers in libnibble_cpu (Q4_K, Q6_K) must write exactly the bytes of the Java reference quantizers. */
 class NativeQuantizerTest {
 
     private static Quantizer reference(GgmlType type) {
         return switch (type) {
             case Q4_K -> new Q4KQuantizer();
             case Q6_K -> new Q6KQuantizer();
-            case IQ4_NL -> new IQ4NLQuantizer();
             default -> throw new IllegalArgumentException(type.toString());
         };
     }
@@ -105,7 +104,7 @@ class NativeQuantizerTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = GgmlType.class, names = {"Q4_K", "Q6_K", "IQ4_NL"})
+    @EnumSource(value = GgmlType.class, names = {"Q4_K", "Q6_K"})
     void randomRowsOfEveryKindGiveTheJavaQuantizersBytes(GgmlType type) throws IOException {
         onEveryIsa(() -> randomRows(type));
     }
@@ -115,9 +114,7 @@ class NativeQuantizerTest {
         int[] blocks = {1, 2, 3, 5, 11, 8};
         for (String kind : KINDS) {
             for (int trial = 0; trial < 6; trial++) {
-                // IQ4_NL's blocks are 32 weights: its rows are cut at 32-weight boundaries too.
-                int unit = type == GgmlType.IQ4_NL && trial % 2 == 1 ? 32 : 256;
-                int n = unit * blocks[trial % blocks.length];
+                int n = 256 * blocks[trial % blocks.length];
                 int offset = rnd.nextInt(5);
                 float[] padded = new float[offset + n + 3];
                 System.arraycopy(row(kind, rnd, n), 0, padded, offset, n);
@@ -127,7 +124,7 @@ class NativeQuantizerTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = GgmlType.class, names = {"Q4_K", "Q6_K", "IQ4_NL"})
+    @EnumSource(value = GgmlType.class, names = {"Q4_K", "Q6_K"})
     void everyRowOfTheTinyLlamaWeightsGivesTheJavaQuantizersBytes(GgmlType type) throws IOException {
         int checked = 0;
         try (Checkpoint checkpoint = Checkpoint.open(QuantFixtures.root().resolve("tiny-llama/safetensors"))) {
@@ -167,7 +164,7 @@ class NativeQuantizerTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = GgmlType.class, names = {"Q4_K", "Q6_K", "IQ4_NL"})
+    @EnumSource(value = GgmlType.class, names = {"Q4_K", "Q6_K"})
     void writesOnlyItsOwnBytesOfAnOffHeapDestination(GgmlType type) {
         float[] x = row("gaussian", new Random(7), 512);
         int bytes = Math.toIntExact(type.byteSize(512));
@@ -184,7 +181,7 @@ class NativeQuantizerTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = GgmlType.class, names = {"Q4_K", "Q6_K", "IQ4_NL"})
+    @EnumSource(value = GgmlType.class, names = {"Q4_K", "Q6_K"})
     void badArgumentsAreExceptionsBeforeTheNativeCall(GgmlType type) {
         Quantizer q = nativeQuantizer(type);
         float[] x = row("gaussian", new Random(3), 512);
