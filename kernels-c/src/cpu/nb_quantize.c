@@ -142,7 +142,10 @@ static double q4k_sub_error(const float *x, float scale, float min, uint8_t *lev
     return error;
 }
 
-static void q4k_fit(const float *x, const float *weights, q4k_work *w, int j) {
+/* The part both sub-block fits share: min (never above 0), max and the weighted sums. A constant sub-block gets scale 0
+ * here and returns 0, so the caller stops. */
+static int q4k_fit_bounds(const float *x, const float *weights, q4k_work *w, int j,
+                          float *min_out, float *max_out, float *sum_w_out, float *sum_x_out) {
     float min = x[0];
     float max = x[0];
     float sum_w = weights[0];
@@ -163,6 +166,18 @@ static void q4k_fit(const float *x, const float *weights, q4k_work *w, int j) {
     if (max == min) {
         w->scales[j] = 0;
         w->mins[j] = -min;
+        return 0;
+    }
+    *min_out = min;
+    *max_out = max;
+    *sum_w_out = sum_w;
+    *sum_x_out = sum_x;
+    return 1;
+}
+
+static void q4k_fit(const float *x, const float *weights, q4k_work *w, int j) {
+    float min, max, sum_w, sum_x;
+    if (!q4k_fit_bounds(x, weights, w, j, &min, &max, &sum_w, &sum_x)) {
         return;
     }
     float iscale = 15 / (max - min);
@@ -284,26 +299,8 @@ NB_Q_AVX2 static inline __m256 round_clamp15(__m256 t) {
 }
 
 NB_Q_AVX2 static void q4k_fit_avx2(const float *x, const float *weights, q4k_work *w, int j) {
-    float min = x[0];
-    float max = x[0];
-    float sum_w = weights[0];
-    float sum_x = sum_w * x[0];
-    for (int i = 1; i < 32; i++) {
-        if (x[i] < min) {
-            min = x[i];
-        }
-        if (x[i] > max) {
-            max = x[i];
-        }
-        sum_w += weights[i];
-        sum_x += weights[i] * x[i];
-    }
-    if (min > 0) {
-        min = 0;
-    }
-    if (max == min) {
-        w->scales[j] = 0;
-        w->mins[j] = -min;
+    float min, max, sum_w, sum_x;
+    if (!q4k_fit_bounds(x, weights, w, j, &min, &max, &sum_w, &sum_x)) {
         return;
     }
     float iscale = 15 / (max - min);
