@@ -35,8 +35,8 @@ public class QuantAgreement {
                         window[0] = vocab.bosId();
                         System.arraycopy(tokens, from, window, 1, n - 1);
                         cache.clear();
-                        for (int s = 0; s < n; s += Model.BATCH) {
-                            int len = Math.min(Model.BATCH, n - s);
+                        for (int s = 0; s < n; s += m.batch()) {
+                            int len = Math.min(m.batch(), n - s);
                             float[] logits = m.forward(Arrays.copyOfRange(window, s, s + len), cache, true);
                             for (int j = 0; j < len; j++) {
                                 int target = tokens[from + s + j];

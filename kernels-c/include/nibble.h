@@ -132,10 +132,114 @@ NB_API nb_status nb_f16_to_f32(const uint16_t *src, int64_t n, float *dst);
  * without the library mutex and without allocating, so several threads may quantize rows at once. */
 NB_API nb_status nb_quantize_row(int32_t type, const float *src, int64_t n, void *dst);
 
-/* CUDA library queries (libnibble_cuda only). */
+/* ---------------------------------------------------------------------------------------------
+ * CUDA (libnibble_cuda).
+ *
+ * A context (nb_cuda) is one device and one stream with its own error text; the library keeps no
+ * process-wide mutable state, so several contexts (devices, models) live side by side. A context is
+ * used by one thread at a time. Pointers named d_* are device memory allocated on the context's
+ * device. Kernels are queued on the context's stream and return at once: NB_OK means the arguments
+ * were valid and the launch was accepted; a fault inside a kernel surfaces at the next nb_cuda_read
+ * or nb_cuda_sync. On any non-OK status nb_cuda_error(ctx) says what failed.
+ * Every kernel entry point takes only device pointers and sizes (never reads host memory nor
+ * allocates), so a sequence of them can be captured into a CUDA graph and replayed.
+ * Activations are f32 rows, contiguous; the KV cache is f16.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct nb_cuda nb_cuda;
+
+/* CUDART_VERSION the library was built with, e.g. 13000. */
 NB_API int32_t nb_cuda_version(void);
-/* Writes the number of visible CUDA devices to *count; returns NB_ERR_DEVICE when the driver is absent. */
+/* Writes the number of visible CUDA devices to *count; returns NB_ERR_DEVICE when the driver is absent
+ * or too old (then *count is 0). */
 NB_API nb_status nb_cuda_device_count(int32_t *count);
+/* Describes device `device`: its name (NUL-terminated, at most name_cap bytes), total and free memory
+ * in bytes, compute capability as major*10+minor, and multiprocessor count. */
+NB_API nb_status nb_cuda_device_info(int32_t device, char *name, int32_t name_cap, int64_t *total_bytes,
+                                     int64_t *free_bytes, int32_t *compute_capability, int32_t *sm_count);
+/* Text of the driver or runtime error that made the last nb_cuda_device_* or nb_cuda_open call fail. */
+NB_API const char *nb_cuda_last_open_error(void);
+
+/* Opens a context on `device` (its own non-blocking stream and pinned staging buffers). */
+NB_API nb_status nb_cuda_open(int32_t device, nb_cuda **ctx);
+/* Waits for queued work and frees the context (not the memory allocated through it). */
+NB_API void nb_cuda_close(nb_cuda *ctx);
+/* What the last failing call on this context did wrong, one line; "" when nothing failed. */
+NB_API const char *nb_cuda_error(const nb_cuda *ctx);
+/* Free and total bytes of the context's device now. */
+NB_API nb_status nb_cuda_mem_info(nb_cuda *ctx, int64_t *free_bytes, int64_t *total_bytes);
+
+/* Device memory (cudaMalloc, 256-byte aligned); NB_ERR_MEMORY when the device has too little free. */
+NB_API nb_status nb_cuda_alloc(nb_cuda *ctx, int64_t bytes, void **d_out);
+NB_API nb_status nb_cuda_free(nb_cuda *ctx, void *d);
+/* Sets `bytes` bytes at d to `byte` (queued). */
+NB_API nb_status nb_cuda_memset(nb_cuda *ctx, void *d, int32_t byte, int64_t bytes);
+/* Copies `bytes` from host memory (any: a file mapping too) to the device through the context's pinned
+ * staging buffers, the host copy of one chunk overlapping the transfer of the previous; returns when done. */
+NB_API nb_status nb_cuda_upload(nb_cuda *ctx, void *d_dst, const void *src, int64_t bytes);
+/* Queues a small host-to-device copy (token ids, positions); src may be reused as soon as this returns. */
+NB_API nb_status nb_cuda_write(nb_cuda *ctx, void *d_dst, const void *src, int64_t bytes);
+/* Waits for everything queued on the stream, then copies device memory to the host: the one point where
+ * results reach the host. A kernel fault queued earlier is reported here. */
+NB_API nb_status nb_cuda_read(nb_cuda *ctx, void *dst, const void *d_src, int64_t bytes);
+/* Waits for everything queued on the stream. */
+NB_API nb_status nb_cuda_sync(nb_cuda *ctx);
+
+/* Graphs: between nb_cuda_capture_begin and nb_cuda_capture_end, kernel calls on ctx are recorded,
+ * not run; capture_end instantiates them as an executable graph that nb_cuda_graph_launch queues whole. */
+NB_API nb_status nb_cuda_capture_begin(nb_cuda *ctx);
+NB_API nb_status nb_cuda_capture_end(nb_cuda *ctx, void **graph);
+NB_API nb_status nb_cuda_graph_launch(nb_cuda *ctx, void *graph);
+NB_API void nb_cuda_graph_free(void *graph);
+
+/* Weights on the device. A weight may be stored in a layout of the library's choosing (repacked for
+ * aligned, coalesced loads): nb_cuda_weight_bytes gives its size on the device, -1 for an unsupported
+ * type or an n_in that is not a multiple of the block size. nb_cuda_upload_weight copies a weight in
+ * ggml layout (n_out rows of nb_type_size(wtype, n_in) bytes, host memory such as the file mapping) into
+ * d_dst, which holds nb_cuda_weight_bytes bytes; returns when done. */
+NB_API int64_t nb_cuda_weight_bytes(int32_t wtype, int64_t n_out, int64_t n_in);
+NB_API nb_status nb_cuda_upload_weight(nb_cuda *ctx, int32_t wtype, const void *src, int64_t n_out, int64_t n_in,
+                                       void *d_dst);
+
+/* y[t*n_out + o] = sum_i W[o][i] * x[t*n_in + i] for t < n_tok, o < n_out; W as uploaded by
+ * nb_cuda_upload_weight. Few tokens: fused dequantize-and-GEMV, each weight read once for all tokens;
+ * more: a tensor-core kernel (f16 operands, f32 accumulation) dequantizing weight tiles in registers. */
+NB_API nb_status nb_cuda_matmul(nb_cuda *ctx, int32_t wtype, const void *d_w, int64_t n_out, int64_t n_in,
+                                const float *d_x, int64_t n_tok, float *d_y);
+/* out[r*n_cols + c] = row ids[r] of the uploaded table (n_rows x n_cols) as f32. An id outside [0, n_rows)
+ * writes a row of zeros (ids are checked on the host before they are written to the device). */
+NB_API nb_status nb_cuda_embed(nb_cuda *ctx, int32_t wtype, const void *d_table, int64_t n_rows, int64_t n_cols,
+                               const int32_t *d_ids, int64_t n_ids, float *d_out);
+
+/* y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w for n_rows rows of n floats; y may equal x. */
+NB_API nb_status nb_cuda_rmsnorm(nb_cuda *ctx, const float *d_x, const float *d_w, int64_t n_rows, int64_t n,
+                                 float eps, float *d_y);
+/* Residual add fused with the next norm: x += b, then y = rmsnorm(x) * w (x updated in place). */
+NB_API nb_status nb_cuda_add_rmsnorm(nb_cuda *ctx, float *d_x, const float *d_b, const float *d_w, int64_t n_rows,
+                                     int64_t n, float eps, float *d_y);
+/* Rotary embedding in place, exactly as nb_rope (adjacent pairs; d_pos int32 per token; d_freq_factors
+ * optional, head_dim/2 floats). */
+NB_API nb_status nb_cuda_rope(nb_cuda *ctx, float *d_x, int64_t n_tok, int64_t n_heads, int64_t head_dim,
+                              const int32_t *d_pos, float theta, float freq_scale, const float *d_freq_factors);
+/* out = silu(gate) * up, n floats; out may alias either input. */
+NB_API nb_status nb_cuda_swiglu(nb_cuda *ctx, const float *d_gate, const float *d_up, int64_t n, float *d_out);
+/* out = a + b, n floats; out may alias either input. */
+NB_API nb_status nb_cuda_add(nb_cuda *ctx, const float *d_a, const float *d_b, int64_t n, float *d_out);
+/* Stores n_tok rows of row_len f32 into the f16 cache rows d_slots[t] (int32; a slot outside
+ * [0, capacity) is skipped): cache[slot*row_len + i] = (half) src[t*row_len + i]. */
+NB_API nb_status nb_cuda_kv_store(nb_cuda *ctx, const float *d_src, int64_t n_tok, int64_t row_len,
+                                  const int32_t *d_slots, uint16_t *d_cache, int64_t capacity);
+/* Causal attention with grouped query heads over an f16 cache, the semantics of nb_attention:
+ * q, out: [n_tok][n_heads][head_dim] f32; key of position j, kv head h at d_k[j*kv_stride + h*head_dim]
+ * (likewise d_v); query t attends to positions 0..min(pos[t], n_kv-1) (d_pos on the device, so that a
+ * captured graph replays for any position: n_kv is only an upper bound, e.g. the cache capacity).
+ * Scores q.k * scale, softmaxed in f32. head_dim <= 256 and a multiple of 32 (64 and 128: Llama).
+ * Few tokens: split-K (flash-decoding) over chunks of the cache, partial results in d_work; more: a
+ * tiled kernel. d_work holds at least nb_cuda_attention_work_bytes(n_tok, n_heads, head_dim, n_kv). */
+NB_API int64_t nb_cuda_attention_work_bytes(int64_t n_tok, int64_t n_heads, int64_t head_dim, int64_t n_kv);
+NB_API nb_status nb_cuda_attention(nb_cuda *ctx, const float *d_q, int64_t n_tok, const int32_t *d_pos,
+                                   int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, const uint16_t *d_k,
+                                   const uint16_t *d_v, int64_t n_kv, int64_t kv_stride, float scale,
+                                   void *d_work, int64_t work_bytes, float *d_out);
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,8 @@
 package dev.nibble.cli;
 
+import dev.nibble.runtime.DeviceUnavailableException;
+import dev.nibble.runtime.InsufficientMemoryException;
+import dev.nibble.runtime.nativelib.NativeKernelException;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import picocli.CommandLine;
@@ -12,7 +15,8 @@ final class ErrorReporter implements CommandLine.IExecutionExceptionHandler {
         Throwable shown = e instanceof UncheckedIOException u ? u.getCause() : e;
         String message = shown.getMessage();
         if (message == null || !(shown instanceof IOException || shown instanceof IllegalArgumentException
-                || shown instanceof IllegalStateException)) {
+                || shown instanceof IllegalStateException || shown instanceof DeviceUnavailableException
+                || shown instanceof InsufficientMemoryException || shown instanceof NativeKernelException)) {
             message = shown.getClass().getSimpleName() + (message == null ? "" : ": " + message);
         }
         cl.getErr().println("nibble: error: " + message);

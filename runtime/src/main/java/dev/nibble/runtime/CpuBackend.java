@@ -5,7 +5,7 @@ import dev.nibble.runtime.nativelib.NibbleCpu;
 import java.lang.foreign.MemorySegment;
 
 /** The CPU backend: every operation is one call into libnibble_cpu (SIMD kernels, its own worker pool). */
-public final class CpuBackend implements Backend {
+public final class CpuBackend extends HostBackend {
 
     private static final String[] ISA_NAMES = {"scalar", "avx2", "avx512"};
 
@@ -45,8 +45,9 @@ public final class CpuBackend implements Backend {
 
     @Override
     public void attention(MemorySegment q, int tokens, MemorySegment positions, int heads, int kvHeads, int headDim,
-                          MemorySegment keys, MemorySegment values, int cached, MemorySegment out) {
-        NibbleCpu.attention(q, tokens, positions, heads, kvHeads, headDim, GgmlType.F32, keys, values, cached,
+                          MemorySegment keys, MemorySegment values, int capacity, MemorySegment work,
+                          MemorySegment out) {
+        NibbleCpu.attention(q, tokens, positions, heads, kvHeads, headDim, GgmlType.F32, keys, values, capacity,
                 (long) kvHeads * headDim, (float) (1 / Math.sqrt(headDim)), out);
     }
 

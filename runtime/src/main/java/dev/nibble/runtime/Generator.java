@@ -45,12 +45,21 @@ public final class Generator implements AutoCloseable {
      * tokens (0: the model's own, capped so the KV cache takes at most half the free memory).
      */
     public static Generator open(Path modelFile, int threads, int contextSize) throws IOException {
-        Backend backend = new CpuBackend(threads);
+        return open(modelFile, new CpuBackend(threads), contextSize, LoadProgress.NONE);
+    }
+
+    /**
+     * Loads a GGUF model on {@code backend}, which the generator then owns (closed with it, or here if loading fails),
+     * with a context of {@code contextSize} tokens (0: the model's own, capped to what the backend's memory holds).
+     * Everything is checked to fit before any weight is copied; {@code progress} receives the bytes placed so far.
+     */
+    public static Generator open(Path modelFile, Backend backend, int contextSize, LoadProgress progress)
+            throws IOException {
         Model model = null;
         try {
-            model = Model.load(modelFile, backend);
+            model = Model.load(modelFile, backend, contextSize, progress);
             Tokenizer tokenizer = Tokenizer.from(VocabularyGguf.read(model.file()));
-            int ctx = contextSize > 0 ? contextSize : KvCache.defaultCapacity(model.config(), freeMemory());
+            int ctx = contextSize > 0 ? contextSize : model.defaultContext(freeMemory());
             return new Generator(model, tokenizer, ctx, backend);
         } catch (IOException | RuntimeException e) {
             if (model != null) {
@@ -62,7 +71,7 @@ public final class Generator implements AutoCloseable {
     }
 
     /** Physical memory free now, or the JVM's view of it when the platform does not say. */
-    static long freeMemory() {
+    public static long freeMemory() {
         if (ManagementFactory.getOperatingSystemMXBean() instanceof com.sun.management.OperatingSystemMXBean os) {
             return os.getFreeMemorySize();
         }

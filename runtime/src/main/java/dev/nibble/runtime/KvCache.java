@@ -1,48 +1,58 @@
 package dev.nibble.runtime;
 
+import dev.nibble.formats.GgmlType;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 
 /**
- * The keys and values of one sequence, F32, for every layer: {@code capacity} positions of {@code kvHeads * headDim}.
- * Positions fill from 0; {@link #size()} is how many are filled.
+ * The keys and values of one sequence for every layer, in the backend's memory and its cache type: {@code capacity}
+ * positions of {@code kvHeads * headDim}, and the attention workspace for them. Positions fill from 0;
+ * {@link #size()} is how many are filled.
  */
 public final class KvCache implements AutoCloseable {
 
     private final Arena arena = Arena.ofShared();
     private final MemorySegment[] keys;
     private final MemorySegment[] values;
+    private final MemorySegment work;
     private final int capacity;
-    private final int kvDim;
     private int size;
+    private Backend.Recording decodeStep; // the model's one-token step over this cache, recorded on first use
+    private Object decodeStepOwner;
 
-    public KvCache(LlamaConfig config, int capacity) {
+    KvCache(LlamaConfig config, Backend backend, int capacity) {
         if (capacity < 1) {
             throw new IllegalArgumentException("context size must be at least 1, is " + capacity);
         }
         this.capacity = capacity;
-        this.kvDim = config.kvDim();
         keys = new MemorySegment[config.layers()];
         values = new MemorySegment[config.layers()];
-        long bytes = (long) capacity * kvDim * Float.BYTES;
-        for (int l = 0; l < config.layers(); l++) {
-            keys[l] = arena.allocate(bytes, 64);
-            values[l] = arena.allocate(bytes, 64);
+        long bytes = (long) capacity * config.kvDim() * backend.cacheType().byteSize(1);
+        try {
+            for (int l = 0; l < config.layers(); l++) {
+                keys[l] = backend.allocate(bytes, arena);
+                values[l] = backend.allocate(bytes, arena);
+            }
+            long workBytes = backend.attentionWorkBytes(backend.batchTokens(), config.heads(), config.headDim(), capacity);
+            work = workBytes > 0 ? backend.allocate(workBytes, arena) : MemorySegment.NULL;
+        } catch (RuntimeException e) {
+            arena.close();
+            throw e;
         }
     }
 
-    /** Bytes a cache of {@code capacity} positions takes for {@code config}. */
-    public static long bytes(LlamaConfig config, long capacity) {
-        return 2L * config.layers() * capacity * config.kvDim() * Float.BYTES;
+    /** Bytes a cache of {@code capacity} positions of {@code type} takes for {@code config}. */
+    public static long bytes(LlamaConfig config, long capacity, GgmlType type) {
+        return 2L * config.layers() * capacity * config.kvDim() * type.byteSize(1);
     }
 
     /**
      * The context to use when the user gave none: the model's own context length, reduced so the cache takes at most
-     * half the memory the machine has free.
+     * {@code budgetBytes}.
      */
-    public static int defaultCapacity(LlamaConfig config, long freeMemoryBytes) {
-        long perPosition = bytes(config, 1);
-        long fits = Math.max(1, freeMemoryBytes / 2 / perPosition);
+    public static int defaultCapacity(LlamaConfig config, GgmlType type, long budgetBytes) {
+        long perPosition = bytes(config, 1, type);
+        long fits = Math.max(1, budgetBytes / perPosition);
         return (int) Math.min(config.contextLength(), fits);
     }
 
@@ -56,9 +66,23 @@ public final class KvCache implements AutoCloseable {
         return values[layer];
     }
 
-    /** The slice of {@code rows} positions starting at {@code position} within one layer's keys or values. */
-    MemorySegment rows(MemorySegment layer, int position, int rows) {
-        return layer.asSlice((long) position * kvDim * Float.BYTES, (long) rows * kvDim * Float.BYTES);
+    /** The attention workspace (see {@link Backend#attentionWorkBytes}). */
+    MemorySegment work() {
+        return work;
+    }
+
+    /** The one-token step {@code owner} recorded over this cache, or null. */
+    Backend.Recording decodeStep(Object owner) {
+        return decodeStepOwner == owner ? decodeStep : null;
+    }
+
+    /** Keeps {@code owner}'s recorded one-token step (closing one recorded before) until the cache closes. */
+    void decodeStep(Object owner, Backend.Recording step) {
+        if (decodeStep != null) {
+            decodeStep.close();
+        }
+        decodeStep = step;
+        decodeStepOwner = owner;
     }
 
     public int capacity() {
@@ -98,6 +122,10 @@ public final class KvCache implements AutoCloseable {
     /** Frees the cache. */
     @Override
     public void close() {
+        if (decodeStep != null) {
+            decodeStep.close();
+            decodeStep = null;
+        }
         if (arena.scope().isAlive()) {
             arena.close();
         }

@@ -11,59 +11,130 @@ import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 
 /**
- * A Llama model loaded from a GGUF file and its forward pass. Prompt tokens go through in batches of up to
- * {@link #BATCH} (matrix-matrix products, each weight read once per batch); generated tokens one at a time.
+ * A Llama model loaded from a GGUF file and its forward pass on one {@link Backend}. Prompt tokens go through in
+ * batches of up to {@link #batch()} (matrix-matrix products, each weight read once per batch); generated tokens one at
+ * a time, as a step the backend records once per cache and replays (a CUDA graph on a GPU).
  * Not thread-safe: the activation buffers are allocated once and reused by every call.
  */
 public final class Model implements AutoCloseable {
-
-    /** Tokens processed together in one pass over the weights. */
-    public static final int BATCH = 64;
 
     private final GgufFile file;
     private final LlamaConfig config;
     private final ModelWeights weights;
     private final Backend backend;
+    private final int batch;
 
-    // Activations for one batch, allocated up front (like llama2.c's RunState).
-    private final Arena arena = Arena.ofShared();
-    private final MemorySegment x;       // residual stream, BATCH × dim
-    private final MemorySegment xb;      // normed input of a sublayer / its output, BATCH × dim
-    private final MemorySegment q;       // queries, BATCH × dim
-    private final MemorySegment att;     // attention output, BATCH × dim
-    private final MemorySegment hb;      // SwiGLU gate, BATCH × ffnDim
-    private final MemorySegment hb2;     // SwiGLU up, BATCH × ffnDim
-    private final MemorySegment logits;  // BATCH × vocab
+    // Activations for one batch in backend memory, allocated up front (like llama2.c's RunState).
+    private final Arena arena;
+    private final MemorySegment x;       // residual stream, batch × dim
+    private final MemorySegment xb;      // normed input of a sublayer / its output, batch × dim
+    private final MemorySegment q;       // queries, batch × dim
+    private final MemorySegment k;       // keys of the batch before they enter the cache, batch × kvDim
+    private final MemorySegment v;       // values, likewise
+    private final MemorySegment att;     // attention output, batch × dim
+    private final MemorySegment hb;      // SwiGLU gate, batch × ffnDim
+    private final MemorySegment hb2;     // SwiGLU up, batch × ffnDim
+    private final MemorySegment logits;  // batch × vocab
     private final MemorySegment ids;     // token ids of the batch, int32
     private final MemorySegment positions; // their positions, int32
+    // Host side of what crosses to and from the backend.
+    private final MemorySegment hostIds;
+    private final MemorySegment hostPositions;
+    private final MemorySegment hostLogits;
 
-    private Model(GgufFile file, LlamaConfig config, ModelWeights weights, Backend backend) {
+    private Model(GgufFile file, LlamaConfig config, ModelWeights weights, Backend backend, Arena arena) {
         this.file = file;
         this.config = config;
         this.weights = weights;
         this.backend = backend;
-        long f = Float.BYTES;
-        x = arena.allocate(BATCH * config.dim() * f, 64);
-        xb = arena.allocate(BATCH * config.dim() * f, 64);
-        q = arena.allocate(BATCH * config.dim() * f, 64);
-        att = arena.allocate(BATCH * config.dim() * f, 64);
-        hb = arena.allocate(BATCH * config.ffnDim() * f, 64);
-        hb2 = arena.allocate(BATCH * config.ffnDim() * f, 64);
-        logits = arena.allocate((long) BATCH * config.vocabSize() * f, 64);
-        ids = arena.allocate(ValueLayout.JAVA_INT, BATCH);
-        positions = arena.allocate(ValueLayout.JAVA_INT, BATCH);
+        this.arena = arena;
+        this.batch = backend.batchTokens();
+        long[] sizes = activationBytes(config, batch);
+        x = backend.allocate(sizes[0], arena);
+        xb = backend.allocate(sizes[0], arena);
+        q = backend.allocate(sizes[0], arena);
+        att = backend.allocate(sizes[0], arena);
+        k = backend.allocate(sizes[1], arena);
+        v = backend.allocate(sizes[1], arena);
+        hb = backend.allocate(sizes[2], arena);
+        hb2 = backend.allocate(sizes[2], arena);
+        logits = backend.allocate(sizes[3], arena);
+        ids = backend.allocate(sizes[4], arena);
+        positions = backend.allocate(sizes[4], arena);
+        hostIds = arena.allocate(ValueLayout.JAVA_INT, batch);
+        hostPositions = arena.allocate(ValueLayout.JAVA_INT, batch);
+        hostLogits = arena.allocate(sizes[3], 64);
     }
 
-    /** Maps {@code path}, reads its config and finds its weights; the backend stays owned by the caller. */
+    /** Bytes of the activation buffers of one batch: rows of dim, of kvDim, of ffnDim, of vocab, and of one int. */
+    private static long[] activationBytes(LlamaConfig c, int batch) {
+        long f = Float.BYTES;
+        return new long[] {batch * c.dim() * f, batch * c.kvDim() * f, batch * c.ffnDim() * f,
+                (long) batch * c.vocabSize() * f, batch * f};
+    }
+
+    /** Maps {@code path}, reads its config and places its weights on the backend, which stays owned by the caller. */
     public static Model load(Path path, Backend backend) throws IOException {
+        return load(path, backend, 0, LoadProgress.NONE);
+    }
+
+    /**
+     * Like {@link #load(Path, Backend)}, first checking that the weights, the activations and a KV cache of
+     * {@code contextTokens} positions fit in the backend's memory (0: only weights and activations); the check fails
+     * with what each part needs and what is free, before anything is copied. {@code progress} receives the bytes
+     * placed so far while the weights go to the backend.
+     */
+    public static Model load(Path path, Backend backend, int contextTokens, LoadProgress progress) throws IOException {
         GgufFile file = GgufFile.open(path);
+        Arena arena = Arena.ofShared();
         try {
             LlamaConfig config = LlamaConfig.from(file.metadata(), path);
-            return new Model(file, config, ModelWeights.from(file, config), backend);
+            ModelWeights mapped = ModelWeights.from(file, config);
+            MemoryPlan plan = plan(config, mapped, backend, contextTokens);
+            plan.check(backend);
+            ModelWeights placed = mapped.placeOn(backend, arena, progress);
+            return new Model(file, config, placed, backend, arena);
         } catch (IOException | RuntimeException e) {
+            arena.close();
             file.close();
             throw e;
         }
+    }
+
+    /** What a model needs in backend memory: weights as placed, activations and workspace, a KV cache of some length. */
+    public record MemoryPlan(long weightBytes, long workspaceBytes, long cacheBytes, int contextTokens) {
+
+        public long total() {
+            return weightBytes + workspaceBytes + cacheBytes;
+        }
+
+        /** Refuses, naming every part, a plan that does not fit in what the backend has free. */
+        void check(Backend backend) {
+            long available = backend.availableBytes();
+            if (total() > available) {
+                throw new InsufficientMemoryException("not enough memory on " + backend.description() + ": the model needs "
+                        + gib(total()) + " (weights " + gib(weightBytes) + ", KV cache " + gib(cacheBytes) + " for "
+                        + contextTokens + " tokens, workspace " + gib(workspaceBytes) + ") and " + gib(available)
+                        + " is free; use a smaller --ctx, a smaller model, or another device");
+            }
+        }
+    }
+
+    static MemoryPlan plan(LlamaConfig config, ModelWeights weights, Backend backend, int contextTokens) {
+        long weightBytes = weights.placedBytes(backend);
+        int batch = backend.batchTokens();
+        long[] a = activationBytes(config, batch);
+        // as allocated in the constructor, and the attention workspace of a cache as long as the model's context
+        long workspace = 4 * a[0] + 2 * a[1] + 2 * a[2] + a[3] + 2 * a[4]
+                + backend.attentionWorkBytes(batch, config.heads(), config.headDim(),
+                Math.max(contextTokens, config.contextLength()));
+        long cache = KvCache.bytes(config, contextTokens, backend.cacheType());
+        return new MemoryPlan(weightBytes, workspace, cache, contextTokens);
+    }
+
+    /** A size in GiB with one decimal, for messages. */
+    public static String gib(long bytes) {
+        return String.format(java.util.Locale.ROOT, "%.1f GiB", bytes / (double) (1L << 30));
     }
 
     public LlamaConfig config() {
@@ -82,9 +153,27 @@ public final class Model implements AutoCloseable {
         return backend;
     }
 
-    /** A cache for one sequence of up to {@code capacity} tokens. */
+    /** Tokens that go through the weights together in one pass (the backend's batch). */
+    public int batch() {
+        return batch;
+    }
+
+    /**
+     * The context to use when the user gave none: the model's own context length, reduced so that the cache fits in
+     * what the backend has free now, or takes at most half of the machine's free memory when the backend computes
+     * in host memory.
+     */
+    public int defaultContext(long hostFreeBytes) {
+        long available = backend.availableBytes();
+        // host memory is shared with everything else on the machine; a device's is ours once the weights are placed
+        long budget = available == Long.MAX_VALUE ? hostFreeBytes / 2
+                : available - backend.attentionWorkBytes(batch, config.heads(), config.headDim(), config.contextLength());
+        return KvCache.defaultCapacity(config, backend.cacheType(), budget);
+    }
+
+    /** A cache for one sequence of up to {@code capacity} tokens, in the backend's memory. */
     public KvCache newCache(int capacity) {
-        return new KvCache(config, capacity);
+        return new KvCache(config, backend, capacity);
     }
 
     /**
@@ -107,65 +196,94 @@ public final class Model implements AutoCloseable {
         checkFileIntact();
         int vocab = config.vocabSize();
         float[] result = new float[allLogits ? tokens.length * vocab : vocab];
-        for (int from = 0; from < tokens.length; from += BATCH) {
-            int n = Math.min(BATCH, tokens.length - from);
+        for (int from = 0; from < tokens.length; from += batch) {
+            int n = Math.min(batch, tokens.length - from);
             int start = cache.size();
-            layers(tokens, from, n, start, cache);
-            cache.advance(n);
+            for (int t = 0; t < n; t++) {
+                hostIds.setAtIndex(ValueLayout.JAVA_INT, t, tokens[from + t]);
+                hostPositions.setAtIndex(ValueLayout.JAVA_INT, t, start + t);
+            }
+            long intBytes = (long) n * Integer.BYTES;
+            backend.write(hostIds.asSlice(0, intBytes), ids.asSlice(0, intBytes));
+            backend.write(hostPositions.asSlice(0, intBytes), positions.asSlice(0, intBytes));
             boolean last = from + n == tokens.length;
-            if (allLogits) {
-                outputLogits(0, n);
-                MemorySegment.copy(logits, ValueLayout.JAVA_FLOAT, 0, result, from * vocab, n * vocab);
-            } else if (last) {
-                outputLogits(n - 1, 1);
-                MemorySegment.copy(logits, ValueLayout.JAVA_FLOAT, 0, result, 0, vocab);
+            if (n == 1 && !allLogits) {
+                decodeStep(cache).run();
+            } else {
+                layers(n, cache);
+                if (allLogits) {
+                    outputLogits(0, n);
+                } else if (last) {
+                    outputLogits(n - 1, 1);
+                }
+            }
+            cache.advance(n);
+            if (allLogits || last) {
+                int rows = allLogits ? n : 1;
+                long bytes = (long) rows * vocab * Float.BYTES;
+                backend.read(logits.asSlice(0, bytes), hostLogits.asSlice(0, bytes));
+                MemorySegment.copy(hostLogits, ValueLayout.JAVA_FLOAT, 0, result, allLogits ? from * vocab : 0,
+                        rows * vocab);
             }
         }
         return result;
     }
 
-    /** The transformer blocks over tokens[from, from + n) at positions start.. (the residual stream ends in x). */
-    private void layers(int[] tokens, int from, int n, int start, KvCache cache) {
+    /** The one-token step over {@code cache}: recorded on first use, then replayed (positions are read on the device). */
+    private Backend.Recording decodeStep(KvCache cache) {
+        Backend.Recording step = cache.decodeStep(this);
+        if (step == null) {
+            step = backend.record(() -> {
+                layers(1, cache);
+                outputLogits(0, 1);
+            });
+            cache.decodeStep(this, step);
+        }
+        return step;
+    }
+
+    /**
+     * The transformer blocks over the n tokens in ids/positions; the residual stream ends in x and its final norm in
+     * xb. Nothing here depends on host values that change from step to step, so a backend may record it.
+     */
+    private void layers(int n, KvCache cache) {
         LlamaConfig c = config;
         int dim = c.dim();
-        for (int t = 0; t < n; t++) {
-            ids.setAtIndex(ValueLayout.JAVA_INT, t, tokens[from + t]);
-            positions.setAtIndex(ValueLayout.JAVA_INT, t, start + t);
-        }
+        float eps = c.rmsEps();
         backend.embed(weights.tokenEmbedding(), ids, n, x);
         for (int l = 0; l < c.layers(); l++) {
             ModelWeights.Layer w = weights.layers()[l];
-            MemorySegment keys = cache.rows(cache.keys(l), start, n);
-            MemorySegment values = cache.rows(cache.values(l), start, n);
-
-            // attention: K and V are written straight into the cache at their positions
-            backend.rmsNorm(x, w.attentionNorm(), n, dim, c.rmsEps(), xb);
+            // attention; the previous layer's feed-forward output (in xb) joins the residual stream with this norm
+            if (l == 0) {
+                backend.rmsNorm(x, w.attentionNorm(), n, dim, eps, xb);
+            } else {
+                backend.addRmsNorm(x, xb, w.attentionNorm(), n, dim, eps, xb);
+            }
             backend.matmul(w.wq(), xb, n, q);
-            backend.matmul(w.wk(), xb, n, keys);
-            backend.matmul(w.wv(), xb, n, values);
+            backend.matmul(w.wk(), xb, n, k);
+            backend.matmul(w.wv(), xb, n, v);
             backend.rope(q, n, c.heads(), c.headDim(), positions, c.ropeTheta(), c.ropeScale(), weights.ropeFactors());
-            backend.rope(keys, n, c.kvHeads(), c.headDim(), positions, c.ropeTheta(), c.ropeScale(), weights.ropeFactors());
+            backend.rope(k, n, c.kvHeads(), c.headDim(), positions, c.ropeTheta(), c.ropeScale(), weights.ropeFactors());
+            backend.storeKv(k, n, positions, cache.keys(l), c.kvDim());
+            backend.storeKv(v, n, positions, cache.values(l), c.kvDim());
             backend.attention(q, n, positions, c.heads(), c.kvHeads(), c.headDim(), cache.keys(l), cache.values(l),
-                    start + n, att);
+                    cache.capacity(), cache.work(), att);
             backend.matmul(w.wo(), att, n, xb);
-            backend.add(x, xb, (long) n * dim, x);
 
             // feed-forward: down(silu(gate(x)) * up(x))
-            backend.rmsNorm(x, w.ffnNorm(), n, dim, c.rmsEps(), xb);
+            backend.addRmsNorm(x, xb, w.ffnNorm(), n, dim, eps, xb);
             backend.matmul(w.gate(), xb, n, hb);
             backend.matmul(w.up(), xb, n, hb2);
             backend.swiglu(hb, hb2, (long) n * c.ffnDim(), hb);
             backend.matmul(w.down(), hb, n, xb);
-            backend.add(x, xb, (long) n * dim, x);
         }
+        backend.addRmsNorm(x, xb, weights.outputNorm(), n, dim, eps, xb);
     }
 
-    /** Final norm and output projection of rows [first, first + count) of x into the first rows of logits. */
+    /** Output projection of rows [first, first + count) of the final norm (xb) into the first rows of logits. */
     private void outputLogits(int first, int count) {
         long rowBytes = (long) config.dim() * Float.BYTES;
-        MemorySegment rows = x.asSlice(first * rowBytes, count * rowBytes);
-        backend.rmsNorm(rows, weights.outputNorm(), count, config.dim(), config.rmsEps(), xb);
-        backend.matmul(weights.output(), xb, count, logits);
+        backend.matmul(weights.output(), xb.asSlice(first * rowBytes, count * rowBytes), count, logits);
     }
 
     /**
@@ -187,7 +305,7 @@ public final class Model implements AutoCloseable {
         }
     }
 
-    /** Frees the activations and unmaps the file (the backend stays open). */
+    /** Frees the activations and placed weights and unmaps the file (the backend stays open). */
     @Override
     public void close() {
         if (arena.scope().isAlive()) {

@@ -4,6 +4,7 @@ import dev.nibble.formats.FormatException;
 import dev.nibble.formats.GgmlType;
 import dev.nibble.formats.gguf.GgufFile;
 import dev.nibble.formats.gguf.GgufTensor;
+import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.file.Path;
 import java.util.Arrays;
@@ -23,7 +24,12 @@ public record ModelWeights(Matrix tokenEmbedding, MemorySegment outputNorm, Matr
 
     /** One transformer block: norms are F32 vectors, projections are matrices of any supported type. */
     public record Layer(MemorySegment attentionNorm, Matrix wq, Matrix wk, Matrix wv, Matrix wo,
-                        MemorySegment ffnNorm, Matrix gate, Matrix up, Matrix down) {}
+                        MemorySegment ffnNorm, Matrix gate, Matrix up, Matrix down) {
+        /** The seven projection matrices. */
+        public Matrix[] matrices() {
+            return new Matrix[] {wq, wk, wv, wo, gate, up, down};
+        }
+    }
 
     /** Finds every tensor the config needs in {@code file}; a missing tensor or a wrong shape is refused by name. */
     public static ModelWeights from(GgufFile file, LlamaConfig c) throws FormatException {
@@ -52,6 +58,66 @@ public record ModelWeights(Matrix tokenEmbedding, MemorySegment outputNorm, Matr
                     "this is a mixture-of-experts model, which nibble does not run");
         }
         return new ModelWeights(embedding, vector(file, "output_norm.weight", c.dim()), output, layers, ropeFactors);
+    }
+
+    /** Bytes the weights take once placed on {@code backend} (0 on the CPU, which reads them from the mapping). */
+    public long placedBytes(Backend backend) {
+        long total = placed(backend, output) + (output == tokenEmbedding ? 0 : placed(backend, tokenEmbedding));
+        for (Layer l : layers) {
+            for (Matrix m : l.matrices()) {
+                total += placed(backend, m);
+            }
+            total += 2 * vectorBytes(backend, l.attentionNorm());
+        }
+        return total + vectorBytes(backend, outputNorm) + (ropeFactors == null ? 0 : vectorBytes(backend, ropeFactors));
+    }
+
+    private static long placed(Backend backend, Matrix m) {
+        return backend.placedBytes(m.type(), m.rows(), m.cols());
+    }
+
+    private static long vectorBytes(Backend backend, MemorySegment v) {
+        return backend.placedBytes(GgmlType.F32, 1, (int) (v.byteSize() / Float.BYTES));
+    }
+
+    /**
+     * These weights placed on {@code backend} (see {@link Backend#place}), alive until {@code arena} closes;
+     * {@code progress} receives the bytes of the file placed so far after each tensor.
+     */
+    public ModelWeights placeOn(Backend backend, Arena arena, LoadProgress progress) {
+        long[] done = {0};
+        long total = fileBytes();
+        java.util.function.UnaryOperator<Matrix> place = m -> {
+            Matrix p = backend.place(m, arena);
+            done[0] += m.data().byteSize();
+            if (p != m) {
+                progress.placed(done[0], total);
+            }
+            return p;
+        };
+        java.util.function.UnaryOperator<MemorySegment> vector = v -> backend.placeVector(v, arena);
+        Matrix embedding = place.apply(tokenEmbedding);
+        Matrix out = output == tokenEmbedding ? embedding : place.apply(output);
+        Layer[] placed = new Layer[layers.length];
+        for (int i = 0; i < layers.length; i++) {
+            Layer l = layers[i];
+            placed[i] = new Layer(vector.apply(l.attentionNorm()), place.apply(l.wq()), place.apply(l.wk()),
+                    place.apply(l.wv()), place.apply(l.wo()), vector.apply(l.ffnNorm()), place.apply(l.gate()),
+                    place.apply(l.up()), place.apply(l.down()));
+        }
+        return new ModelWeights(embedding, vector.apply(outputNorm), out, placed,
+                ropeFactors == null ? null : vector.apply(ropeFactors));
+    }
+
+    /** Bytes of the file these weights cover (what placing them reads). */
+    public long fileBytes() {
+        long total = tokenEmbedding.data().byteSize() + (output == tokenEmbedding ? 0 : output.data().byteSize());
+        for (Layer l : layers) {
+            for (Matrix m : l.matrices()) {
+                total += m.data().byteSize();
+            }
+        }
+        return total;
     }
 
     private static GgufTensor tensor(GgufFile file, String name) throws FormatException {

@@ -39,8 +39,8 @@ public final class Perplexity {
                 System.arraycopy(textTokens, from, window, 1, n);
                 cache.clear();
                 // In slices of one batch, so the logits held at once stay small whatever the context.
-                for (int s = 0; s < n; s += Model.BATCH) {
-                    int len = Math.min(Model.BATCH, n - s);
+                for (int s = 0; s < n; s += model.batch()) {
+                    int len = Math.min(model.batch(), n - s);
                     float[] logits = model.forward(Arrays.copyOfRange(window, s, s + len), cache, true);
                     for (int j = 0; j < len; j++) {
                         nll -= logProbability(logits, j * vocab, vocab, window[s + j + 1]);

@@ -43,8 +43,8 @@ class ModelTest {
     void batchedPromptEqualsOneTokenAtATimeAcrossBatchBoundaries() throws IOException {
         for (int kvHeads : new int[] {4, 2, 1}) {
             Path file = RandomModel.write(dir.resolve("m" + kvHeads + ".gguf"), kvHeads, 11 + kvHeads, t -> t);
-            int[] tokens = RandomModel.tokens(Model.BATCH + 9, 5);
             try (Backend b = backend(); Model m = Model.load(file, b); KvCache cache = m.newCache(RandomModel.CONTEXT)) {
+                int[] tokens = RandomModel.tokens(m.batch() + 9, 5);
                 float[] batched = m.forward(tokens, cache, true);
                 assertEquals(tokens.length, cache.size());
                 float[] single = oneAtATime(m, tokens);

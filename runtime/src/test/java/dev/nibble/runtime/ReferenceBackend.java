@@ -6,7 +6,7 @@ import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 
 /** A plain-Java backend for tests only: F32 and F16 weights, double accumulation, written for clarity, not speed. */
-final class ReferenceBackend implements Backend {
+final class ReferenceBackend extends HostBackend {
 
     private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     private static final ValueLayout.OfShort F16 = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
@@ -94,10 +94,11 @@ final class ReferenceBackend implements Backend {
 
     @Override
     public void attention(MemorySegment q, int tokens, MemorySegment positions, int heads, int kvHeads, int headDim,
-                          MemorySegment keys, MemorySegment values, int cached, MemorySegment out) {
+                          MemorySegment keys, MemorySegment values, int capacity, MemorySegment work,
+                          MemorySegment out) {
         int kvDim = kvHeads * headDim;
         for (int t = 0; t < tokens; t++) {
-            int len = Math.min(positions.getAtIndex(ValueLayout.JAVA_INT, t) + 1, cached);
+            int len = Math.min(positions.getAtIndex(ValueLayout.JAVA_INT, t) + 1, capacity);
             for (int h = 0; h < heads; h++) {
                 int kvh = h / (heads / kvHeads);
                 long qBase = ((long) t * heads + h) * headDim;

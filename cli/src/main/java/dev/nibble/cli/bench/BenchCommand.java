@@ -3,7 +3,9 @@ package dev.nibble.cli.bench;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import dev.nibble.formats.gguf.GgufTensor;
-import dev.nibble.runtime.CpuBackend;
+import dev.nibble.cli.DeviceOptions;
+import dev.nibble.runtime.Backend;
+import dev.nibble.runtime.CudaBackend;
 import dev.nibble.runtime.KvCache;
 import dev.nibble.runtime.Model;
 import java.io.IOException;
@@ -20,6 +22,7 @@ import java.util.SplittableRandom;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.ArgGroup;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
@@ -53,8 +56,12 @@ public final class BenchCommand implements Callable<Integer> {
     @Option(names = {"-r", "--repetitions"}, paramLabel = "N", defaultValue = "5", description = "Runs of each test (default ${DEFAULT-VALUE}).")
     int repetitions;
 
-    @Option(names = {"-t", "--threads"}, defaultValue = "0", paramLabel = "N", description = "CPU threads (0: one per CPU).")
-    int threads;
+    @Mixin
+    DeviceOptions device;
+
+    @Option(names = {"-c", "--ctx"}, paramLabel = "N", defaultValue = "0",
+            description = "KV cache size in tokens (default: just enough for the test).")
+    int ctx;
 
     @Option(names = "--save", paramLabel = "FILE",
             description = "With --synthetic: write the model to FILE and keep it (e.g. to run llama-bench on it).")
@@ -89,8 +96,10 @@ public final class BenchCommand implements Callable<Integer> {
         } else if (save != null) {
             throw new IllegalArgumentException("--save goes with --synthetic");
         }
-        try (CpuBackend backend = new CpuBackend(threads); Model model = Model.load(file, backend)) {
-            List<Map<String, Object>> results = run(model, backend);
+        int context = Math.max(ctx, Math.max(prompt, gen) + 1);
+        try (Backend backend = device.open(err);
+             Model model = Model.load(file, backend, context, DeviceOptions.loadProgress(err))) {
+            List<Map<String, Object>> results = run(model, backend, context);
             print(results);
         } finally {
             if (temp != null) {
@@ -100,7 +109,7 @@ public final class BenchCommand implements Callable<Integer> {
         return 0;
     }
 
-    private List<Map<String, Object>> run(Model model, CpuBackend backend) throws IOException {
+    private List<Map<String, Object>> run(Model model, Backend backend, int context) throws IOException {
         long bytes = 0, params = 0;
         for (GgufTensor t : model.file().tensors()) {
             bytes += t.info().byteSize();
@@ -109,9 +118,10 @@ public final class BenchCommand implements Callable<Integer> {
         SplittableRandom random = new SplittableRandom(7);
         int[] ids = random.ints(Math.max(prompt, 1), 0, model.config().vocabSize()).toArray();
         List<Map<String, Object>> results = new ArrayList<>();
-        try (KvCache cache = model.newCache(Math.max(prompt, gen) + 1)) {
-            // Warm-up: one batch and one token, which also pulls every weight into the page cache.
-            model.forward(Arrays.copyOf(ids, Math.min(Math.max(prompt, 1), Model.BATCH)), cache, false);
+        try (KvCache cache = model.newCache(context)) {
+            // Warm-up: one batch and one token, which also pulls every weight into the page cache (or records the
+            // GPU's decode step).
+            model.forward(Arrays.copyOf(ids, Math.min(Math.max(prompt, 1), model.batch())), cache, false);
             cache.clear();
             model.forward(new int[] {ids[0]}, cache, false);
             if (prompt > 0) {
@@ -140,7 +150,7 @@ public final class BenchCommand implements Callable<Integer> {
         return results;
     }
 
-    private Map<String, Object> result(Model model, CpuBackend backend, long bytes, long params, String test,
+    private Map<String, Object> result(Model model, Backend backend, long bytes, long params, String test,
                                        double[] rates) {
         double[] sorted = rates.clone();
         Arrays.sort(sorted);
@@ -158,6 +168,9 @@ public final class BenchCommand implements Callable<Integer> {
         r.put("tokens_per_second_min", sorted[0]);
         r.put("tokens_per_second_max", sorted[sorted.length - 1]);
         r.put("tokens_per_second", rates);
+        if (backend instanceof CudaBackend gpu) {
+            r.put("device_memory_peak_bytes", gpu.peakBytes());
+        }
         return r;
     }
 

@@ -1,5 +1,6 @@
 package dev.nibble.cli.chat;
 
+import dev.nibble.cli.DeviceOptions;
 import dev.nibble.cli.generate.SamplingOptions;
 import dev.nibble.runtime.Generator;
 import dev.nibble.runtime.Sampler;
@@ -43,8 +44,8 @@ public final class ChatCommand implements Callable<Integer> {
                     + "dropped to fit.")
     int ctx;
 
-    @Option(names = {"-t", "--threads"}, defaultValue = "0", description = "CPU threads (0: one per CPU).")
-    int threads;
+    @Mixin
+    DeviceOptions device;
 
     @Mixin
     SamplingOptions sampling;
@@ -57,7 +58,7 @@ public final class ChatCommand implements Callable<Integer> {
         PrintWriter out = spec.commandLine().getOut();
         PrintWriter err = spec.commandLine().getErr();
         long seed = sampling.seed();
-        try (Generator generator = Generator.open(model, threads, ctx)) {
+        try (Generator generator = Generator.open(model, device.open(err), ctx, DeviceOptions.loadProgress(err))) {
             String own = generator.model().file().metadata().findString(ModelChatFormat.GGUF_KEY).orElse(null);
             ModelChatFormat chat = ModelChatFormat.of(own, generator.tokenizer(), template);
             Sampler sampler = new Sampler(sampling.settings(seed));

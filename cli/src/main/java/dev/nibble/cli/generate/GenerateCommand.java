@@ -1,5 +1,6 @@
 package dev.nibble.cli.generate;
 
+import dev.nibble.cli.DeviceOptions;
 import dev.nibble.cli.chat.ModelChatFormat;
 import dev.nibble.runtime.GenerationResult;
 import dev.nibble.runtime.GenerationSettings;
@@ -69,8 +70,8 @@ public final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--stop", paramLabel = "TEXT", description = "Stop before this text (repeatable).")
     List<String> stop = List.of();
 
-    @Option(names = {"-t", "--threads"}, defaultValue = "0", paramLabel = "N", description = "CPU threads (0: one per CPU).")
-    int threads;
+    @Mixin
+    DeviceOptions device;
 
     @Option(names = {"-c", "--ctx"}, defaultValue = "0", paramLabel = "N",
             description = "Context size in tokens (0: the model's, capped by free memory).")
@@ -94,11 +95,11 @@ public final class GenerateCommand implements Callable<Integer> {
         GenerationSettings settings = new GenerationSettings(maxTokens, sampler, stop);
         PrintWriter out = spec.commandLine().getOut();
         PrintWriter err = spec.commandLine().getErr();
-        try (Generator generator = Generator.open(model, threads, ctx)) {
+        try (Generator generator = Generator.open(model, device.open(err), ctx, DeviceOptions.loadProgress(err))) {
             int trained = generator.model().config().contextLength();
             if (ctx == 0 && generator.contextSize() < trained) {
                 err.println("nibble: context " + generator.contextSize() + " tokens (the model's " + trained
-                        + " would not fit in half the free memory; --ctx sets it)");
+                        + " would not fit in the free memory; --ctx sets it)");
             } else if (ctx > trained) {
                 err.println("nibble: warning: --ctx " + ctx + " is beyond the " + trained
                         + " tokens the model was trained on; text past that point may degrade");

@@ -2,7 +2,8 @@ package dev.nibble.cli.perplexity;
 
 import dev.nibble.formats.vocab.Vocabulary;
 import dev.nibble.formats.vocab.VocabularyGguf;
-import dev.nibble.runtime.CpuBackend;
+import dev.nibble.cli.DeviceOptions;
+import dev.nibble.runtime.Backend;
 import dev.nibble.runtime.Model;
 import dev.nibble.runtime.Perplexity;
 import dev.nibble.runtime.tokenizer.Tokenizer;
@@ -14,6 +15,7 @@ import java.util.Locale;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
 
@@ -34,8 +36,8 @@ public final class PerplexityCommand implements Callable<Integer> {
             description = "Window size in tokens, BOS included (default ${DEFAULT-VALUE}, at most the model's).")
     int ctx;
 
-    @Option(names = {"-t", "--threads"}, defaultValue = "0", paramLabel = "N", description = "CPU threads (0: one per CPU).")
-    int threads;
+    @Mixin
+    DeviceOptions device;
 
     @Spec
     CommandSpec spec;
@@ -45,7 +47,8 @@ public final class PerplexityCommand implements Callable<Integer> {
         PrintWriter out = spec.commandLine().getOut();
         PrintWriter err = spec.commandLine().getErr();
         String content = Files.readString(text);
-        try (CpuBackend backend = new CpuBackend(threads); Model m = Model.load(model, backend)) {
+        try (Backend backend = device.open(err);
+             Model m = Model.load(model, backend, ctx, DeviceOptions.loadProgress(err))) {
             if (ctx < 2 || ctx > m.config().contextLength()) {
                 throw new IllegalArgumentException("--ctx must be between 2 and the model's context length "
                         + m.config().contextLength() + ", is " + ctx);

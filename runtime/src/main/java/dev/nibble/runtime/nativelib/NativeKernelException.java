@@ -7,7 +7,12 @@ public final class NativeKernelException extends RuntimeException {
     private final int status;
 
     public NativeKernelException(String call, int status) {
-        super(call + " failed: " + describe(status) + " (status " + status + ")");
+        this(call, status, describe(status));
+    }
+
+    /** With the library's own words for what went wrong (the CUDA library keeps them per context). */
+    public NativeKernelException(String call, int status, String detail) {
+        super(call + " failed: " + detail + " (status " + status + ")");
         this.call = call;
         this.status = status;
     }

@@ -9,6 +9,8 @@ import java.lang.foreign.SymbolLookup;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.MethodHandle;
 
+import static dev.nibble.runtime.nativelib.ArgumentChecks.*;
+
 /**
  * Downcall handles for libnibble_cpu, each named after the C symbol it binds (see kernels-c/include/nibble.h).
  *
@@ -394,59 +396,6 @@ public final class NibbleCpu {
 
     // ---- argument checks: all before the downcall
 
-    private static void nonNegative(String call, String name, long value) {
-        if (value < 0) {
-            throw new IllegalArgumentException(call + ": " + name + " = " + value + " is negative");
-        }
-    }
-
-    private static long product(String call, long a, long b) {
-        try {
-            return Math.multiplyExact(a, b);
-        } catch (ArithmeticException e) {
-            throw new IllegalArgumentException(call + ": size " + a + " * " + b + " overflows", e);
-        }
-    }
-
-    private static long rowBytes(String call, GgmlType type, long n) {
-        if (type == null) {
-            throw new IllegalArgumentException(call + ": weight type is null");
-        }
-        if (n % type.blockSize() != 0) {
-            throw new IllegalArgumentException(call + ": row length " + n + " is not a multiple of the " + type
-                    + " block size " + type.blockSize());
-        }
-        return type.byteSize(n);
-    }
-
-    private static void requireBytes(String call, String name, MemorySegment s, long bytes, int alignment) {
-        if (s == null) {
-            throw new IllegalArgumentException(call + ": " + name + " is null");
-        }
-        if (!s.isNative()) {
-            throw new IllegalArgumentException(call + ": " + name + " is a heap segment; pass native memory (an Arena allocation or a file mapping)");
-        }
-        if (s.byteSize() < bytes) {
-            throw new IllegalArgumentException(call + ": " + name + " holds " + s.byteSize() + " bytes, needs " + bytes);
-        }
-        if (s.address() == 0) {
-            throw new IllegalArgumentException(call + ": " + name + " is the NULL segment");
-        }
-        if (s.address() % alignment != 0) {
-            throw new IllegalArgumentException(call + ": " + name + " at address " + s.address() + " is not "
-                    + alignment + "-byte aligned");
-        }
-    }
-
-    private static void requireFloats(String call, String name, MemorySegment s, long count) {
-        requireBytes(call, name, s, product(call, count, 4), 4);
-    }
-
-    private static void requireWritable(String call, String name, MemorySegment s) {
-        if (s.isReadOnly()) {
-            throw new IllegalArgumentException(call + ": " + name + " is read-only");
-        }
-    }
 
     private static void check(String call, int status) {
         if (status != 0) {
