@@ -143,7 +143,10 @@ NB_API nb_status nb_quantize_row(int32_t type, const float *src, int64_t n, void
  * or nb_cuda_sync. On any non-OK status nb_cuda_error(ctx) says what failed.
  * Every kernel entry point takes only device pointers and sizes (never reads host memory nor
  * allocates), so a sequence of them can be captured into a CUDA graph and replayed.
- * Activations are f32 rows, contiguous; the KV cache is f16.
+ * Activations are f32 rows, contiguous; the KV cache is f16. Each context owns a device scratch buffer of
+ * NB_CUDA_SCRATCH_BYTES that kernels may use between their own launches (activations converted to f16 or int8):
+ * work on one stream is ordered, so one call's use never overlaps another's. */
+#define NB_CUDA_SCRATCH_BYTES ((int64_t) 64 << 20)
  * ------------------------------------------------------------------------------------------- */
 typedef struct nb_cuda nb_cuda;
 
@@ -205,6 +208,16 @@ NB_API nb_status nb_cuda_upload_weight(nb_cuda *ctx, int32_t wtype, const void *
  * more: a tensor-core kernel (f16 operands, f32 accumulation) dequantizing weight tiles in registers. */
 NB_API nb_status nb_cuda_matmul(nb_cuda *ctx, int32_t wtype, const void *d_w, int64_t n_out, int64_t n_in,
                                 const float *d_x, int64_t n_tok, float *d_y);
+/* Several weights of one input in one launch (Q, K and V of a layer): y_j = W_j x for j < n_w (n_w <= 4), each W_j
+ * of type wtypes[j] with n_outs[j] rows of n_in, each y_j n_tok rows of n_outs[j]. The host arrays are read during
+ * the call only. Same results as n_w calls of nb_cuda_matmul. */
+NB_API nb_status nb_cuda_matmul_shared_input(nb_cuda *ctx, int32_t n_w, const int32_t *wtypes, const void *const *d_ws,
+                                             const int64_t *n_outs, int64_t n_in, const float *d_x, int64_t n_tok,
+                                             float *const *d_ys);
+/* The feed-forward's first half in one launch: y = silu(G x) * (U x), G and U both of type wtype, n_out rows of n_in;
+ * y is n_tok rows of n_out. Same results as two nb_cuda_matmul calls and nb_cuda_swiglu. */
+NB_API nb_status nb_cuda_matmul_swiglu(nb_cuda *ctx, int32_t wtype, const void *d_gate, const void *d_up,
+                                       int64_t n_out, int64_t n_in, const float *d_x, int64_t n_tok, float *d_y);
 /* out[r*n_cols + c] = row ids[r] of the uploaded table (n_rows x n_cols) as f32. An id outside [0, n_rows)
  * writes a row of zeros (ids are checked on the host before they are written to the device). */
 NB_API nb_status nb_cuda_embed(nb_cuda *ctx, int32_t wtype, const void *d_table, int64_t n_rows, int64_t n_cols,
@@ -228,6 +241,13 @@ NB_API nb_status nb_cuda_add(nb_cuda *ctx, const float *d_a, const float *d_b, i
  * [0, capacity) is skipped): cache[slot*row_len + i] = (half) src[t*row_len + i]. */
 NB_API nb_status nb_cuda_kv_store(nb_cuda *ctx, const float *d_src, int64_t n_tok, int64_t row_len,
                                   const int32_t *d_slots, uint16_t *d_cache, int64_t capacity);
+/* RoPE and the cache write of one layer in one launch: rotates q ([n_tok][n_heads][head_dim]) in place as nb_cuda_rope
+ * does, rotates k ([n_tok][n_kv_heads][head_dim]) and stores it and v (same shape) as f16 into rows d_pos[t] of the
+ * caches (row length n_kv_heads*head_dim; a position outside [0, capacity) is not stored). k is left unchanged. */
+NB_API nb_status nb_cuda_rope_store(nb_cuda *ctx, float *d_q, const float *d_k, const float *d_v, int64_t n_tok,
+                                    int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, const int32_t *d_pos,
+                                    float theta, float freq_scale, const float *d_freq_factors, uint16_t *d_k_cache,
+                                    uint16_t *d_v_cache, int64_t capacity);
 /* Causal attention with grouped query heads over an f16 cache, the semantics of nb_attention:
  * q, out: [n_tok][n_heads][head_dim] f32; key of position j, kv head h at d_k[j*kv_stride + h*head_dim]
  * (likewise d_v); query t attends to positions 0..min(pos[t], n_kv-1) (d_pos on the device, so that a

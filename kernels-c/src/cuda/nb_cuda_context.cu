@@ -69,6 +69,7 @@ extern "C" NB_API nb_status nb_cuda_open(int32_t device, nb_cuda **out) {
     ctx->sm_count = prop.multiProcessorCount;
     ctx->compute_capability = prop.major * 10 + prop.minor;
     err = cudaStreamCreateWithFlags(&ctx->stream, cudaStreamNonBlocking);
+    if (err == cudaSuccess) err = cudaMalloc(&ctx->scratch, (size_t) NB_CUDA_SCRATCH_BYTES);
     for (int i = 0; i < 2 && err == cudaSuccess; i++) {
         err = cudaHostAlloc(&ctx->staging[i], NB_STAGING_CHUNK, cudaHostAllocDefault);
         if (err == cudaSuccess) err = cudaEventCreateWithFlags(&ctx->staged[i], cudaEventDisableTiming);
@@ -90,21 +91,16 @@ extern "C" NB_API void nb_cuda_close(nb_cuda *ctx) {
         if (ctx->staged[i] != nullptr) cudaEventDestroy(ctx->staged[i]);
         if (ctx->staging[i] != nullptr) cudaFreeHost(ctx->staging[i]);
     }
+    if (ctx->scratch != nullptr) cudaFree(ctx->scratch);
     if (ctx->stream != nullptr) cudaStreamDestroy(ctx->stream);
     free(ctx);
 }
 
 extern "C" NB_API const char *nb_cuda_error(const nb_cuda *ctx) { return ctx == nullptr ? "no context" : ctx->error; }
 
-// Every entry point that may run on another thread than the last one makes the context's device current.
-static nb_status use(nb_cuda *ctx) {
-    if (ctx == nullptr) return NB_ERR_ARGUMENT;
-    ctx->error[0] = 0;
-    return nb_cuda_check(ctx, cudaSetDevice(ctx->device), "cudaSetDevice");
-}
 
 extern "C" NB_API nb_status nb_cuda_mem_info(nb_cuda *ctx, int64_t *free_bytes, int64_t *total_bytes) {
-    nb_status s = use(ctx);
+    nb_status s = nb_cuda_use(ctx);
     if (s != NB_OK) return s;
     NB_CUDA_REQUIRE(ctx, free_bytes != nullptr && total_bytes != nullptr, "nb_cuda_mem_info: null output");
     size_t f = 0, t = 0;
@@ -115,7 +111,7 @@ extern "C" NB_API nb_status nb_cuda_mem_info(nb_cuda *ctx, int64_t *free_bytes, 
 }
 
 extern "C" NB_API nb_status nb_cuda_alloc(nb_cuda *ctx, int64_t bytes, void **d_out) {
-    nb_status s = use(ctx);
+    nb_status s = nb_cuda_use(ctx);
     if (s != NB_OK) return s;
     NB_CUDA_REQUIRE(ctx, d_out != nullptr && bytes > 0, "nb_cuda_alloc: %lld bytes", (long long) bytes);
     *d_out = nullptr;
@@ -129,20 +125,20 @@ extern "C" NB_API nb_status nb_cuda_alloc(nb_cuda *ctx, int64_t bytes, void **d_
 }
 
 extern "C" NB_API nb_status nb_cuda_free(nb_cuda *ctx, void *d) {
-    nb_status s = use(ctx);
+    nb_status s = nb_cuda_use(ctx);
     if (s != NB_OK) return s;
     return nb_cuda_check(ctx, cudaFree(d), "cudaFree");
 }
 
 extern "C" NB_API nb_status nb_cuda_memset(nb_cuda *ctx, void *d, int32_t byte, int64_t bytes) {
-    nb_status s = use(ctx);
+    nb_status s = nb_cuda_use(ctx);
     if (s != NB_OK) return s;
     NB_CUDA_REQUIRE(ctx, d != nullptr && bytes >= 0, "nb_cuda_memset: bad arguments");
     return nb_cuda_check(ctx, cudaMemsetAsync(d, byte, (size_t) bytes, ctx->stream), "cudaMemsetAsync");
 }
 
 extern "C" NB_API nb_status nb_cuda_upload(nb_cuda *ctx, void *d_dst, const void *src, int64_t bytes) {
-    nb_status s = use(ctx);
+    nb_status s = nb_cuda_use(ctx);
     if (s != NB_OK) return s;
     NB_CUDA_REQUIRE(ctx, !ctx->capturing, "nb_cuda_upload: not allowed while a graph is being captured");
     NB_CUDA_REQUIRE(ctx, d_dst != nullptr && src != nullptr && bytes >= 0, "nb_cuda_upload: bad arguments");
@@ -165,7 +161,7 @@ extern "C" NB_API nb_status nb_cuda_upload(nb_cuda *ctx, void *d_dst, const void
 }
 
 extern "C" NB_API nb_status nb_cuda_write(nb_cuda *ctx, void *d_dst, const void *src, int64_t bytes) {
-    nb_status s = use(ctx);
+    nb_status s = nb_cuda_use(ctx);
     if (s != NB_OK) return s;
     NB_CUDA_REQUIRE(ctx, d_dst != nullptr && src != nullptr && bytes >= 0, "nb_cuda_write: bad arguments");
     // From pageable memory the runtime stages the bytes before returning, so src is free to reuse at once.
@@ -174,7 +170,7 @@ extern "C" NB_API nb_status nb_cuda_write(nb_cuda *ctx, void *d_dst, const void 
 }
 
 extern "C" NB_API nb_status nb_cuda_read(nb_cuda *ctx, void *dst, const void *d_src, int64_t bytes) {
-    nb_status s = use(ctx);
+    nb_status s = nb_cuda_use(ctx);
     if (s != NB_OK) return s;
     NB_CUDA_REQUIRE(ctx, dst != nullptr && d_src != nullptr && bytes >= 0, "nb_cuda_read: bad arguments");
     if ((s = nb_cuda_check(ctx, cudaStreamSynchronize(ctx->stream), "running queued kernels")) != NB_OK) return s;
@@ -182,13 +178,13 @@ extern "C" NB_API nb_status nb_cuda_read(nb_cuda *ctx, void *dst, const void *d_
 }
 
 extern "C" NB_API nb_status nb_cuda_sync(nb_cuda *ctx) {
-    nb_status s = use(ctx);
+    nb_status s = nb_cuda_use(ctx);
     if (s != NB_OK) return s;
     return nb_cuda_check(ctx, cudaStreamSynchronize(ctx->stream), "running queued kernels");
 }
 
 extern "C" NB_API nb_status nb_cuda_capture_begin(nb_cuda *ctx) {
-    nb_status s = use(ctx);
+    nb_status s = nb_cuda_use(ctx);
     if (s != NB_OK) return s;
     NB_CUDA_REQUIRE(ctx, !ctx->capturing, "nb_cuda_capture_begin: a capture is already under way");
     // Thread-local mode: other threads may keep using their own contexts while this one records.
@@ -198,7 +194,7 @@ extern "C" NB_API nb_status nb_cuda_capture_begin(nb_cuda *ctx) {
 }
 
 extern "C" NB_API nb_status nb_cuda_capture_end(nb_cuda *ctx, void **graph) {
-    nb_status s = use(ctx);
+    nb_status s = nb_cuda_use(ctx);
     if (s != NB_OK) return s;
     NB_CUDA_REQUIRE(ctx, ctx->capturing && graph != nullptr, "nb_cuda_capture_end: no capture under way");
     ctx->capturing = 0;
@@ -213,7 +209,7 @@ extern "C" NB_API nb_status nb_cuda_capture_end(nb_cuda *ctx, void **graph) {
 }
 
 extern "C" NB_API nb_status nb_cuda_graph_launch(nb_cuda *ctx, void *graph) {
-    nb_status s = use(ctx);
+    nb_status s = nb_cuda_use(ctx);
     if (s != NB_OK) return s;
     NB_CUDA_REQUIRE(ctx, graph != nullptr, "nb_cuda_graph_launch: no graph");
     return nb_cuda_check(ctx, cudaGraphLaunch((cudaGraphExec_t) graph, ctx->stream), "cudaGraphLaunch");

@@ -17,9 +17,21 @@ struct nb_cuda {
     cudaStream_t stream;
     void *staging[2];          /* pinned host buffers for nb_cuda_upload */
     cudaEvent_t staged[2];     /* recorded after the copy out of staging[i] was queued */
+    void *scratch;             /* NB_CUDA_SCRATCH_BYTES of device memory for the kernels' own intermediate data */
     int capturing;
     char error[512];
 };
+
+/* Makes the context's device current and clears its error: every entry point starts with it, since a context may
+ * be used from another thread than the one that opened it. */
+static inline nb_status nb_cuda_use(nb_cuda *ctx) {
+    if (ctx == nullptr) return NB_ERR_ARGUMENT;
+    ctx->error[0] = 0;
+    cudaError_t err = cudaSetDevice(ctx->device);
+    if (err == cudaSuccess) return NB_OK;
+    snprintf(ctx->error, sizeof ctx->error, "cudaSetDevice(%d): %s", ctx->device, cudaGetErrorString(err));
+    return NB_ERR_DEVICE;
+}
 
 /* Records a formatted message in ctx->error and returns status. */
 static inline nb_status nb_cuda_fail(nb_cuda *ctx, nb_status status, const char *fmt, ...) {

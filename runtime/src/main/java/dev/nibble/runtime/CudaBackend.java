@@ -194,7 +194,16 @@ public final class CudaBackend implements Backend {
 
     @Override
     public long attentionWorkBytes(int tokens, int heads, int headDim, int capacity) {
-        return NibbleCuda.attentionWorkBytes(tokens, heads, headDim, capacity);
+        // The split-K path for few tokens needs a workspace that larger batches do not: size it for every count up to
+        // the batch, since one cache serves both prompts and single tokens.
+        long most = 0;
+        for (int t = 1; t <= tokens; t = t < 16 ? t + 1 : Math.min(tokens, t * 2)) {
+            most = Math.max(most, NibbleCuda.attentionWorkBytes(t, heads, headDim, capacity));
+            if (t == tokens) {
+                break;
+            }
+        }
+        return most;
     }
 
     @Override

@@ -76,36 +76,43 @@ class AttentionKernelTest {
             NibbleCpu.attention(KernelData.floats(arena, q), nTok, KernelData.ints(arena, pos), nHeads, nKvHeads, hd, kvType,
                     cache(arena, kf, kvType), cache(arena, vf, kvType), nKv, stride, scale, out);
 
-            double[] ref = new double[q.length];
-            int group = nHeads / nKvHeads;
-            for (int t = 0; t < nTok; t++) {
-                int nCtx = Math.min(pos[t] + 1, nKv);
-                for (int h = 0; h < nHeads; h++) {
-                    int kvh = h / group;
-                    double[] sc = new double[nCtx];
-                    double m = Double.NEGATIVE_INFINITY, sum = 0;
-                    for (int j = 0; j < nCtx; j++) {
-                        double d = 0;
-                        for (int i = 0; i < hd; i++) {
-                            d += (double) q[(t * nHeads + h) * hd + i] * kf[(int) (j * stride) + kvh * hd + i];
-                        }
-                        sc[j] = d * scale;
-                        m = Math.max(m, sc[j]);
-                    }
-                    for (int j = 0; j < nCtx; j++) {
-                        sc[j] = Math.exp(sc[j] - m);
-                        sum += sc[j];
-                    }
-                    for (int j = 0; j < nCtx; j++) {
-                        for (int i = 0; i < hd; i++) {
-                            ref[(t * nHeads + h) * hd + i] += sc[j] / sum * vf[(int) (j * stride) + kvh * hd + i];
-                        }
-                    }
-                }
-            }
+            double[] ref = reference(q, kf, vf, pos, nHeads, nKvHeads, hd, nKv, stride, scale);
             double err = KernelData.relativeError(KernelData.toArray(out, q.length), ref);
             assertTrue(err < 1e-5, "relative error " + err);
         }
+    }
+
+    /** Softmax attention in float64: query t sees positions 0..min(pos[t], nKv - 1); head h reads KV head h / group. */
+    static double[] reference(float[] q, float[] kf, float[] vf, int[] pos, int nHeads, int nKvHeads, int hd, int nKv,
+                              long stride, float scale) {
+        double[] ref = new double[q.length];
+        int group = nHeads / nKvHeads;
+        for (int t = 0; t < pos.length; t++) {
+            int nCtx = Math.min(pos[t] + 1, nKv);
+            for (int h = 0; h < nHeads; h++) {
+                int kvh = h / group;
+                double[] sc = new double[nCtx];
+                double m = Double.NEGATIVE_INFINITY, sum = 0;
+                for (int j = 0; j < nCtx; j++) {
+                    double d = 0;
+                    for (int i = 0; i < hd; i++) {
+                        d += (double) q[(t * nHeads + h) * hd + i] * kf[(int) (j * stride) + kvh * hd + i];
+                    }
+                    sc[j] = d * scale;
+                    m = Math.max(m, sc[j]);
+                }
+                for (int j = 0; j < nCtx; j++) {
+                    sc[j] = Math.exp(sc[j] - m);
+                    sum += sc[j];
+                }
+                for (int j = 0; j < nCtx; j++) {
+                    for (int i = 0; i < hd; i++) {
+                        ref[(t * nHeads + h) * hd + i] += sc[j] / sum * vf[(int) (j * stride) + kvh * hd + i];
+                    }
+                }
+            }
+        }
+        return ref;
     }
 
     private static MemorySegment cache(Arena arena, float[] values, GgmlType type) {

@@ -17,41 +17,54 @@ import java.util.List;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestInstance;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
 
 /**
- * The tiny Llama of test-data, converted by nibble's converter to F32 and F16 and run on the CPU backend, against the
+ * The tiny Llama of test-data, converted by nibble's converter to F32 and F16 and run on one backend, against the
  * Hugging Face reference (transformers, float32 from the fp16 weights): logits, greedy continuations, perplexity.
+ * {@link TinyLlamaOnCpuTest} and {@link TinyLlamaOnCudaTest} name the backend and how close its logits must be.
  */
-class TinyLlamaEndToEndTest {
+@TestInstance(TestInstance.Lifecycle.PER_CLASS)
+abstract class TinyLlamaEndToEnd {
 
     private static final List<String> PROMPTS = List.of("jury", "morning", "val_excerpt", "chat");
 
-    private static Path dir;
-    private static TinyLlamaRefs refs;
-    private static CpuBackend backend;
+    private Path dir;
+    private TinyLlamaRefs refs;
+    Backend backend;
+
+    /** The backend under test. */
+    abstract Backend newBackend();
+
+    /** Largest relative error of the logits allowed against Hugging Face's float32 run. */
+    abstract double logitTolerance();
 
     @BeforeAll
-    static void convert() throws IOException {
+    void convert() throws IOException {
+        backend = newBackend();
         refs = TinyLlamaRefs.load();
         dir = Files.createTempDirectory("nibble-e2e-");
         for (Recipe r : new Recipe[] {Recipe.F32, Recipe.F16}) {
             Converter.convert(ConvertOptions.of(TinyLlamaRefs.dir().resolve("safetensors"), file(r), r).withThreads(2));
         }
-        backend = new CpuBackend(0);
     }
 
     @AfterAll
-    static void cleanUp() throws IOException {
-        backend.close();
-        for (Recipe r : new Recipe[] {Recipe.F32, Recipe.F16}) {
-            Files.deleteIfExists(file(r));
+    void cleanUp() throws IOException {
+        if (backend != null) {
+            backend.close();
         }
-        Files.deleteIfExists(dir);
+        if (dir != null) {
+            for (Recipe r : new Recipe[] {Recipe.F32, Recipe.F16}) {
+                Files.deleteIfExists(file(r));
+            }
+            Files.deleteIfExists(dir);
+        }
     }
 
-    private static Path file(Recipe r) {
+    private Path file(Recipe r) {
         return dir.resolve("tiny." + r.name().toLowerCase() + ".gguf");
     }
 
@@ -68,7 +81,7 @@ class TinyLlamaEndToEndTest {
                     float[] got = Arrays.copyOfRange(logits, pos * vocab, (pos + 1) * vocab);
                     float[] want = Arrays.copyOfRange(expected, pos * vocab, (pos + 1) * vocab);
                     double err = TinyLlamaRefs.relativeError(got, want);
-                    assertTrue(err < 1e-3, recipe + " " + prompt + " position " + pos + ": relative error " + err);
+                    assertTrue(err < logitTolerance(), recipe + " " + prompt + " position " + pos + ": relative error " + err);
                 }
             }
         }

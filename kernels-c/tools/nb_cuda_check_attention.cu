@@ -1,0 +1,655 @@
+// Self-check of the CUDA attention and element-wise kernels against host references in double, then timings.
+// Usage: nb_cuda_check_attention [--quick] [--device N]. Prints PASS/FAIL per case, a timing table last;
+// exit status 1 when a case fails.
+//
+// Timings: R calls of the kernel are captured into one graph (nb_cuda_capture_begin/end) and the graph is
+// launched and waited for; time per call = wall time / R, median of the runs (after warm-up). This is the
+// cost the runtime sees when it replays its decode graph (launch gaps included, host launch cost excluded).
+#include <cuda_runtime.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <functional>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+#include "nibble.h"
+
+static nb_cuda *g_ctx;
+static int g_fail = 0, g_pass = 0;
+static bool g_quick = false;
+
+#define CK(call)                                                                                                  \
+    do {                                                                                                          \
+        nb_status s_ = (call);                                                                                    \
+        if (s_ != NB_OK) {                                                                                        \
+            fprintf(stderr, "%s:%d: %s returned %d: %s\n", __FILE__, __LINE__, #call, (int)s_,                   \
+                    g_ctx ? nb_cuda_error(g_ctx) : "");                                                           \
+            exit(2);                                                                                              \
+        }                                                                                                         \
+    } while (0)
+
+// ------------------------------------------------------------------------------- host f16 (round to nearest even)
+
+static uint16_t h_f32_to_f16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    const uint32_t sign = (x >> 16) & 0x8000u;
+    const uint32_t ax = x & 0x7fffffffu;
+    if (ax >= 0x7f800000u) return (uint16_t)(sign | 0x7c00u | (ax > 0x7f800000u ? 0x200u : 0)); // inf / nan
+    if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); // rounds to >= 65520: inf
+    if (ax < 0x38800000u) { // below the smallest normal half (2^-14): a subnormal in units of 2^-24
+        float a;
+        memcpy(&a, &ax, 4);
+        return (uint16_t)(sign | (uint32_t)nearbyintf(a * 16777216.0f)); // exact scaling, ties to even
+    }
+    uint32_t r = ((ax >> 13) - (112u << 10)); // rebias exponent 127 -> 15
+    const uint32_t rem = ax & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (r & 1))) r++;
+    return (uint16_t)(sign | r);
+}
+
+static float h_f16_to_f32(uint16_t h) {
+    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t e = (h >> 10) & 0x1f, m = h & 0x3ffu, x;
+    if (e == 0) {
+        if (m == 0) x = sign;
+        else { // subnormal: normalise
+            int s = 0;
+            while (!(m & 0x400u)) m <<= 1, s++;
+            x = sign | ((uint32_t)(113 - s) << 23) | ((m & 0x3ffu) << 13);
+        }
+    } else if (e == 31) {
+        x = sign | 0x7f800000u | (m << 13);
+    } else {
+        x = sign | ((e + 112u) << 23) | (m << 13);
+    }
+    float f;
+    memcpy(&f, &x, 4);
+    return f;
+}
+
+// ------------------------------------------------------------------------------- device helpers
+
+template <class T> static T *dalloc(size_t n) {
+    void *p = nullptr;
+    CK(nb_cuda_alloc(g_ctx, (int64_t)(n * sizeof(T)) + 16, &p));
+    return (T *)p;
+}
+template <class T> static void up(T *d, const std::vector<T> &h) {
+    if (!h.empty()) CK(nb_cuda_upload(g_ctx, d, h.data(), (int64_t)(h.size() * sizeof(T))));
+}
+template <class T> static std::vector<T> down(const T *d, size_t n) {
+    std::vector<T> h(n);
+    if (n) CK(nb_cuda_read(g_ctx, h.data(), d, (int64_t)(n * sizeof(T))));
+    return h;
+}
+static void poison(void *d, size_t bytes) { CK(nb_cuda_memset(g_ctx, d, 0xFF, (int64_t)bytes)); }
+
+static std::mt19937_64 g_rng(12345);
+static std::vector<float> randv(size_t n, float lo, float hi) {
+    std::uniform_real_distribution<float> u(lo, hi);
+    std::vector<float> v(n);
+    for (auto &x : v) {
+        do x = u(g_rng);
+        while (x == 0.0f);
+    }
+    return v;
+}
+
+/* Relative L2 error; NaN (an element never written, or a wrong one) counts as failure. */
+static double rel_err(const std::vector<float> &out, const std::vector<double> &ref, size_t *bad_index) {
+    double num = 0, den = 0;
+    *bad_index = (size_t)-1;
+    for (size_t i = 0; i < out.size(); i++) {
+        if (!std::isfinite(out[i])) {
+            if (*bad_index == (size_t)-1) *bad_index = i;
+            continue;
+        }
+        const double d = (double)out[i] - ref[i];
+        num += d * d;
+        den += ref[i] * ref[i];
+    }
+    if (*bad_index != (size_t)-1) return INFINITY;
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+static void report(const std::string &name, double err, double tol, size_t bad) {
+    const bool ok = err <= tol;
+    if (ok) g_pass++;
+    else g_fail++;
+    if (bad != (size_t)-1)
+        printf("%s %-72s non-finite output at element %zu (unwritten?)\n", ok ? "PASS" : "FAIL", name.c_str(), bad);
+    else
+        printf("%s %-72s rel err %.3e (tol %.0e)\n", ok ? "PASS" : "FAIL", name.c_str(), err, tol);
+    fflush(stdout);
+}
+
+static void parallel_for(int64_t n, const std::function<void(int64_t)> &f) {
+    int nt = (int)std::thread::hardware_concurrency();
+    if (nt < 1) nt = 1;
+    if (nt > 32) nt = 32;
+    if (n < nt) nt = (int)std::max<int64_t>(n, 1);
+    std::vector<std::thread> th;
+    for (int w = 0; w < nt; w++)
+        th.emplace_back([&, w] {
+            for (int64_t i = w; i < n; i += nt) f(i);
+        });
+    for (auto &t : th) t.join();
+}
+
+// ------------------------------------------------------------------------------- attention
+
+/* One cache (K and V) on host and device: `rows` positions of `stride` halves; positions < filled random,
+ * the rest and the row padding NaN (never to be read). */
+struct Cache {
+    int64_t rows, stride, filled;
+    std::vector<uint16_t> hk, hv;
+    uint16_t *dk = nullptr, *dv = nullptr;
+};
+
+static Cache make_cache(int64_t rows, int64_t stride, int64_t used_cols, int64_t filled) {
+    Cache c;
+    c.rows = rows, c.stride = stride, c.filled = filled;
+    c.hk.assign((size_t)(rows * stride), 0xFFFFu);
+    c.hv.assign((size_t)(rows * stride), 0xFFFFu);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    for (int64_t j = 0; j < filled; j++)
+        for (int64_t i = 0; i < used_cols; i++) {
+            float a, b;
+            do a = u(g_rng);
+            while (a == 0.0f);
+            do b = u(g_rng);
+            while (b == 0.0f);
+            c.hk[(size_t)(j * stride + i)] = h_f32_to_f16(a);
+            c.hv[(size_t)(j * stride + i)] = h_f32_to_f16(b);
+        }
+    c.dk = dalloc<uint16_t>(c.hk.size());
+    c.dv = dalloc<uint16_t>(c.hv.size());
+    up(c.dk, c.hk);
+    up(c.dv, c.hv);
+    return c;
+}
+
+static void free_cache(Cache &c) {
+    CK(nb_cuda_free(g_ctx, c.dk));
+    CK(nb_cuda_free(g_ctx, c.dv));
+    c.dk = c.dv = nullptr;
+}
+
+static std::vector<double> ref_attention(const std::vector<float> &q, const std::vector<int32_t> &pos, int64_t H,
+                                         int64_t Hk, int64_t D, const Cache &c, int64_t n_kv, float scale) {
+    const int64_t n_tok = (int64_t)pos.size(), G = H / Hk;
+    std::vector<double> out((size_t)(n_tok * H * D), 0.0);
+    parallel_for(n_tok * H, [&](int64_t idx) {
+        const int64_t t = idx / H, qh = idx % H, h = qh / G;
+        const int64_t p = std::min<int64_t>(pos[t], n_kv - 1);
+        if (p < 0) return;
+        std::vector<double> s((size_t)(p + 1));
+        double mx = -INFINITY;
+        const float *qr = &q[(size_t)(idx * D)];
+        for (int64_t j = 0; j <= p; j++) {
+            const uint16_t *kr = &c.hk[(size_t)(j * c.stride + h * D)];
+            double acc = 0;
+            for (int64_t d = 0; d < D; d++) acc += (double)qr[d] * h_f16_to_f32(kr[d]);
+            s[j] = acc * scale;
+            mx = std::max(mx, s[j]);
+        }
+        double sum = 0;
+        for (auto &x : s) sum += (x = exp(x - mx));
+        double *o = &out[(size_t)(idx * D)];
+        for (int64_t j = 0; j <= p; j++) {
+            const uint16_t *vr = &c.hv[(size_t)(j * c.stride + h * D)];
+            const double w = s[j] / sum;
+            for (int64_t d = 0; d < D; d++) o[d] += w * h_f16_to_f32(vr[d]);
+        }
+    });
+    return out;
+}
+
+static void check_attention_case(const std::string &name, int64_t H, int64_t Hk, int64_t D, const Cache &c,
+                                 const std::vector<int32_t> &pos, int64_t n_kv) {
+    const int64_t n_tok = (int64_t)pos.size();
+    const float scale = 1.0f / sqrtf((float)D);
+    std::vector<float> q = randv((size_t)(n_tok * H * D), -3.0f, 3.0f);
+    float *dq = dalloc<float>(q.size()), *dout = dalloc<float>(q.size());
+    int32_t *dpos = dalloc<int32_t>(pos.size());
+    up(dq, q);
+    up(dpos, pos);
+    const int64_t wb = nb_cuda_attention_work_bytes(n_tok, H, D, n_kv);
+    if (wb < 0) {
+        report(name + " (work_bytes < 0)", INFINITY, 0, (size_t)-1);
+        return;
+    }
+    void *dwork = nullptr;
+    if (wb > 0) {
+        CK(nb_cuda_alloc(g_ctx, wb, &dwork));
+        poison(dwork, (size_t)wb);
+    }
+    poison(dout, q.size() * 4);
+    nb_status st = nb_cuda_attention(g_ctx, dq, n_tok, dpos, H, Hk, D, c.dk, c.dv, n_kv, c.stride, scale, dwork, wb,
+                                     dout);
+    if (st != NB_OK) {
+        printf("FAIL %-72s status %d: %s\n", name.c_str(), (int)st, nb_cuda_error(g_ctx));
+        g_fail++;
+    } else {
+        std::vector<float> out = down(dout, q.size());
+        std::vector<double> ref = ref_attention(q, pos, H, Hk, D, c, n_kv, scale);
+        size_t bad;
+        const double err = rel_err(out, ref, &bad);
+        report(name, err, 1e-3, bad);
+    }
+    CK(nb_cuda_free(g_ctx, dq));
+    CK(nb_cuda_free(g_ctx, dout));
+    CK(nb_cuda_free(g_ctx, dpos));
+    if (dwork) CK(nb_cuda_free(g_ctx, dwork));
+}
+
+static void check_attention() {
+    struct Shape { int64_t H, Hk, D; };
+    const Shape shapes[] = {{4, 4, 64}, {8, 2, 64}, {64, 8, 128}, {32, 32, 128}, {6, 1, 32}};
+    std::vector<int64_t> toks = {1, 2, 3, 5, 64, 77, 300};
+    if (g_quick) toks = {1, 3, 77};
+    const int64_t CAP = 4096, FILLED = 1400; // positions used below stay < FILLED
+    std::uniform_int_distribution<int> upos(0, 1000);
+    for (const Shape &sh : shapes) {
+        Cache c = make_cache(CAP, sh.Hk * sh.D, sh.Hk * sh.D, FILLED);
+        for (int64_t n_tok : toks) {
+            for (int mode = 0; mode < 3; mode++) {
+                std::vector<int32_t> pos((size_t)n_tok);
+                const char *mname = mode == 0 ? "contig@0" : mode == 1 ? "contig@13" : "arbitrary";
+                for (int64_t t = 0; t < n_tok; t++) {
+                    if (mode == 0) pos[t] = (int32_t)t;
+                    else if (mode == 1) pos[t] = (int32_t)(13 + t);
+                    else pos[t] = (n_tok > 1 && t % 7 == 3) ? -1 : upos(g_rng); // -1: a token with no output
+                }
+                if (mode == 2 && n_tok == 1) pos[0] = 1000;
+                int32_t maxp = 0;
+                for (int32_t p : pos) maxp = std::max(maxp, p);
+                for (int nk = 0; nk < 2; nk++) {
+                    const int64_t n_kv = nk == 0 ? CAP : maxp + 1;
+                    char name[160];
+                    snprintf(name, sizeof name, "attention H%lld/%lld D%lld n_tok %lld %s n_kv %lld",
+                             (long long)sh.H, (long long)sh.Hk, (long long)sh.D, (long long)n_tok, mname,
+                             (long long)n_kv);
+                    check_attention_case(name, sh.H, sh.Hk, sh.D, c, pos, n_kv);
+                }
+            }
+        }
+        // n_kv below some positions: they are clamped to n_kv - 1.
+        {
+            std::vector<int32_t> pos = {900, 20, 555, 999};
+            char name[160];
+            snprintf(name, sizeof name, "attention H%lld/%lld D%lld n_tok 4 clamped to n_kv 600", (long long)sh.H,
+                     (long long)sh.Hk, (long long)sh.D);
+            check_attention_case(name, sh.H, sh.Hk, sh.D, c, pos, 600);
+            std::vector<int32_t> pos2(40);
+            for (int t = 0; t < 40; t++) pos2[t] = 580 + t;
+            snprintf(name, sizeof name, "attention H%lld/%lld D%lld n_tok 40 clamped to n_kv 600", (long long)sh.H,
+                     (long long)sh.Hk, (long long)sh.D);
+            check_attention_case(name, sh.H, sh.Hk, sh.D, c, pos2, 600);
+        }
+        free_cache(c);
+    }
+    // Strided caches: a wider row (multiple of 8 halves: fast path) and an odd one (fallback path).
+    const int64_t extra[] = {64, 4, 3};
+    for (int64_t ex : extra) {
+        const int64_t H = 64, Hk = 8, D = 128;
+        Cache c = make_cache(2048, Hk * D + ex, Hk * D, 1100);
+        for (int64_t n_tok : {(int64_t)1, (int64_t)3, (int64_t)77}) {
+            std::vector<int32_t> pos((size_t)n_tok);
+            for (int64_t t = 0; t < n_tok; t++) pos[t] = (int32_t)(1000 - n_tok + 1 + t);
+            char name[160];
+            snprintf(name, sizeof name, "attention H64/8 D128 n_tok %lld kv_stride %lld (+%lld) n_kv 2048",
+                     (long long)n_tok, (long long)c.stride, (long long)ex);
+            check_attention_case(name, H, Hk, D, c, pos, 2048);
+        }
+        free_cache(c);
+    }
+    // Other head dims (fallback kernel).
+    for (int64_t D : {(int64_t)96, (int64_t)256}) {
+        Cache c = make_cache(512, 2 * D, 2 * D, 300);
+        std::vector<int32_t> pos = {7, 299, -1};
+        char name[160];
+        snprintf(name, sizeof name, "attention H4/2 D%lld n_tok 3 n_kv 512", (long long)D);
+        check_attention_case(name, 4, 2, D, c, pos, 512);
+        free_cache(c);
+    }
+}
+
+// ------------------------------------------------------------------------------- element-wise
+
+static void check_rmsnorm() {
+    for (int64_t n : {(int64_t)4096, (int64_t)5120, (int64_t)8192, (int64_t)37, (int64_t)16384}) {
+        for (int64_t rows : {(int64_t)1, (int64_t)7}) {
+            for (int add = 0; add < 2; add++) {
+                const float eps = 1e-5f;
+                std::vector<float> x = randv((size_t)(rows * n), -2.0f, 2.0f), b = randv(x.size(), -1.0f, 1.0f),
+                                   w = randv((size_t)n, 0.5f, 1.5f);
+                float *dx = dalloc<float>(x.size()), *db = dalloc<float>(x.size()), *dw = dalloc<float>(w.size()),
+                      *dy = dalloc<float>(x.size());
+                up(dx, x), up(db, b), up(dw, w);
+                poison(dy, x.size() * 4);
+                std::vector<double> xr(x.size()), yr(x.size());
+                for (size_t i = 0; i < x.size(); i++) xr[i] = add ? (double)(x[i] + b[i]) : (double)x[i];
+                for (int64_t r = 0; r < rows; r++) {
+                    double ss = 0;
+                    for (int64_t i = 0; i < n; i++) ss += xr[r * n + i] * xr[r * n + i];
+                    const double s = 1.0 / sqrt(ss / (double)n + eps);
+                    for (int64_t i = 0; i < n; i++) yr[r * n + i] = xr[r * n + i] * s * w[i];
+                }
+                nb_status st = add ? nb_cuda_add_rmsnorm(g_ctx, dx, db, dw, rows, n, eps, dy)
+                                   : nb_cuda_rmsnorm(g_ctx, dx, dw, rows, n, eps, dy);
+                char name[160];
+                snprintf(name, sizeof name, "%s n %lld rows %lld", add ? "add_rmsnorm" : "rmsnorm", (long long)n,
+                         (long long)rows);
+                if (st != NB_OK) {
+                    printf("FAIL %-72s status %d: %s\n", name, (int)st, nb_cuda_error(g_ctx));
+                    g_fail++;
+                } else {
+                    size_t bad;
+                    double err = rel_err(down(dy, x.size()), yr, &bad);
+                    if (add) { // x must hold x + b
+                        size_t bad2;
+                        const double e2 = rel_err(down(dx, x.size()), xr, &bad2);
+                        if (e2 > err) err = e2, bad = bad2;
+                    }
+                    report(name, err, 1e-5, bad);
+                }
+                CK(nb_cuda_free(g_ctx, dx)); CK(nb_cuda_free(g_ctx, db)); CK(nb_cuda_free(g_ctx, dw));
+                CK(nb_cuda_free(g_ctx, dy));
+            }
+        }
+    }
+    // In place (y == x).
+    {
+        const int64_t n = 4096, rows = 3;
+        std::vector<float> x = randv((size_t)(rows * n), -2.0f, 2.0f), w = randv((size_t)n, 0.5f, 1.5f);
+        float *dx = dalloc<float>(x.size()), *dw = dalloc<float>(w.size());
+        up(dx, x), up(dw, w);
+        std::vector<double> yr(x.size());
+        for (int64_t r = 0; r < rows; r++) {
+            double ss = 0;
+            for (int64_t i = 0; i < n; i++) ss += (double)x[r * n + i] * x[r * n + i];
+            const double s = 1.0 / sqrt(ss / (double)n + 1e-6);
+            for (int64_t i = 0; i < n; i++) yr[r * n + i] = x[r * n + i] * s * w[i];
+        }
+        CK(nb_cuda_rmsnorm(g_ctx, dx, dw, rows, n, 1e-6f, dx));
+        size_t bad;
+        report("rmsnorm n 4096 rows 3 in place", rel_err(down(dx, x.size()), yr, &bad), 1e-5, bad);
+        CK(nb_cuda_free(g_ctx, dx)); CK(nb_cuda_free(g_ctx, dw));
+    }
+}
+
+static void check_rope() {
+    struct Case { int64_t n_tok, H, D; float theta, fscale; bool ff; };
+    const Case cases[] = {{5, 32, 128, 10000.0f, 1.0f, false}, {5, 32, 128, 500000.0f, 1.0f, true},
+                          {3, 8, 64, 10000.0f, 0.25f, false}, {4, 8, 64, 500000.0f, 1.0f, true},
+                          {1, 64, 128, 10000.0f, 1.0f, false}};
+    std::uniform_int_distribution<int> upos(0, 30000);
+    for (const Case &cs : cases) {
+        std::vector<float> x = randv((size_t)(cs.n_tok * cs.H * cs.D), -2.0f, 2.0f);
+        std::vector<float> ff = randv((size_t)(cs.D / 2), 1.0f, 8.0f);
+        std::vector<int32_t> pos((size_t)cs.n_tok);
+        for (auto &p : pos) p = upos(g_rng);
+        pos[0] = 30000;
+        float *dx = dalloc<float>(x.size()), *dff = dalloc<float>(ff.size());
+        int32_t *dpos = dalloc<int32_t>(pos.size());
+        up(dx, x), up(dff, ff), up(dpos, pos);
+        std::vector<double> ref(x.size());
+        for (int64_t t = 0; t < cs.n_tok; t++)
+            for (int64_t h = 0; h < cs.H; h++)
+                for (int64_t i = 0; i < cs.D / 2; i++) {
+                    const double inv = pow((double)cs.theta, -2.0 * (double)i / (double)cs.D);
+                    const double ang = (double)pos[t] * cs.fscale * inv / (cs.ff ? (double)ff[i] : 1.0);
+                    const size_t o = (size_t)((t * cs.H + h) * cs.D + 2 * i);
+                    const double a = x[o], b = x[o + 1];
+                    ref[o] = a * cos(ang) - b * sin(ang);
+                    ref[o + 1] = a * sin(ang) + b * cos(ang);
+                }
+        nb_status st = nb_cuda_rope(g_ctx, dx, cs.n_tok, cs.H, cs.D, dpos, cs.theta, cs.fscale, cs.ff ? dff : nullptr);
+        char name[160];
+        snprintf(name, sizeof name, "rope n_tok %lld heads %lld head_dim %lld theta %g scale %g%s",
+                 (long long)cs.n_tok, (long long)cs.H, (long long)cs.D, cs.theta, cs.fscale,
+                 cs.ff ? " freq_factors" : "");
+        if (st != NB_OK) {
+            printf("FAIL %-72s status %d: %s\n", name, (int)st, nb_cuda_error(g_ctx));
+            g_fail++;
+        } else {
+            size_t bad;
+            report(name, rel_err(down(dx, x.size()), ref, &bad), 1e-5, bad);
+        }
+        CK(nb_cuda_free(g_ctx, dx)); CK(nb_cuda_free(g_ctx, dff)); CK(nb_cuda_free(g_ctx, dpos));
+    }
+}
+
+static void check_swiglu_add() {
+    for (int64_t n : {(int64_t)1001, (int64_t)4097, (int64_t)11008, (int64_t)3}) {
+        for (int alias = 0; alias < 2; alias++) {
+            std::vector<float> g = randv((size_t)n, -6.0f, 6.0f), u = randv((size_t)n, -2.0f, 2.0f);
+            float *dg = dalloc<float>((size_t)n), *du = dalloc<float>((size_t)n), *dout = dalloc<float>((size_t)n);
+            std::vector<double> rs((size_t)n), ra((size_t)n);
+            for (int64_t i = 0; i < n; i++) {
+                rs[i] = (double)g[i] / (1.0 + exp(-(double)g[i])) * u[i];
+                ra[i] = (double)g[i] + u[i];
+            }
+            char name[160];
+            size_t bad;
+            // swiglu
+            up(dg, g), up(du, u);
+            poison(dout, (size_t)n * 4);
+            float *o = alias ? dg : dout;
+            CK(nb_cuda_swiglu(g_ctx, dg, du, n, o));
+            snprintf(name, sizeof name, "swiglu n %lld%s", (long long)n, alias ? " (out = gate)" : "");
+            report(name, rel_err(down(o, (size_t)n), rs, &bad), 1e-6, bad);
+            // add
+            up(dg, g), up(du, u);
+            poison(dout, (size_t)n * 4);
+            o = alias ? du : dout;
+            CK(nb_cuda_add(g_ctx, dg, du, n, o));
+            snprintf(name, sizeof name, "add n %lld%s", (long long)n, alias ? " (out = b)" : "");
+            report(name, rel_err(down(o, (size_t)n), ra, &bad), 1e-6, bad);
+            CK(nb_cuda_free(g_ctx, dg)); CK(nb_cuda_free(g_ctx, du)); CK(nb_cuda_free(g_ctx, dout));
+        }
+    }
+}
+
+static void check_kv_store() {
+    for (int64_t row_len : {(int64_t)1024, (int64_t)37}) {
+        const int64_t cap = 16;
+        std::vector<int32_t> slots = {2, -1, 16, 0, 15, 1000};
+        const int64_t n_tok = (int64_t)slots.size();
+        std::vector<float> src = randv((size_t)(n_tok * row_len), -3.0f, 3.0f);
+        float *dsrc = dalloc<float>(src.size());
+        int32_t *dslots = dalloc<int32_t>(slots.size());
+        uint16_t *dcache = dalloc<uint16_t>((size_t)(cap * row_len));
+        up(dsrc, src), up(dslots, slots);
+        CK(nb_cuda_memset(g_ctx, dcache, 0x5A, cap * row_len * 2)); // sentinel 0x5A5A
+        CK(nb_cuda_kv_store(g_ctx, dsrc, n_tok, row_len, dslots, dcache, cap));
+        std::vector<uint16_t> got = down(dcache, (size_t)(cap * row_len));
+        std::vector<uint16_t> want((size_t)(cap * row_len), 0x5A5Au);
+        for (int64_t t = 0; t < n_tok; t++)
+            if (slots[t] >= 0 && slots[t] < cap)
+                for (int64_t i = 0; i < row_len; i++)
+                    want[(size_t)(slots[t] * row_len + i)] = h_f32_to_f16(src[(size_t)(t * row_len + i)]);
+        size_t mism = 0;
+        for (size_t i = 0; i < got.size(); i++) mism += got[i] != want[i];
+        char name[160];
+        snprintf(name, sizeof name, "kv_store row_len %lld (slots -1, 16, 1000 skipped)", (long long)row_len);
+        if (mism == 0) g_pass++;
+        else g_fail++;
+        printf("%s %-72s %zu mismatching halves\n", mism ? "FAIL" : "PASS", name, mism);
+        CK(nb_cuda_free(g_ctx, dsrc)); CK(nb_cuda_free(g_ctx, dslots)); CK(nb_cuda_free(g_ctx, dcache));
+    }
+}
+
+/* Argument checks: each call must fail with NB_ERR_ARGUMENT and leave a message. */
+static void check_arguments() {
+    float *d = dalloc<float>(1024);
+    int32_t *dp = dalloc<int32_t>(4);
+    uint16_t *dc = dalloc<uint16_t>(4096);
+    struct { const char *what; nb_status st; } cases[] = {
+        {"attention head_dim 100", nb_cuda_attention(g_ctx, d, 1, dp, 4, 4, 100, dc, dc, 4, 400, 1.f, nullptr, 0, d)},
+        {"attention heads 6/4", nb_cuda_attention(g_ctx, d, 1, dp, 6, 4, 32, dc, dc, 4, 128, 1.f, nullptr, 0, d)},
+        {"attention kv_stride small", nb_cuda_attention(g_ctx, d, 1, dp, 4, 4, 32, dc, dc, 4, 64, 1.f, nullptr, 0, d)},
+        {"attention no work", nb_cuda_attention(g_ctx, d, 1, dp, 4, 4, 32, dc, dc, 1000, 128, 1.f, nullptr, 0, d)},
+        {"rmsnorm null w", nb_cuda_rmsnorm(g_ctx, d, nullptr, 1, 16, 1e-5f, d)},
+        {"rope odd head_dim", nb_cuda_rope(g_ctx, d, 1, 1, 7, dp, 10000.f, 1.f, nullptr)},
+        {"swiglu n < 0", nb_cuda_swiglu(g_ctx, d, d, -1, d)},
+        {"kv_store null slots", nb_cuda_kv_store(g_ctx, d, 1, 16, nullptr, dc, 4)},
+    };
+    for (auto &c : cases) {
+        const bool ok = c.st == NB_ERR_ARGUMENT && nb_cuda_error(g_ctx)[0] != 0;
+        if (ok) g_pass++;
+        else g_fail++;
+        printf("%s %-72s status %d\n", ok ? "PASS" : "FAIL", (std::string("rejects ") + c.what).c_str(), (int)c.st);
+    }
+    CK(nb_cuda_free(g_ctx, d)); CK(nb_cuda_free(g_ctx, dp)); CK(nb_cuda_free(g_ctx, dc));
+}
+
+// ------------------------------------------------------------------------------- timing
+
+struct Timing { std::string what; double us; std::string metric; };
+static std::vector<Timing> g_times;
+
+/* Median time per call (microseconds) of `call`, replayed R times per graph launch. */
+static double time_calls(const std::function<void()> &call, int R) {
+    const int runs = g_quick ? 7 : 25;
+    void *graph = nullptr;
+    CK(nb_cuda_capture_begin(g_ctx));
+    for (int r = 0; r < R; r++) call();
+    CK(nb_cuda_capture_end(g_ctx, &graph));
+    for (int w = 0; w < 3; w++) CK(nb_cuda_graph_launch(g_ctx, graph)); CK(nb_cuda_sync(g_ctx));
+    std::vector<double> us;
+    for (int i = 0; i < runs; i++) {
+        const auto t0 = std::chrono::steady_clock::now();
+        CK(nb_cuda_graph_launch(g_ctx, graph));
+        CK(nb_cuda_sync(g_ctx));
+        const auto t1 = std::chrono::steady_clock::now();
+        us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count() / R);
+    }
+    nb_cuda_graph_free(graph);
+    std::sort(us.begin(), us.end());
+    return us[us.size() / 2];
+}
+
+static void time_decode(const char *model, int64_t H, int64_t Hk, int64_t D, int64_t filled, int64_t cap) {
+    Cache c;
+    c.rows = cap, c.stride = Hk * D, c.filled = filled;
+    // Random device contents are not needed for timing: a uniform, finite cache.
+    c.dk = dalloc<uint16_t>((size_t)(cap * c.stride));
+    c.dv = dalloc<uint16_t>((size_t)(cap * c.stride));
+    CK(nb_cuda_memset(g_ctx, c.dk, 0x2C, cap * c.stride * 2)); // 0x2C2C ~ 0.06
+    CK(nb_cuda_memset(g_ctx, c.dv, 0x2C, cap * c.stride * 2));
+    std::vector<float> q = randv((size_t)(H * D), -1.0f, 1.0f);
+    std::vector<int32_t> pos = {(int32_t)(filled - 1)};
+    float *dq = dalloc<float>(q.size()), *dout = dalloc<float>(q.size());
+    int32_t *dpos = dalloc<int32_t>(1);
+    up(dq, q), up(dpos, pos);
+    const int64_t wb = nb_cuda_attention_work_bytes(1, H, D, cap);
+    void *dwork = nullptr;
+    if (wb > 0) CK(nb_cuda_alloc(g_ctx, wb, &dwork));
+    const float scale = 1.0f / sqrtf((float)D);
+    const double us = time_calls([&] {
+        CK(nb_cuda_attention(g_ctx, dq, 1, dpos, H, Hk, D, c.dk, c.dv, cap, c.stride, scale, dwork, wb, dout));
+    }, 50);
+    const double bytes = (double)filled * Hk * D * 2 * 2;
+    char w[160], m[64];
+    snprintf(w, sizeof w, "decode attention %s (H%lld/%lld D%lld) len %lld cap %lld", model, (long long)H,
+             (long long)Hk, (long long)D, (long long)filled, (long long)cap);
+    snprintf(m, sizeof m, "%.0f GB/s cache", bytes / us * 1e-3);
+    g_times.push_back({w, us, m});
+    CK(nb_cuda_free(g_ctx, dq)); CK(nb_cuda_free(g_ctx, dout)); CK(nb_cuda_free(g_ctx, dpos));
+    if (dwork) CK(nb_cuda_free(g_ctx, dwork));
+    free_cache(c);
+}
+
+static void time_prompt(int64_t H, int64_t Hk, int64_t D, int64_t n_tok) {
+    const int64_t cap = 4096, stride = Hk * D;
+    uint16_t *dk = dalloc<uint16_t>((size_t)(cap * stride)), *dv = dalloc<uint16_t>((size_t)(cap * stride));
+    CK(nb_cuda_memset(g_ctx, dk, 0x2C, cap * stride * 2));
+    CK(nb_cuda_memset(g_ctx, dv, 0x2C, cap * stride * 2));
+    std::vector<float> q = randv((size_t)(n_tok * H * D), -1.0f, 1.0f);
+    std::vector<int32_t> pos((size_t)n_tok);
+    for (int64_t t = 0; t < n_tok; t++) pos[t] = (int32_t)t;
+    float *dq = dalloc<float>(q.size()), *dout = dalloc<float>(q.size());
+    int32_t *dpos = dalloc<int32_t>(pos.size());
+    up(dq, q), up(dpos, pos);
+    const int64_t wb = nb_cuda_attention_work_bytes(n_tok, H, D, cap);
+    void *dwork = nullptr;
+    if (wb > 0) CK(nb_cuda_alloc(g_ctx, wb, &dwork));
+    const double us = time_calls([&] {
+        CK(nb_cuda_attention(g_ctx, dq, n_tok, dpos, H, Hk, D, dk, dv, cap, stride, 1.0f / sqrtf((float)D), dwork, wb,
+                             dout));
+    }, 10);
+    const double flops = 4.0 * H * D * (double)n_tok * (n_tok + 1) / 2; // QK^T and PV over the causal triangle
+    char w[160], m[64];
+    snprintf(w, sizeof w, "prompt attention H%lld/%lld D%lld n_tok %lld (causal)", (long long)H, (long long)Hk,
+             (long long)D, (long long)n_tok);
+    snprintf(m, sizeof m, "%.1f TFLOP/s", flops / us * 1e-6);
+    g_times.push_back({w, us, m});
+    CK(nb_cuda_free(g_ctx, dq)); CK(nb_cuda_free(g_ctx, dout)); CK(nb_cuda_free(g_ctx, dpos));
+    CK(nb_cuda_free(g_ctx, dk)); CK(nb_cuda_free(g_ctx, dv));
+    if (dwork) CK(nb_cuda_free(g_ctx, dwork));
+}
+
+static void time_rmsnorm(int64_t rows, int64_t n) {
+    std::vector<float> x = randv((size_t)(rows * n), -1.0f, 1.0f), w = randv((size_t)n, 0.5f, 1.5f);
+    float *dx = dalloc<float>(x.size()), *dw = dalloc<float>(w.size()), *dy = dalloc<float>(x.size());
+    up(dx, x), up(dw, w);
+    const double us = time_calls([&] { CK(nb_cuda_rmsnorm(g_ctx, dx, dw, rows, n, 1e-5f, dy)); }, 100);
+    char wh[160], m[64];
+    snprintf(wh, sizeof wh, "rmsnorm %lld x %lld", (long long)rows, (long long)n);
+    snprintf(m, sizeof m, "%.0f GB/s", (double)(rows * n * 8 + n * 4) / us * 1e-3);
+    g_times.push_back({wh, us, m});
+    CK(nb_cuda_free(g_ctx, dx)); CK(nb_cuda_free(g_ctx, dw)); CK(nb_cuda_free(g_ctx, dy));
+}
+
+int main(int argc, char **argv) {
+    int device = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) g_quick = true;
+        else if (!strcmp(argv[i], "--device") && i + 1 < argc) device = atoi(argv[++i]);
+        else {
+            fprintf(stderr, "usage: %s [--quick] [--device N]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (nb_cuda_open(device, &g_ctx) != NB_OK) {
+        fprintf(stderr, "nb_cuda_open(%d) failed: %s\n", device, nb_cuda_last_open_error());
+        return 2;
+    }
+    char name[256] = "";
+    int64_t total = 0, freeb = 0;
+    int32_t cc = 0, sms = 0;
+    nb_cuda_device_info(device, name, sizeof name, &total, &freeb, &cc, &sms);
+    printf("device %d: %s, cc %d, %d SMs, CUDA runtime %d\n", device, name, cc, sms, nb_cuda_version());
+
+    check_arguments();
+    check_rmsnorm();
+    check_rope();
+    check_swiglu_add();
+    check_kv_store();
+    check_attention();
+
+    time_decode("7B", 32, 32, 128, 512, 4096);
+    time_decode("7B", 32, 32, 128, 4096, 4096);
+    time_decode("70B", 64, 8, 128, 512, 4096);
+    time_decode("70B", 64, 8, 128, 4096, 4096);
+    if (!g_quick) time_decode("70B", 64, 8, 128, 32768, 32768);
+    time_prompt(32, 32, 128, 512);
+    if (!g_quick) time_prompt(64, 8, 128, 512);
+    time_rmsnorm(1, 4096);
+    if (!g_quick) time_rmsnorm(512, 4096);
+
+    printf("\n%-64s %10s  %s\n", "timing (median per call, graph-replayed)", "us", "");
+    for (const Timing &t : g_times) printf("%-64s %10.2f  %s\n", t.what.c_str(), t.us, t.metric.c_str());
+    printf("\n%d passed, %d failed\n", g_pass, g_fail);
+    nb_cuda_close(g_ctx);
+    return g_fail ? 1 : 0;
+}

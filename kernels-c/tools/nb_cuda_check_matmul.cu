@@ -1,0 +1,510 @@
+// Self-check of nb_cuda_upload_weight / nb_cuda_matmul / nb_cuda_embed against a host reference, then timings.
+//
+//   nb_cuda_check_matmul [--quick] [--no-timing] [--timing-only] [--device N]
+//
+// Weights are random valid ggml bytes; the host reference dequantizes them with a plain C port of the layouts in
+// formats/.../Dequantizer.java and accumulates in double. Every output is poisoned with NaN first, so an element the
+// kernel forgot shows up. Exit status 1 on any failure.
+// Timings run the calls inside a captured graph (no launch overhead, as in decoding), rotating over enough weight
+// copies that the L2 cache cannot hold them, and take the median of 21 graph launches.
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <algorithm>
+#include <chrono>
+#include <string>
+#include <vector>
+#include "nibble.h"
+
+namespace {
+
+enum { F32 = 0, F16 = 1, Q4_0 = 2, Q8_0 = 8, Q4_K = 12, Q6_K = 14, IQ4_NL = 20, BF16 = 30, NF4 = 1024 };
+const int kTypes[] = {F32, F16, Q4_0, Q8_0, Q4_K, Q6_K, IQ4_NL, BF16, NF4};
+
+const char *type_name(int t) {
+    switch (t) {
+        case F32: return "F32"; case F16: return "F16"; case Q4_0: return "Q4_0"; case Q8_0: return "Q8_0";
+        case Q4_K: return "Q4_K"; case Q6_K: return "Q6_K"; case IQ4_NL: return "IQ4_NL"; case BF16: return "BF16";
+        case NF4: return "NF4"; default: return "?";
+    }
+}
+int block_size(int t) {
+    switch (t) {
+        case F32: case F16: case BF16: return 1;
+        case Q4_0: case Q8_0: case IQ4_NL: return 32;
+        default: return 256;
+    }
+}
+int block_bytes(int t) {
+    switch (t) {
+        case F32: return 4; case F16: case BF16: return 2; case Q4_0: case IQ4_NL: return 18; case Q8_0: return 34;
+        case Q4_K: return 144; case Q6_K: return 210; case NF4: return 134; default: return 0;
+    }
+}
+bool is_float(int t) { return t == F32 || t == F16 || t == BF16; }
+int64_t row_bytes(int t, int64_t n_in) { return n_in / block_size(t) * block_bytes(t); }
+
+// ---- host numerics ----------------------------------------------------------------------------------------------
+
+struct Rng {
+    uint64_t s;
+    explicit Rng(uint64_t seed) : s(seed * 0x9E3779B97F4A7C15ull + 1) {}
+    uint64_t next() { s ^= s << 13; s ^= s >> 7; s ^= s << 17; return s; }
+    uint32_t u32() { return (uint32_t) (next() >> 32); }
+    float uni() { return (float) ((next() >> 40) * (1.0 / 16777216.0)); } // [0, 1)
+    float sym() { return 2.0f * uni() - 1.0f; }                          // [-1, 1)
+};
+
+float f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t) (h >> 15) << 31, exp = (h >> 10) & 31, man = h & 1023, bits;
+    if (exp == 0) {
+        if (man == 0) bits = sign;
+        else { // subnormal: normalize
+            int e = -1;
+            do { man <<= 1; e++; } while (!(man & 1024));
+            bits = sign | (uint32_t) (127 - 15 - e) << 23 | (man & 1023) << 13;
+        }
+    } else if (exp == 31) bits = sign | 0x7F800000u | man << 13;
+    else bits = sign | (exp + 112) << 23 | man << 13;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+uint16_t f32_to_f16(float f) { // round to nearest even; the inputs here are normal and in range
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000, a = x & 0x7FFFFFFFu;
+    if (a < 0x38800000u) { // below 2^-14: let the float unit round the subnormal
+        float v;
+        memcpy(&v, &a, 4);
+        return (uint16_t) (sign | (uint32_t) lrintf(v * 16777216.0f));
+    }
+    uint32_t r = a + 0x0FFF + ((a >> 13) & 1) - 0x38000000u;
+    return (uint16_t) (sign | (r >> 13));
+}
+float bf16_to_f32(uint16_t h) {
+    uint32_t bits = (uint32_t) h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+uint16_t rd16(const uint8_t *p) { return (uint16_t) (p[0] | p[1] << 8); }
+void wr16(uint8_t *p, uint16_t v) { p[0] = (uint8_t) v; p[1] = (uint8_t) (v >> 8); }
+
+const int8_t kIq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+const float kNf4[16] = {-1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
+                        -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
+                        0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f,
+                        0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f};
+
+// A random fp16 scale, log-uniform in [1e-3, 1e-1], with a random sign when `sign`.
+uint16_t rand_scale(Rng &r, bool sign) {
+    float v = 1e-3f * powf(100.0f, r.uni());
+    if (sign && (r.u32() & 1)) v = -v;
+    return f32_to_f16(v);
+}
+
+// One row of n_in random weights in ggml layout.
+void gen_row(int t, int64_t n_in, Rng &r, uint8_t *dst) {
+    int64_t nb = n_in / block_size(t);
+    int bb = block_bytes(t);
+    for (int64_t b = 0; b < nb; b++) {
+        uint8_t *p = dst + b * bb;
+        switch (t) {
+            case F32: { float v = r.sym(); memcpy(p, &v, 4); break; }
+            case F16: wr16(p, f32_to_f16(r.sym())); break;
+            case BF16: wr16(p, (uint16_t) (r.u32() % 2 ? 0x8000 : 0) | (uint16_t) (0x3A00 + r.u32() % 0x0600)); break;
+            case Q4_0: case IQ4_NL: case Q8_0:
+                wr16(p, rand_scale(r, true));
+                for (int i = 2; i < bb; i++) p[i] = (uint8_t) r.u32();
+                break;
+            case Q4_K:
+                wr16(p, rand_scale(r, false));
+                wr16(p + 2, rand_scale(r, false));
+                for (int i = 4; i < bb; i++) p[i] = (uint8_t) r.u32();
+                break;
+            case Q6_K:
+                for (int i = 0; i < 208; i++) p[i] = (uint8_t) r.u32();
+                wr16(p + 208, rand_scale(r, true));
+                break;
+            case NF4:
+                wr16(p, rand_scale(r, false));
+                for (int i = 2; i < bb; i++) p[i] = (uint8_t) r.u32();
+                break;
+        }
+    }
+}
+
+// Dequantizes one row exactly as Dequantizer.java (float operations in the same order, no contraction).
+void deq_row(int t, const uint8_t *src, int64_t n_in, float *y) {
+    int64_t nb = n_in / block_size(t);
+    int bb = block_bytes(t);
+    for (int64_t blk = 0; blk < nb; blk++) {
+        const uint8_t *b = src + blk * bb;
+        float *o = y + blk * block_size(t);
+        switch (t) {
+            case F32: memcpy(o, b, 4); break;
+            case F16: o[0] = f16_to_f32(rd16(b)); break;
+            case BF16: o[0] = bf16_to_f32(rd16(b)); break;
+            case Q4_0: {
+                float d = f16_to_f32(rd16(b));
+                for (int j = 0; j < 16; j++) {
+                    o[j] = (float) ((b[2 + j] & 15) - 8) * d;
+                    o[j + 16] = (float) ((b[2 + j] >> 4) - 8) * d;
+                }
+                break;
+            }
+            case IQ4_NL: {
+                float d = f16_to_f32(rd16(b));
+                for (int j = 0; j < 16; j++) {
+                    o[j] = d * (float) kIq4nl[b[2 + j] & 15];
+                    o[j + 16] = d * (float) kIq4nl[b[2 + j] >> 4];
+                }
+                break;
+            }
+            case Q8_0: {
+                float d = f16_to_f32(rd16(b));
+                for (int j = 0; j < 32; j++) o[j] = (float) (int8_t) b[2 + j] * d;
+                break;
+            }
+            case Q4_K: {
+                float d = f16_to_f32(rd16(b)), dmin = f16_to_f32(rd16(b + 2));
+                const uint8_t *sc = b + 4;
+                for (int i = 0; i < 4; i++) {
+                    int s[2], m[2];
+                    for (int h = 0; h < 2; h++) {
+                        int j = 2 * i + h;
+                        if (j < 4) {
+                            s[h] = sc[j] & 63;
+                            m[h] = sc[j + 4] & 63;
+                        } else {
+                            s[h] = (sc[j + 4] & 15) | (sc[j - 4] >> 6) << 4;
+                            m[h] = (sc[j + 4] >> 4) | (sc[j] >> 6) << 4;
+                        }
+                    }
+                    float d1 = d * (float) s[0], m1 = dmin * (float) m[0], d2 = d * (float) s[1], m2 = dmin * (float) m[1];
+                    for (int l = 0; l < 32; l++) {
+                        volatile float p1 = d1 * (float) (b[16 + 32 * i + l] & 15), p2 = d2 * (float) (b[16 + 32 * i + l] >> 4);
+                        o[64 * i + l] = p1 - m1;
+                        o[64 * i + 32 + l] = p2 - m2;
+                    }
+                }
+                break;
+            }
+            case Q6_K: {
+                float d = f16_to_f32(rd16(b + 208));
+                for (int half = 0; half < 2; half++) {
+                    const uint8_t *ql = b + 64 * half, *qh = b + 128 + 32 * half;
+                    const int8_t *sc = (const int8_t *) (b + 192 + 8 * half);
+                    float *oo = o + 128 * half;
+                    for (int l = 0; l < 32; l++) {
+                        int is = l / 16, h = qh[l];
+                        int q1 = ((ql[l] & 15) | (h & 3) << 4) - 32;
+                        int q2 = ((ql[l + 32] & 15) | (h >> 2 & 3) << 4) - 32;
+                        int q3 = ((ql[l] >> 4) | (h >> 4 & 3) << 4) - 32;
+                        int q4 = ((ql[l + 32] >> 4) | (h >> 6 & 3) << 4) - 32;
+                        oo[l] = d * (float) sc[is] * (float) q1;
+                        oo[l + 32] = d * (float) sc[is + 2] * (float) q2;
+                        oo[l + 64] = d * (float) sc[is + 4] * (float) q3;
+                        oo[l + 96] = d * (float) sc[is + 6] * (float) q4;
+                    }
+                }
+                break;
+            }
+            case NF4: {
+                float d = f16_to_f32(rd16(b));
+                for (int i = 0; i < 4; i++) {
+                    float absmax = d * (float) b[2 + i];
+                    for (int j = 0; j < 32; j++) {
+                        int q = b[6 + 32 * i + j];
+                        o[64 * i + j] = absmax * kNf4[q & 15];
+                        o[64 * i + j + 32] = absmax * kNf4[q >> 4];
+                    }
+                }
+                break;
+            }
+        }
+    }
+}
+
+// ---- the checks -------------------------------------------------------------------------------------------------
+
+int g_failures = 0, g_cases = 0;
+
+#define CHECK_OK(call)                                                                                   \
+    do {                                                                                                 \
+        nb_status s_ = (call);                                                                           \
+        if (s_ != NB_OK) {                                                                               \
+            fprintf(stderr, "FATAL %s:%d: %s -> %d: %s\n", __FILE__, __LINE__, #call, s_, nb_cuda_error(ctx)); \
+            exit(2);                                                                                     \
+        }                                                                                                \
+    } while (0)
+
+struct DevBuf {
+    nb_cuda *ctx = nullptr;
+    void *p = nullptr;
+    DevBuf(nb_cuda *c, int64_t bytes) : ctx(c) {
+        if (nb_cuda_alloc(ctx, bytes > 0 ? bytes : 16, &p) != NB_OK) {
+            fprintf(stderr, "FATAL alloc %lld: %s\n", (long long) bytes, nb_cuda_error(ctx));
+            exit(2);
+        }
+    }
+    ~DevBuf() { nb_cuda_free(ctx, p); }
+};
+
+double tolerance(int t, int64_t n_tok) {
+    if (n_tok > 8) return 1e-3;                                      // f16 tensor-core GEMM
+    if (t == Q4_0 || t == Q8_0 || t == Q4_K || t == Q6_K || t == IQ4_NL) return 1e-2; // int8 activations
+    return 1e-5;                                                     // f32 GEMV
+}
+
+// Rows whose reference is computed: all of a small matrix; for a large one the first and last 40 (tile edges) and
+// 24 spread through the middle.
+std::vector<int64_t> sample_rows(int64_t n_out) {
+    std::vector<int64_t> rows;
+    if (n_out <= 104) {
+        for (int64_t r = 0; r < n_out; r++) rows.push_back(r);
+        return rows;
+    }
+    for (int64_t r = 0; r < 40; r++) rows.push_back(r);
+    for (int64_t i = 1; i <= 24; i++) rows.push_back(40 + (n_out - 80) * i / 25);
+    for (int64_t r = n_out - 40; r < n_out; r++) rows.push_back(r);
+    return rows;
+}
+
+void check_matmul(nb_cuda *ctx, int t, int64_t n_out, int64_t n_in, const std::vector<int64_t> &toks, Rng &rng) {
+    int64_t rb = row_bytes(t, n_in);
+    std::vector<uint8_t> w((size_t) (rb * n_out));
+    for (int64_t o = 0; o < n_out; o++) gen_row(t, n_in, rng, w.data() + o * rb);
+    int64_t dev_bytes = nb_cuda_weight_bytes(t, n_out, n_in);
+    if (dev_bytes <= 0) {
+        printf("FAIL %-6s %5lld x %-5lld: nb_cuda_weight_bytes = %lld\n", type_name(t), (long long) n_out,
+               (long long) n_in, (long long) dev_bytes);
+        g_failures++;
+        return;
+    }
+    DevBuf dw(ctx, dev_bytes);
+    CHECK_OK(nb_cuda_upload_weight(ctx, t, w.data(), n_out, n_in, dw.p));
+
+    std::vector<int64_t> rows = sample_rows(n_out);
+    std::vector<float> wf(rows.size() * (size_t) n_in);
+    for (size_t i = 0; i < rows.size(); i++) deq_row(t, w.data() + rows[i] * rb, n_in, wf.data() + i * n_in);
+
+    int64_t max_tok = *std::max_element(toks.begin(), toks.end());
+    std::vector<float> x((size_t) (max_tok * n_in));
+    for (auto &v : x) v = rng.sym();
+    DevBuf dx(ctx, (int64_t) x.size() * 4), dy(ctx, max_tok * n_out * 4);
+    CHECK_OK(nb_cuda_upload(ctx, dx.p, x.data(), (int64_t) x.size() * 4));
+    std::vector<float> y((size_t) (max_tok * n_out));
+    for (int64_t n_tok : toks) {
+        g_cases++;
+        CHECK_OK(nb_cuda_memset(ctx, dy.p, 0xFF, n_tok * n_out * 4)); // NaN
+        nb_status s = nb_cuda_matmul(ctx, t, dw.p, n_out, n_in, (const float *) dx.p, n_tok, (float *) dy.p);
+        if (s == NB_OK) s = nb_cuda_read(ctx, y.data(), dy.p, n_tok * n_out * 4);
+        if (s != NB_OK) {
+            printf("FAIL %-6s %5lld x %-5lld tok %3lld: status %d: %s\n", type_name(t), (long long) n_out,
+                   (long long) n_in, (long long) n_tok, s, nb_cuda_error(ctx));
+            g_failures++;
+            continue;
+        }
+        int64_t unwritten = 0;
+        for (int64_t i = 0; i < n_tok * n_out; i++) unwritten += !isfinite(y[i]);
+        double err2 = 0, ref2 = 0;
+        for (int64_t tk = 0; tk < n_tok; tk++)
+            for (size_t i = 0; i < rows.size(); i++) {
+                const float *wr = wf.data() + i * n_in, *xr = x.data() + tk * n_in;
+                double acc = 0;
+                for (int64_t k = 0; k < n_in; k++) acc += (double) wr[k] * (double) xr[k];
+                double got = y[tk * n_out + rows[i]];
+                err2 += (got - acc) * (got - acc);
+                ref2 += acc * acc;
+            }
+        double rel = sqrt(err2 / (ref2 > 0 ? ref2 : 1e-300)), tol = tolerance(t, n_tok);
+        bool ok = unwritten == 0 && rel <= tol && isfinite(rel);
+        if (!ok) g_failures++;
+        printf("%s %-6s %5lld x %-5lld tok %3lld  rel %.2e (tol %.0e)%s\n", ok ? "PASS" : "FAIL", type_name(t),
+               (long long) n_out, (long long) n_in, (long long) n_tok, rel, tol,
+               unwritten ? "  NOT WRITTEN/NON-FINITE ELEMENTS" : "");
+        if (unwritten) printf("     %lld of %lld outputs not finite\n", (long long) unwritten, (long long) (n_tok * n_out));
+    }
+}
+
+void check_embed(nb_cuda *ctx, int t, int64_t n_rows, int64_t n_cols, Rng &rng) {
+    g_cases++;
+    int64_t rb = row_bytes(t, n_cols);
+    std::vector<uint8_t> w((size_t) (rb * n_rows));
+    for (int64_t o = 0; o < n_rows; o++) gen_row(t, n_cols, rng, w.data() + o * rb);
+    DevBuf dw(ctx, nb_cuda_weight_bytes(t, n_rows, n_cols));
+    CHECK_OK(nb_cuda_upload_weight(ctx, t, w.data(), n_rows, n_cols, dw.p));
+    std::vector<int32_t> ids = {0, (int32_t) n_rows - 1, -1, (int32_t) n_rows, 5 % (int32_t) n_rows, 3 % (int32_t) n_rows};
+    for (int i = 0; i < 10; i++) ids.push_back((int32_t) (rng.u32() % n_rows));
+    int64_t n_ids = (int64_t) ids.size();
+    DevBuf di(ctx, n_ids * 4), dout(ctx, n_ids * n_cols * 4);
+    CHECK_OK(nb_cuda_write(ctx, di.p, ids.data(), n_ids * 4));
+    CHECK_OK(nb_cuda_memset(ctx, dout.p, 0xFF, n_ids * n_cols * 4));
+    std::vector<float> out((size_t) (n_ids * n_cols)), ref((size_t) n_cols);
+    nb_status s = nb_cuda_embed(ctx, t, dw.p, n_rows, n_cols, (const int32_t *) di.p, n_ids, (float *) dout.p);
+    if (s == NB_OK) s = nb_cuda_read(ctx, out.data(), dout.p, n_ids * n_cols * 4);
+    if (s != NB_OK) {
+        printf("FAIL embed %-6s %lld x %lld: status %d: %s\n", type_name(t), (long long) n_rows, (long long) n_cols, s,
+               nb_cuda_error(ctx));
+        g_failures++;
+        return;
+    }
+    int64_t bad = 0;
+    for (int64_t r = 0; r < n_ids; r++) {
+        if (ids[r] >= 0 && ids[r] < n_rows) deq_row(t, w.data() + ids[r] * rb, n_cols, ref.data());
+        else std::fill(ref.begin(), ref.end(), 0.0f);
+        for (int64_t c = 0; c < n_cols; c++) bad += memcmp(&out[r * n_cols + c], &ref[c], 4) != 0; // bit-exact
+    }
+    if (bad) g_failures++;
+    printf("%s embed %-6s %lld x %lld, %lld ids (2 out of range): %lld elements differ\n", bad ? "FAIL" : "PASS",
+           type_name(t), (long long) n_rows, (long long) n_cols, (long long) n_ids, (long long) bad);
+}
+
+// ---- timing -----------------------------------------------------------------------------------------------------
+
+struct Timing { std::string what; double us, rate; const char *unit; };
+std::vector<Timing> g_timings;
+
+void time_matmul(nb_cuda *ctx, int t, int64_t n_out, int64_t n_in, int64_t n_tok, Rng &rng) {
+    int64_t bytes = nb_cuda_weight_bytes(t, n_out, n_in), rb = row_bytes(t, n_in);
+    int copies = (int) std::max<int64_t>(3, (256ll << 20) / bytes + 1); // together well over the 60 MB L2
+    std::vector<uint8_t> w((size_t) (rb * n_out));
+    for (int64_t o = 0; o < n_out; o++) gen_row(t, n_in, rng, w.data() + o * rb);
+    std::vector<DevBuf *> dw;
+    for (int c = 0; c < copies; c++) {
+        dw.push_back(new DevBuf(ctx, bytes));
+        CHECK_OK(nb_cuda_upload_weight(ctx, t, w.data(), n_out, n_in, dw.back()->p));
+    }
+    std::vector<float> x((size_t) (n_tok * n_in));
+    for (auto &v : x) v = rng.sym();
+    DevBuf dx(ctx, n_tok * n_in * 4), dy(ctx, n_tok * n_out * 4);
+    CHECK_OK(nb_cuda_upload(ctx, dx.p, x.data(), n_tok * n_in * 4));
+    // Enough calls per graph that the launch and the synchronization are noise.
+    int calls = copies * std::max(1, (int) (48 / copies));
+    if (n_tok > 8) calls = std::max(copies, 12);
+    void *graph = nullptr;
+    CHECK_OK(nb_cuda_capture_begin(ctx));
+    for (int i = 0; i < calls; i++)
+        CHECK_OK(nb_cuda_matmul(ctx, t, dw[i % copies]->p, n_out, n_in, (const float *) dx.p, n_tok, (float *) dy.p));
+    CHECK_OK(nb_cuda_capture_end(ctx, &graph));
+    for (int i = 0; i < 3; i++) CHECK_OK(nb_cuda_graph_launch(ctx, graph)); // warm-up
+    CHECK_OK(nb_cuda_sync(ctx));
+    std::vector<double> samples;
+    for (int i = 0; i < 21; i++) {
+        auto t0 = std::chrono::steady_clock::now();
+        CHECK_OK(nb_cuda_graph_launch(ctx, graph));
+        CHECK_OK(nb_cuda_sync(ctx));
+        auto t1 = std::chrono::steady_clock::now();
+        samples.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count() / calls);
+    }
+    nb_cuda_graph_free(graph);
+    for (auto *d : dw) delete d;
+    std::sort(samples.begin(), samples.end());
+    double us = samples[samples.size() / 2];
+    char what[96];
+    snprintf(what, sizeof what, "%-6s %5lld x %-5lld tok %3lld", type_name(t), (long long) n_out, (long long) n_in,
+             (long long) n_tok);
+    Timing tm;
+    tm.what = what;
+    tm.us = us;
+    if (n_tok <= 8) {
+        tm.rate = (double) bytes / (us * 1e-6) / 1e9;
+        tm.unit = "GB/s (weight bytes)";
+    } else {
+        tm.rate = 2.0 * n_out * n_in * n_tok / (us * 1e-6) / 1e12;
+        tm.unit = "TFLOP/s";
+    }
+    printf("TIME %s  %9.2f us  %8.1f %s\n", what, tm.us, tm.rate, tm.unit);
+    fflush(stdout);
+    g_timings.push_back(tm);
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+    bool quick = false, timing = true, checks = true;
+    int device = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) quick = true;
+        else if (!strcmp(argv[i], "--no-timing")) timing = false;
+        else if (!strcmp(argv[i], "--timing-only")) checks = false;
+        else if (!strcmp(argv[i], "--device") && i + 1 < argc) device = atoi(argv[++i]);
+        else {
+            fprintf(stderr, "usage: %s [--quick] [--no-timing] [--timing-only] [--device N]\n", argv[0]);
+            return 2;
+        }
+    }
+    char name[256] = "";
+    int64_t total = 0, free_b = 0;
+    int32_t cc = 0, sms = 0;
+    if (nb_cuda_device_info(device, name, sizeof name, &total, &free_b, &cc, &sms) != NB_OK) {
+        fprintf(stderr, "no CUDA device %d: %s\n", device, nb_cuda_last_open_error());
+        return 2;
+    }
+    printf("device %d: %s, sm_%d, %d SMs, %.1f GiB\n", device, name, cc, sms, total / 1073741824.0);
+    nb_cuda *ctx = nullptr;
+    if (nb_cuda_open(device, &ctx) != NB_OK) {
+        fprintf(stderr, "nb_cuda_open: %s\n", nb_cuda_last_open_error());
+        return 2;
+    }
+    Rng rng(12345);
+
+    if (checks) {
+        // Argument checks: bad type, bad n_in, null pointers.
+        {
+            g_cases++;
+            float *dummy = nullptr;
+            DevBuf d(ctx, 1 << 16);
+            dummy = (float *) d.p;
+            bool ok = nb_cuda_weight_bytes(3, 4, 32) == -1 && nb_cuda_weight_bytes(Q4_0, 4, 48) == -1 &&
+                      nb_cuda_weight_bytes(Q4_K, 4, 32 * 9) == -1 && nb_cuda_weight_bytes(F16, 4, 3) > 0 &&
+                      nb_cuda_matmul(ctx, 3, d.p, 4, 32, dummy, 1, dummy) == NB_ERR_UNSUPPORTED &&
+                      nb_cuda_matmul(ctx, Q4_0, d.p, 4, 48, dummy, 1, dummy) == NB_ERR_ARGUMENT &&
+                      nb_cuda_matmul(ctx, Q4_0, d.p, 0, 32, dummy, 1, dummy) == NB_ERR_ARGUMENT &&
+                      nb_cuda_matmul(ctx, Q4_0, d.p, 4, 32, nullptr, 1, dummy) == NB_ERR_ARGUMENT &&
+                      nb_cuda_embed(ctx, Q4_K, d.p, 4, 100, (const int32_t *) d.p, 1, dummy) == NB_ERR_ARGUMENT;
+            if (!ok) g_failures++;
+            printf("%s argument validation\n", ok ? "PASS" : "FAIL");
+        }
+        std::vector<int64_t> toks = quick ? std::vector<int64_t>{1, 3, 8, 9, 77}
+                                          : std::vector<int64_t>{1, 2, 3, 7, 8, 9, 17, 64, 77, 512};
+        for (int t : kTypes) {
+            std::vector<int64_t> n_ins;
+            if (is_float(t)) n_ins = quick ? std::vector<int64_t>{5, 768, 4096} : std::vector<int64_t>{1, 5, 40, 768, 4096, 4097};
+            else if (block_size(t) == 32) n_ins = quick ? std::vector<int64_t>{32, 768, 4096} : std::vector<int64_t>{32, 96, 768, 4096, 11008};
+            else n_ins = quick ? std::vector<int64_t>{256, 768, 4096} : std::vector<int64_t>{256, 768, 4096, 11008};
+            std::vector<int64_t> n_outs = quick ? std::vector<int64_t>{1, 37} : std::vector<int64_t>{1, 3, 37};
+            for (int64_t n_out : n_outs)
+                for (int64_t n_in : n_ins) check_matmul(ctx, t, n_out, n_in, toks, rng);
+            // A large, odd row count: the last GEMM tile holds one row, and a GEMV warp task one row.
+            for (size_t i = quick ? n_ins.size() - 1 : n_ins.size() - 2; i < n_ins.size(); i++)
+                check_matmul(ctx, t, 4097, n_ins[i], toks, rng);
+            check_embed(ctx, t, 37, is_float(t) ? 4099 : 768, rng);
+            check_embed(ctx, t, 3, block_size(t) == 1 ? 5 : block_size(t), rng);
+            fflush(stdout);
+        }
+        printf("\n%d of %d checks failed\n", g_failures, g_cases);
+    }
+
+    if (timing) {
+        const int64_t shapes[4][2] = {{4096, 4096}, {11008, 4096}, {4096, 11008}, {32000, 4096}};
+        const int gemv_types[] = {Q4_0, Q4_K, Q6_K, Q8_0, F16};
+        for (int t : gemv_types)
+            for (int s = 0; s < (quick ? 2 : 4); s++) time_matmul(ctx, t, shapes[s][0], shapes[s][1], 1, rng);
+        for (int t : {Q4_0, Q4_K}) {
+            time_matmul(ctx, t, 4096, 4096, 4, rng);
+            time_matmul(ctx, t, 4096, 4096, 8, rng);
+        }
+        for (int t : {Q4_0, Q4_K})
+            for (int s = 0; s < 2; s++) time_matmul(ctx, t, shapes[s][0], shapes[s][1], 512, rng);
+        printf("\n%-34s %10s %10s\n", "matmul (n_out x n_in, tokens)", "us", "rate");
+        for (auto &tm : g_timings) printf("%-34s %10.2f %10.1f %s\n", tm.what.c_str(), tm.us, tm.rate, tm.unit);
+    }
+    nb_cuda_close(ctx);
+    return g_failures ? 1 : 0;
+}

@@ -1,0 +1,15 @@
+package dev.nibble.runtime;
+
+/** The tiny Llama end to end on the CPU kernels: logits within 1e-3 of Hugging Face's float32 run. */
+class TinyLlamaOnCpuTest extends TinyLlamaEndToEnd {
+
+    @Override
+    Backend newBackend() {
+        return new CpuBackend(0);
+    }
+
+    @Override
+    double logitTolerance() {
+        return 1e-3;
+    }
+}

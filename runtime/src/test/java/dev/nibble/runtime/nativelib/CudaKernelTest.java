@@ -1,0 +1,363 @@
+package dev.nibble.runtime.nativelib;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.nibble.formats.GgmlType;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/**
+ * Every libnibble_cuda kernel against the plain-Java float64 references on fresh random inputs at odd sizes. Runs on a
+ * machine with a CUDA GPU (bench/device/round.sh); elsewhere it is skipped with the reason.
+ */
+class CudaKernelTest {
+
+    private static NibbleCuda cuda;
+
+    @BeforeAll
+    static void open() {
+        String why = NibbleCuda.unavailable().orElse(null);
+        Assumptions.assumeTrue(why == null, () -> "CUDA kernel tests need a GPU: " + why);
+        cuda = NibbleCuda.open(0);
+    }
+
+    @AfterAll
+    static void close() {
+        if (cuda != null) {
+            cuda.close();
+        }
+    }
+
+    /** Host floats copied into a new device buffer, freed with the arena. */
+    private static MemorySegment device(Arena arena, MemorySegment host) {
+        MemorySegment d = cuda.alloc(Math.max(host.byteSize(), 4)).reinterpret(Math.max(host.byteSize(), 4), arena,
+                cuda::free);
+        cuda.upload(host, d);
+        return d;
+    }
+
+    private static MemorySegment device(Arena arena, float[] values) {
+        return device(arena, KernelData.floats(arena, values));
+    }
+
+    /** A device buffer of {@code count} floats poisoned with NaN (all bits set), so an unwritten element shows. */
+    private static MemorySegment poisoned(Arena arena, long count) {
+        long bytes = Math.max(4, 4 * count);
+        MemorySegment d = cuda.alloc(bytes).reinterpret(bytes, arena, cuda::free);
+        cuda.memset(d, 0xFF);
+        return d;
+    }
+
+    private static float[] read(Arena arena, MemorySegment d, int count) {
+        MemorySegment host = arena.allocate(4L * count, 64);
+        cuda.read(d, host);
+        return KernelData.toArray(host, count);
+    }
+
+    static Stream<Arguments> matmulCases() {
+        int[][] shapes = { // rows, cols in blocks, tokens: GEMV (few tokens) and tensor-core (many) paths, odd edges
+            {1, 1, 1}, {37, 3, 1}, {129, 2, 2}, {3, 5, 7}, {64, 4, 8}, {41, 3, 9}, {96, 2, 17}, {130, 3, 77},
+            {257, 4, 130},
+        };
+        List<Arguments> list = new ArrayList<>();
+        for (GgmlType type : GgmlType.values()) {
+            for (int[] s : shapes) {
+                list.add(Arguments.of(type, s[0], s[1] * Math.max(type.blockSize(), 32), s[2]));
+            }
+        }
+        return list.stream();
+    }
+
+    @ParameterizedTest(name = "{0} {1}x{2} tokens {3}")
+    @MethodSource("matmulCases")
+    void matmulMatchesFloat64Reference(GgmlType type, int rows, int cols, int tokens) {
+        Random rnd = new Random(rows * 31L + cols * 7L + tokens + type.id());
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment w = KernelData.randomWeights(arena, rnd, type, rows, cols);
+            float[] x = KernelData.randomFloats(rnd, tokens * cols, 1);
+            long bytes = NibbleCuda.weightBytes(type, rows, cols);
+            MemorySegment dw = cuda.alloc(bytes).reinterpret(bytes, arena, cuda::free);
+            cuda.uploadWeight(type, w, rows, cols, dw);
+            MemorySegment y = poisoned(arena, (long) tokens * rows);
+            cuda.matmul(type, dw, rows, cols, device(arena, x), tokens, y);
+
+            float[][] wf = KernelData.dequantize(type, w, rows, cols);
+            double[] ref = new double[tokens * rows];
+            for (int t = 0; t < tokens; t++) {
+                for (int r = 0; r < rows; r++) {
+                    double sum = 0;
+                    for (int c = 0; c < cols; c++) {
+                        sum += (double) wf[r][c] * x[t * cols + c];
+                    }
+                    ref[t * rows + r] = sum;
+                }
+            }
+            double err = KernelData.relativeError(read(arena, y, tokens * rows), ref);
+            // int8 activations (few tokens) or f16 operands (tensor cores): both land under 1e-2
+            assertTrue(err < 1e-2, type + " relative error " + err);
+        }
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("types")
+    void embedCopiesDequantizedRowsAndZerosForOutOfRangeIds(GgmlType type) {
+        int rows = 19, cols = 3 * Math.max(type.blockSize(), 32);
+        Random rnd = new Random(type.id());
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment w = KernelData.randomWeights(arena, rnd, type, rows, cols);
+            long bytes = NibbleCuda.weightBytes(type, rows, cols);
+            MemorySegment dw = cuda.alloc(bytes).reinterpret(bytes, arena, cuda::free);
+            cuda.uploadWeight(type, w, rows, cols, dw);
+            int[] ids = {18, 0, 7, 7, 19, -1};
+            MemorySegment out = poisoned(arena, (long) ids.length * cols);
+            cuda.embed(type, dw, rows, cols, device(arena, KernelData.ints(arena, ids)), ids.length, out);
+            float[] got = read(arena, out, ids.length * cols);
+            float[][] wf = KernelData.dequantize(type, w, rows, cols);
+            double[] ref = new double[got.length];
+            for (int i = 0; i < ids.length; i++) {
+                for (int c = 0; c < cols; c++) {
+                    boolean inside = ids[i] >= 0 && ids[i] < rows;
+                    ref[i * cols + c] = inside ? wf[ids[i]][c] : 0;
+                    if (!inside) {
+                        assertEquals(0f, got[i * cols + c], 0f, type + " id " + ids[i] + " is outside: zeros");
+                    }
+                }
+            }
+            assertTrue(KernelData.relativeError(got, ref) < 1e-6, type + " rows differ from the dequantizer");
+        }
+    }
+
+    static Stream<GgmlType> types() {
+        return Stream.of(GgmlType.values());
+    }
+
+    @Test
+    void rmsnormAndFusedAddRmsnormMatchReference() {
+        Random rnd = new Random(5);
+        for (int n : new int[] {37, 256, 4096, 5120}) {
+            for (int rows : new int[] {1, 7}) {
+                try (Arena arena = Arena.ofConfined()) {
+                    float[] x = KernelData.randomFloats(rnd, rows * n, 3);
+                    float[] b = KernelData.randomFloats(rnd, rows * n, 1);
+                    float[] w = KernelData.randomFloats(rnd, n, 2);
+                    MemorySegment y = poisoned(arena, (long) rows * n);
+                    cuda.rmsnorm(device(arena, x), device(arena, w), rows, n, 1e-5f, y);
+                    assertTrue(KernelData.relativeError(read(arena, y, rows * n), rmsnorm(x, w, rows, n)) < 1e-5);
+
+                    MemorySegment dx = device(arena, x);
+                    MemorySegment db = device(arena, b);
+                    cuda.addRmsnorm(dx, db, device(arena, w), rows, n, 1e-5f, db); // out may be b, as Model uses it
+                    float[] sum = new float[x.length];
+                    double[] sumRef = new double[x.length];
+                    for (int i = 0; i < x.length; i++) {
+                        sum[i] = x[i] + b[i];
+                        sumRef[i] = sum[i];
+                    }
+                    assertTrue(KernelData.relativeError(read(arena, dx, rows * n), sumRef) < 1e-6, "x += b");
+                    assertTrue(KernelData.relativeError(read(arena, db, rows * n), rmsnorm(sum, w, rows, n)) < 1e-5);
+                }
+            }
+        }
+    }
+
+    private static double[] rmsnorm(float[] x, float[] w, int rows, int n) {
+        double[] ref = new double[rows * n];
+        for (int r = 0; r < rows; r++) {
+            double ss = 0;
+            for (int i = 0; i < n; i++) {
+                ss += (double) x[r * n + i] * x[r * n + i];
+            }
+            double scale = 1 / Math.sqrt(ss / n + 1e-5);
+            for (int i = 0; i < n; i++) {
+                ref[r * n + i] = x[r * n + i] * scale * w[i];
+            }
+        }
+        return ref;
+    }
+
+    @Test
+    void ropeMatchesReferenceWithAndWithoutFactors() {
+        Random rnd = new Random(9);
+        for (int hd : new int[] {32, 64, 128}) {
+            for (boolean factors : new boolean[] {false, true}) {
+                try (Arena arena = Arena.ofConfined()) {
+                    int tokens = 5, heads = 3;
+                    float[] x = KernelData.randomFloats(rnd, tokens * heads * hd, 1);
+                    int[] pos = {0, 1, 17, 4000, 30000};
+                    float[] f = new float[hd / 2];
+                    for (int i = 0; i < f.length; i++) {
+                        f[i] = 1 + rnd.nextFloat() * 7;
+                    }
+                    MemorySegment dx = device(arena, x);
+                    cuda.rope(dx, tokens, heads, hd, device(arena, KernelData.ints(arena, pos)), 10000f, 0.5f,
+                            factors ? device(arena, f) : MemorySegment.NULL);
+                    double[] ref = new double[x.length];
+                    for (int t = 0; t < tokens; t++) {
+                        for (int h = 0; h < heads; h++) {
+                            int base = (t * heads + h) * hd;
+                            for (int i = 0; i < hd / 2; i++) {
+                                double freq = 0.5 * Math.pow(10000, -2.0 * i / hd) / (factors ? f[i] : 1);
+                                double a = pos[t] * freq, c = Math.cos(a), s = Math.sin(a);
+                                ref[base + 2 * i] = x[base + 2 * i] * c - x[base + 2 * i + 1] * s;
+                                ref[base + 2 * i + 1] = x[base + 2 * i] * s + x[base + 2 * i + 1] * c;
+                            }
+                        }
+                    }
+                    // angles up to 30000 rad in float32: the argument itself carries ~1e-3 relative error
+                    double err = KernelData.relativeError(read(arena, dx, x.length), ref);
+                    assertTrue(err < 2e-3, "head dim " + hd + " factors " + factors + ": " + err);
+                }
+            }
+        }
+    }
+
+    @Test
+    void swigluAndAddMatchReference() {
+        Random rnd = new Random(3);
+        for (int n : new int[] {1, 33, 11008, 100_003}) {
+            try (Arena arena = Arena.ofConfined()) {
+                float[] a = KernelData.randomFloats(rnd, n, 6);
+                float[] b = KernelData.randomFloats(rnd, n, 2);
+                MemorySegment out = poisoned(arena, n);
+                cuda.swiglu(device(arena, a), device(arena, b), n, out);
+                double[] ref = new double[n];
+                for (int i = 0; i < n; i++) {
+                    ref[i] = a[i] / (1 + Math.exp(-a[i])) * b[i];
+                }
+                assertTrue(KernelData.relativeError(read(arena, out, n), ref) < 1e-5, "swiglu " + n);
+                cuda.add(device(arena, a), device(arena, b), n, out);
+                for (int i = 0; i < n; i++) {
+                    ref[i] = a[i] + b[i];
+                }
+                assertTrue(KernelData.relativeError(read(arena, out, n), ref) < 1e-6, "add " + n);
+            }
+        }
+    }
+
+    @Test
+    void kvStoreWritesHalfRowsAtTheirSlotsAndSkipsSlotsOutsideTheCache() {
+        Random rnd = new Random(11);
+        int rowLen = 96, capacity = 10;
+        try (Arena arena = Arena.ofConfined()) {
+            float[] rows = KernelData.randomFloats(rnd, 4 * rowLen, 4);
+            int[] slots = {9, 2, 10, -3};
+            long bytes = 2L * capacity * rowLen;
+            MemorySegment cache = cuda.alloc(bytes).reinterpret(bytes, arena, cuda::free);
+            cuda.memset(cache, 0);
+            cuda.kvStore(device(arena, rows), 4, rowLen, device(arena, KernelData.ints(arena, slots)), cache);
+            MemorySegment host = arena.allocate(bytes, 64);
+            cuda.read(cache, host);
+            for (int slot = 0; slot < capacity; slot++) {
+                for (int i = 0; i < rowLen; i++) {
+                    float want = slot == 9 ? rows[i] : slot == 2 ? rows[rowLen + i] : 0;
+                    float got = Float.float16ToFloat(host.getAtIndex(ValueLayout.JAVA_SHORT, (long) slot * rowLen + i));
+                    assertEquals(Float.float16ToFloat(Float.floatToFloat16(want)), got, 0, "slot " + slot + " i " + i);
+                }
+            }
+        }
+    }
+
+    static Stream<Arguments> attentionCases() {
+        // tokens, first position, heads, kv heads, head dim, nKv bound, extra stride
+        int[][] shapes = {
+            {1, 36, 4, 1, 64, 37, 0}, {1, 999, 32, 32, 128, 4096, 0}, {1, 1500, 64, 8, 128, 2048, 0},
+            {3, 13, 8, 2, 64, 16, 32}, {5, 0, 6, 1, 32, 5, 0}, {64, 0, 32, 32, 128, 64, 0},
+            {77, 13, 64, 8, 128, 300, 0}, {300, 0, 8, 2, 64, 512, 0}, {2, 50, 2, 1, 32, 20, 0},
+        };
+        return Stream.of(shapes).map(s -> Arguments.of((Object) s));
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("attentionCases")
+    void attentionMatchesFloat64Reference(int[] s) {
+        int nTok = s[0], first = s[1], heads = s[2], kvHeads = s[3], hd = s[4], nKv = s[5];
+        long stride = (long) kvHeads * hd + s[6];
+        Random rnd = new Random(nTok * 1000L + heads * 10L + hd);
+        try (Arena arena = Arena.ofConfined()) {
+            float[] q = KernelData.randomFloats(rnd, nTok * heads * hd, 1);
+            float[] kf = KernelData.randomFloats(rnd, (int) (nKv * stride), 1);
+            float[] vf = KernelData.randomFloats(rnd, (int) (nKv * stride), 2);
+            MemorySegment k = arena.allocate(2L * kf.length, 64);
+            MemorySegment v = arena.allocate(2L * vf.length, 64);
+            for (int i = 0; i < kf.length; i++) { // the reference sees exactly the values the f16 cache holds
+                kf[i] = Float.float16ToFloat(Float.floatToFloat16(kf[i]));
+                vf[i] = Float.float16ToFloat(Float.floatToFloat16(vf[i]));
+                k.setAtIndex(ValueLayout.JAVA_SHORT, i, Float.floatToFloat16(kf[i]));
+                v.setAtIndex(ValueLayout.JAVA_SHORT, i, Float.floatToFloat16(vf[i]));
+            }
+            int[] pos = new int[nTok];
+            for (int t = 0; t < nTok; t++) {
+                pos[t] = first + t;
+            }
+            float scale = (float) (1 / Math.sqrt(hd));
+            long workBytes = NibbleCuda.attentionWorkBytes(nTok, heads, hd, nKv);
+            MemorySegment work = workBytes > 0
+                    ? cuda.alloc(workBytes).reinterpret(workBytes, arena, cuda::free) : MemorySegment.NULL;
+            MemorySegment out = poisoned(arena, (long) nTok * heads * hd);
+            cuda.attention(device(arena, q), nTok, device(arena, KernelData.ints(arena, pos)), heads, kvHeads, hd,
+                    device(arena, k), device(arena, v), nKv, stride, scale, work, out);
+            double[] ref = AttentionKernelTest.reference(q, kf, vf, pos, heads, kvHeads, hd, nKv, stride, scale);
+            double err = KernelData.relativeError(read(arena, out, q.length), ref);
+            assertTrue(err < 1e-3, "relative error " + err);
+        }
+    }
+
+    @Test
+    void aRecordedGraphReplaysOnTheCurrentContentsOfItsBuffers() {
+        try (Arena arena = Arena.ofConfined()) {
+            int n = 1000;
+            float[] a = KernelData.randomFloats(new Random(1), n, 1);
+            MemorySegment da = device(arena, a);
+            MemorySegment out = poisoned(arena, n);
+            cuda.captureBegin();
+            cuda.add(da, da, n, out);
+            cuda.add(out, da, n, out);
+            MemorySegment graph = cuda.captureEnd();
+            try {
+                for (int round = 1; round <= 2; round++) {
+                    float[] now = KernelData.randomFloats(new Random(round + 10), n, 1);
+                    cuda.write(KernelData.floats(arena, now), da);
+                    cuda.graphLaunch(graph);
+                    double[] ref = new double[n];
+                    for (int i = 0; i < n; i++) {
+                        ref[i] = 3.0 * now[i];
+                    }
+                    assertTrue(KernelData.relativeError(read(arena, out, n), ref) < 1e-6, "round " + round);
+                }
+            } finally {
+                NibbleCuda.graphFree(graph);
+            }
+        }
+    }
+
+    @Test
+    void anAllocationBeyondTheDeviceIsACleanError() {
+        NativeKernelException e = assertThrows(NativeKernelException.class, () -> cuda.alloc(1L << 50));
+        assertTrue(e.getMessage().contains("cannot allocate"), e.getMessage());
+        cuda.sync(); // the context is still usable
+    }
+
+    @Test
+    void boundsAreCheckedBeforeTheDownCall() {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment small = poisoned(arena, 10);
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> cuda.add(small, small, 11, small));
+            assertTrue(e.getMessage().contains("nb_cuda_add"), e.getMessage());
+        }
+    }
+}
