@@ -36,13 +36,21 @@ NB_API int32_t nb_version(void);
 NB_API uint32_t nb_cpu_features(void);
 
 /* ---------------------------------------------------------------------------------------------
- * CPU kernels (libnibble_cpu).
+ * CPU kernels (libnibble_cpu; its nb_version() is 200: every kernel takes an nb_cpu context).
  *
  * Conventions: matrices are row-major; sizes are int64_t element counts and must be >= 0 (a size of
  * 0 is a no-op that returns NB_OK); every pointer argument must be non-null unless documented as
  * optional. Arguments are validated and errors returned as NB_ERR_ARGUMENT / NB_ERR_UNSUPPORTED;
- * no entry point allocates or prints on its hot path. Calls that use the worker pool (marked [pool])
- * are serialised by a library mutex, so concurrent callers are safe but do not overlap.
+ * no entry point allocates or prints on its hot path.
+ *
+ * Contexts. The library keeps no process-wide mutable state: an nb_cpu context owns a worker pool, a
+ * scratch buffer, a lock and an instruction-set path, and every kernel takes one as its first argument
+ * (the pure ones too, so that the path is chosen per context). Several contexts live side by side in one
+ * process and run at the same time, each on its own threads. Calls that use the pool or the scratch
+ * (marked [pool]) are serialised by the context's mutex, so threads may share a context safely but
+ * its [pool] calls do not overlap; the other kernels run on the calling thread and never block.
+ * Only CPUID facts (nb_cpu_features, nb_isa_best) and the NIBBLE_ISA default are process-wide, and they
+ * never change. nb_type_size and nb_quantize_row need no context.
  * ------------------------------------------------------------------------------------------- */
 
 /* Weight types: the GGUF/ggml type ids (NB_NF4 is nibble's own extension, see GgmlType.NF4). */
@@ -56,22 +64,29 @@ NB_API uint32_t nb_cpu_features(void);
 #define NB_BF16 30
 #define NB_NF4 1024
 
-/* Instruction-set paths. The library starts on the best one the CPU has, or on the one named by the
- * environment variable NIBBLE_ISA=scalar|avx2|avx512 when the CPU has it. */
+/* Instruction-set paths. A new context starts on the best one the CPU has, or on the one named by the
+ * environment variable NIBBLE_ISA=scalar|avx2|avx512 (read once per process) when the CPU has it. */
 #define NB_ISA_SCALAR 0
 #define NB_ISA_AVX2 1   /* AVX2 + FMA + F16C */
 #define NB_ISA_AVX512 2 /* AVX-512 F/BW/VL + VNNI */
 /* Highest path this CPU supports. */
 NB_API int32_t nb_isa_best(void);
-/* Path in use now. */
-NB_API int32_t nb_isa(void);
-/* Forces a path (tests run every path the machine has); NB_ERR_UNSUPPORTED when the CPU lacks it. */
-NB_API nb_status nb_set_isa(int32_t isa);
 
-/* Starts (or restarts with a new size) the persistent worker pool: n_threads in total, the calling
- * thread included; n_threads <= 0 means one per online CPU. Without a call the pool has 1 thread. */
-NB_API nb_status nb_pool_init(int32_t n_threads);
-NB_API int32_t nb_pool_threads(void);
+typedef struct nb_cpu nb_cpu;
+
+/* Opens a context whose worker pool has n_threads threads in total, the calling thread included
+ * (n_threads <= 0: one per online CPU; at most 256). NB_ERR_MEMORY when its threads cannot be started;
+ * *ctx is NULL on any error. */
+NB_API nb_status nb_cpu_open(int32_t n_threads, nb_cpu **ctx);
+/* Stops the context's workers and frees it (NULL: nothing). No call on ctx may be in flight or follow. */
+NB_API void nb_cpu_close(nb_cpu *ctx);
+/* Threads of the context's pool, the caller included (0 for NULL). */
+NB_API int32_t nb_cpu_threads(const nb_cpu *ctx);
+/* Path the context uses now (-1 for NULL). */
+NB_API int32_t nb_cpu_isa(const nb_cpu *ctx);
+/* Forces the context's path (tests run every path the machine has); NB_ERR_UNSUPPORTED when the CPU
+ * lacks it. Waits for the context's [pool] call in flight, if any; other contexts are not affected. */
+NB_API nb_status nb_cpu_set_isa(nb_cpu *ctx, int32_t isa);
 
 /* Bytes that n elements of a type take (n must be a multiple of the type's block size), or -1 for an
  * unknown type or bad n. Java checks segment bounds with the same rule. */
@@ -82,28 +97,29 @@ NB_API int64_t nb_type_size(int32_t wtype, int64_t n);
  * ggml block layout; n_in must be a multiple of the block size. For Q4_0, Q8_0, IQ4_NL, Q4_K and Q6_K
  * the SIMD paths quantize x to 8 bits per 32-element block (absmax scaling) and use integer dot products
  * (relative error ~0.5% of the norm of the products); other types and the scalar path compute in f32.
- * The quantized activations live in a library-owned buffer that grows when a call needs more than any
- * call before it (NB_ERR_MEMORY if that fails), so steady-state calls do not allocate. */
-NB_API nb_status nb_matmul(int32_t wtype, const void *w, int64_t n_out, int64_t n_in,
+ * The quantized activations live in the context's scratch buffer, which grows when a call needs more than
+ * any call before it (NB_ERR_MEMORY if that fails), so steady-state calls do not allocate. */
+NB_API nb_status nb_matmul(nb_cpu *ctx, int32_t wtype, const void *w, int64_t n_out, int64_t n_in,
                            const float *x, int64_t n_tok, float *y);
 
 /* out[r*n_cols + c] = row ids[r] of the typed table (n_rows x n_cols) as float; an id outside
  * [0, n_rows) is NB_ERR_ARGUMENT (nothing is written then). */
-NB_API nb_status nb_embed(int32_t wtype, const void *table, int64_t n_rows, int64_t n_cols,
+NB_API nb_status nb_embed(nb_cpu *ctx, int32_t wtype, const void *table, int64_t n_rows, int64_t n_cols,
                           const int32_t *ids, int64_t n_ids, float *out);
 
 /* y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w, for n_rows rows of n floats. y may equal x. */
-NB_API nb_status nb_rmsnorm(const float *x, const float *w, int64_t n_rows, int64_t n, float eps, float *y);
+NB_API nb_status nb_rmsnorm(nb_cpu *ctx, const float *x, const float *w, int64_t n_rows, int64_t n, float eps,
+                            float *y);
 
 /* Rotary embedding in place on x[n_tok][n_heads][head_dim], rotating adjacent pairs (x[2i], x[2i+1])
  * for 2i < head_dim (GGUF llama files, whose Q/K rows the converter permuted) by angle
  * pos[t] * freq_scale * theta^(-2i/head_dim) / freq_factors[i]. freq_factors (head_dim/2 floats, the
  * Llama 3.1 "rope_freqs" tensor) is optional (NULL: all 1). head_dim must be even. */
-NB_API nb_status nb_rope(float *x, int64_t n_tok, int64_t n_heads, int64_t head_dim, const int32_t *pos,
-                         float theta, float freq_scale, const float *freq_factors);
+NB_API nb_status nb_rope(nb_cpu *ctx, float *x, int64_t n_tok, int64_t n_heads, int64_t head_dim,
+                         const int32_t *pos, float theta, float freq_scale, const float *freq_factors);
 
 /* In-place softmax over each of n_rows rows of n floats. */
-NB_API nb_status nb_softmax(float *x, int64_t n_rows, int64_t n);
+NB_API nb_status nb_softmax(nb_cpu *ctx, float *x, int64_t n_rows, int64_t n);
 
 /* [pool] Causal attention with grouped query heads.
  * q: [n_tok][n_heads][head_dim] f32; out: same shape. The cache holds positions 0..n_kv-1: key of
@@ -112,25 +128,28 @@ NB_API nb_status nb_softmax(float *x, int64_t n_rows, int64_t n);
  * g / (n_heads / n_kv_heads); n_heads must be a multiple of n_kv_heads. Query t (at position pos[t])
  * attends to cache positions 0..min(pos[t], n_kv-1) with scores q.k * scale, softmaxed.
  * head_dim <= 512. */
-NB_API nb_status nb_attention(const float *q, int64_t n_tok, const int32_t *pos, int64_t n_heads,
+NB_API nb_status nb_attention(nb_cpu *ctx, const float *q, int64_t n_tok, const int32_t *pos, int64_t n_heads,
                               int64_t n_kv_heads, int64_t head_dim, int32_t kv_type, const void *k,
                               const void *v, int64_t n_kv, int64_t kv_stride, float scale, float *out);
 
 /* out = silu(gate) * up, n floats. out may alias either input. */
-NB_API nb_status nb_swiglu(const float *gate, const float *up, int64_t n, float *out);
+NB_API nb_status nb_swiglu(nb_cpu *ctx, const float *gate, const float *up, int64_t n, float *out);
 
 /* out = a + b, n floats. out may alias either input. */
-NB_API nb_status nb_add(const float *a, const float *b, int64_t n, float *out);
+NB_API nb_status nb_add(nb_cpu *ctx, const float *a, const float *b, int64_t n, float *out);
 
 /* Conversions (round to nearest even), n elements. */
-NB_API nb_status nb_f32_to_f16(const float *src, int64_t n, uint16_t *dst);
-NB_API nb_status nb_f16_to_f32(const uint16_t *src, int64_t n, float *dst);
+NB_API nb_status nb_f32_to_f16(nb_cpu *ctx, const float *src, int64_t n, uint16_t *dst);
+NB_API nb_status nb_f16_to_f32(nb_cpu *ctx, const uint16_t *src, int64_t n, float *dst);
 
 /* Quantizes one row of n finite floats (n a multiple of the block size) into nb_type_size(type, n) bytes at dst, exactly
  * as the converter's Java quantizers do (same search, same rounding: byte-identical output). Types: NB_Q4_K and NB_Q6_K,
- * else NB_ERR_UNSUPPORTED; a bad n, a null pointer or a non-finite weight is NB_ERR_ARGUMENT. Runs on the calling thread
- * without the library mutex and without allocating, so several threads may quantize rows at once. */
+ * else NB_ERR_UNSUPPORTED; a bad n, a null pointer or a non-finite weight is NB_ERR_ARGUMENT. Needs no context: runs on
+ * the calling thread without a lock and without allocating, so several threads may quantize rows at once.
+ * nb_quantize_row uses the process's default path (the best the CPU has, or NIBBLE_ISA's); nb_quantize_row_isa the
+ * path named (tests hold every path to the same bytes; NB_ERR_UNSUPPORTED when the CPU lacks it). */
 NB_API nb_status nb_quantize_row(int32_t type, const float *src, int64_t n, void *dst);
+NB_API nb_status nb_quantize_row_isa(int32_t isa, int32_t type, const float *src, int64_t n, void *dst);
 
 /* ---------------------------------------------------------------------------------------------
  * CUDA (libnibble_cuda).
@@ -145,9 +164,9 @@ NB_API nb_status nb_quantize_row(int32_t type, const float *src, int64_t n, void
  * allocates), so a sequence of them can be captured into a CUDA graph and replayed.
  * Activations are f32 rows, contiguous; the KV cache is f16. Each context owns a device scratch buffer of
  * NB_CUDA_SCRATCH_BYTES that kernels may use between their own launches (activations converted to f16 or int8):
- * work on one stream is ordered, so one call's use never overlaps another's. */
-#define NB_CUDA_SCRATCH_BYTES ((int64_t) 64 << 20)
+ * work on one stream is ordered, so one call's use never overlaps another's.
  * ------------------------------------------------------------------------------------------- */
+#define NB_CUDA_SCRATCH_BYTES ((int64_t) 64 << 20)
 typedef struct nb_cuda nb_cuda;
 
 /* CUDART_VERSION the library was built with, e.g. 13000. */

@@ -1,4 +1,5 @@
-/* Kernel benchmark: nb_matmul GB/s and GFLOP/s for a weight type and shape on the current path.
+/* Kernel benchmark: nb_matmul GB/s and GFLOP/s for a weight type and shape on the default path
+ * (the best the CPU has, or NIBBLE_ISA's), in one nb_cpu context of THREADS threads.
  * Usage: nb_kernel_bench TYPE N_OUT N_IN N_TOK THREADS [REPS]   (TYPE: a GGUF type id, e.g. 2 = Q4_0)
  * Cycles through copies of the weights totalling >= 256 MB, so that they stream from memory as in a real model
  * (one 4096x4096 Q4_0 matrix alone would sit in L3; set NB_BENCH_CACHED=1 to measure exactly that). Also checks the result against the scalar path once. Built with: cmake --build B --target nb_kernel_bench */
@@ -76,12 +77,16 @@ int main(int argc, char **argv) {
     fill_weights(type, w, n_out, n_in);
     for (int64_t c = 1; c < copies; c++) memcpy(w + c * wbytes, w, (size_t)wbytes);
     for (int64_t i = 0; i < n_tok * n_in; i++) x[i] = (float)(next() % 20001) / 10000.0f - 1.0f;
-    nb_pool_init(threads);
-    int isa = nb_isa();
-    nb_set_isa(NB_ISA_SCALAR);
-    if (n_out * n_in * n_tok <= (int64_t)1 << 31) nb_matmul(type, w, n_out, n_in, x, n_tok, yr);
-    nb_set_isa(isa);
-    if (nb_matmul(type, w, n_out, n_in, x, n_tok, y) != NB_OK) {
+    nb_cpu *ctx;
+    if (nb_cpu_open(threads, &ctx) != NB_OK) {
+        fprintf(stderr, "nb_cpu_open(%d) failed\n", threads);
+        return 1;
+    }
+    int isa = nb_cpu_isa(ctx);
+    nb_cpu_set_isa(ctx, NB_ISA_SCALAR);
+    if (n_out * n_in * n_tok <= (int64_t)1 << 31) nb_matmul(ctx, type, w, n_out, n_in, x, n_tok, yr);
+    nb_cpu_set_isa(ctx, isa);
+    if (nb_matmul(ctx, type, w, n_out, n_in, x, n_tok, y) != NB_OK) {
         fprintf(stderr, "nb_matmul failed\n");
         return 1;
     }
@@ -94,7 +99,7 @@ int main(int argc, char **argv) {
     reps = reps < 2 * (int)copies && n_tok == 1 ? 2 * (int)copies : reps;
     for (int r = 0; r < reps; r++) {
         double t0 = now(), c0 = cpu_now();
-        nb_matmul(type, w + (r % copies) * wbytes, n_out, n_in, x, n_tok, y);
+        nb_matmul(ctx, type, w + (r % copies) * wbytes, n_out, n_in, x, n_tok, y);
         double dt = now() - t0, dc = cpu_now() - c0;
         if (dc < best_cpu) best_cpu = dc;
         total += dt;
@@ -107,6 +112,7 @@ int main(int argc, char **argv) {
            type, (long long)n_out, (long long)n_in, (long long)n_tok, threads, isa, best * 1e3, med * 1e3,
            (double)wbytes / best / 1e9, flop / best / 1e9, (double)wbytes / best_cpu / 1e9, flop / best_cpu / 1e9,
            den > 0 ? sqrt(num / den) : NAN);
+    nb_cpu_close(ctx);
     free(w);
     free(x);
     free(y);

@@ -5,11 +5,16 @@
 
 #include "nb_internal.h"
 
-nb_status nb_pool_resize(int32_t n_threads);
-
-static pthread_mutex_t api_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_once_t isa_once = PTHREAD_ONCE_INIT;
-static const nb_kernels *_Atomic current;
+/* One context: its worker pool, its scratch for quantized activations, its lock and its instruction-set path. */
+struct nb_cpu {
+    nb_pool pool;
+    /* Serialises the calls that use the pool or the scratch; kept off the cache lines the workers poll. */
+    _Alignas(64) pthread_mutex_t lock;
+    const nb_kernels *_Atomic k;
+    /* Grows only when a call needs more than any before it (so not on a steady-state hot path). */
+    void *scratch;
+    size_t scratch_size;
+};
 
 NB_API int32_t nb_isa_best(void) {
     uint32_t f = nb_cpu_features();
@@ -20,13 +25,16 @@ NB_API int32_t nb_isa_best(void) {
     return NB_ISA_SCALAR;
 }
 
-static const nb_kernels *kernels_for(int32_t isa) {
+const nb_kernels *nb_kernels_for(int32_t isa) {
     switch (isa) {
     case NB_ISA_AVX512: return &nb_kernels_avx512;
     case NB_ISA_AVX2: return &nb_kernels_avx2;
     default: return &nb_kernels_scalar;
     }
 }
+
+static pthread_once_t isa_once = PTHREAD_ONCE_INIT;
+static int32_t isa_default; /* written once under isa_once, read-only after */
 
 static void choose_isa(void) {
     int32_t isa = nb_isa_best();
@@ -38,41 +46,62 @@ static void choose_isa(void) {
                                                      : -1;
         if (want >= 0 && want <= isa) isa = want; /* a path the CPU lacks is never chosen */
     }
-    atomic_store(&current, kernels_for(isa));
+    isa_default = isa;
 }
 
-static const nb_kernels *K(void) {
+int32_t nb_isa_default(void) {
     pthread_once(&isa_once, choose_isa);
-    return atomic_load(&current);
+    return isa_default;
 }
 
-NB_API int32_t nb_isa(void) {
-    const nb_kernels *k = K();
-    return k == &nb_kernels_avx512 ? NB_ISA_AVX512 : k == &nb_kernels_avx2 ? NB_ISA_AVX2 : NB_ISA_SCALAR;
-}
+/* The context's kernels. set_isa may swap them at any time; every table stays valid, so a relaxed load suffices. */
+static inline const nb_kernels *K(const nb_cpu *ctx) { return atomic_load_explicit(&ctx->k, memory_order_relaxed); }
 
-NB_API nb_status nb_set_isa(int32_t isa) {
-    if (isa < NB_ISA_SCALAR || isa > NB_ISA_AVX512) return NB_ERR_ARGUMENT;
-    if (isa > nb_isa_best()) return NB_ERR_UNSUPPORTED;
-    K();
-    pthread_mutex_lock(&api_lock);
-    atomic_store(&current, kernels_for(isa));
-    pthread_mutex_unlock(&api_lock);
+NB_API nb_status nb_cpu_open(int32_t n_threads, nb_cpu **out) {
+    if (!out) return NB_ERR_ARGUMENT;
+    *out = NULL;
+    nb_cpu *ctx = NULL;
+    if (posix_memalign((void **)&ctx, 64, sizeof *ctx) != 0) return NB_ERR_MEMORY;
+    memset(ctx, 0, sizeof *ctx);
+    atomic_init(&ctx->k, nb_kernels_for(nb_isa_default()));
+    if (pthread_mutex_init(&ctx->lock, NULL) != 0) {
+        free(ctx);
+        return NB_ERR_MEMORY;
+    }
+    nb_status s = nb_pool_start(&ctx->pool, n_threads);
+    if (s != NB_OK) {
+        pthread_mutex_destroy(&ctx->lock);
+        free(ctx);
+        return s;
+    }
+    *out = ctx;
     return NB_OK;
 }
 
-NB_API nb_status nb_pool_init(int32_t n_threads) {
-    pthread_mutex_lock(&api_lock);
-    nb_status s = nb_pool_resize(n_threads);
-    pthread_mutex_unlock(&api_lock);
-    return s;
+NB_API void nb_cpu_close(nb_cpu *ctx) {
+    if (!ctx) return;
+    nb_pool_stop(&ctx->pool);
+    pthread_mutex_destroy(&ctx->lock);
+    free(ctx->scratch);
+    free(ctx);
 }
 
-NB_API int32_t nb_pool_threads(void) {
-    pthread_mutex_lock(&api_lock);
-    int n = nb_pool_size();
-    pthread_mutex_unlock(&api_lock);
-    return n;
+NB_API int32_t nb_cpu_threads(const nb_cpu *ctx) { return ctx ? nb_pool_size(&ctx->pool) : 0; }
+
+NB_API int32_t nb_cpu_isa(const nb_cpu *ctx) {
+    if (!ctx) return -1;
+    const nb_kernels *k = K(ctx);
+    return k == &nb_kernels_avx512 ? NB_ISA_AVX512 : k == &nb_kernels_avx2 ? NB_ISA_AVX2 : NB_ISA_SCALAR;
+}
+
+NB_API nb_status nb_cpu_set_isa(nb_cpu *ctx, int32_t isa) {
+    if (!ctx || isa < NB_ISA_SCALAR || isa > NB_ISA_AVX512) return NB_ERR_ARGUMENT;
+    if (isa > nb_isa_best()) return NB_ERR_UNSUPPORTED;
+    /* Under the lock, so that a pooled call in flight finishes on the path it started with before this returns. */
+    pthread_mutex_lock(&ctx->lock);
+    atomic_store_explicit(&ctx->k, nb_kernels_for(isa), memory_order_relaxed);
+    pthread_mutex_unlock(&ctx->lock);
+    return NB_OK;
 }
 
 int64_t nb_block_elems(int32_t wtype) {
@@ -113,17 +142,14 @@ static int fits(int64_t a, int64_t b, int64_t c) {
 
 /* ------------------------------------------------------------------ matmul */
 
-/* Grows only when a call needs more than any before it (so not on a steady-state hot path). */
-static void *scratch;
-static size_t scratch_size;
-
-static int reserve_scratch(size_t bytes) {
-    if (bytes <= scratch_size) return 1;
+/* Called with the context's lock held. */
+static int reserve_scratch(nb_cpu *ctx, size_t bytes) {
+    if (bytes <= ctx->scratch_size) return 1;
     void *p = NULL;
     if (posix_memalign(&p, 64, bytes) != 0) return 0;
-    free(scratch);
-    scratch = p;
-    scratch_size = bytes;
+    free(ctx->scratch);
+    ctx->scratch = p;
+    ctx->scratch_size = bytes;
     return 1;
 }
 
@@ -160,9 +186,9 @@ static void matmul_task(void *ctx, int ith, int nth) {
     }
 }
 
-NB_API nb_status nb_matmul(int32_t wtype, const void *w, int64_t n_out, int64_t n_in, const float *x, int64_t n_tok,
-                           float *y) {
-    if (!w || !x || !y || n_out < 0 || n_in < 0 || n_tok < 0) return NB_ERR_ARGUMENT;
+NB_API nb_status nb_matmul(nb_cpu *ctx, int32_t wtype, const void *w, int64_t n_out, int64_t n_in, const float *x,
+                           int64_t n_tok, float *y) {
+    if (!ctx || !w || !x || !y || n_out < 0 || n_in < 0 || n_tok < 0) return NB_ERR_ARGUMENT;
     int64_t be = nb_block_elems(wtype);
     if (be == 0) return NB_ERR_UNSUPPORTED;
     if (n_in % be != 0 || !fits(n_out, n_in, 4) || !fits(n_tok, n_in, 4) || !fits(n_tok, n_out, 4))
@@ -172,17 +198,18 @@ NB_API nb_status nb_matmul(int32_t wtype, const void *w, int64_t n_out, int64_t 
         memset(y, 0, (size_t)(n_tok * n_out) * 4);
         return NB_OK;
     }
-    pthread_mutex_lock(&api_lock);
+    pthread_mutex_lock(&ctx->lock);
     mm_task m = {.a = {.wtype = wtype, .w = w, .n_out = n_out, .n_in = n_in, .row_bytes = nb_type_size(wtype, n_in),
                        .x = x, .n_tok = n_tok, .y = y},
-                 .k = K()};
+                 .k = K(ctx)};
     if (m.k->wants_q8(wtype)) {
         size_t nq = (size_t)(n_tok * n_in), nd = (size_t)(n_tok * (n_in / 32)), ns = (size_t)(n_tok * (n_in / 16));
         size_t qbytes = (nq + 63) / 64 * 64;
-        if (!reserve_scratch(qbytes + nd * 4 + (ns > 3 * nd ? ns : 3 * nd) * 4)) {
-            pthread_mutex_unlock(&api_lock);
+        if (!reserve_scratch(ctx, qbytes + nd * 4 + (ns > 3 * nd ? ns : 3 * nd) * 4)) {
+            pthread_mutex_unlock(&ctx->lock);
             return NB_ERR_MEMORY;
         }
+        void *scratch = ctx->scratch;
         if (m.k->wants_packed(wtype, n_tok)) {
             m.a.packed = 1;
             m.a.xp = scratch;
@@ -196,9 +223,9 @@ NB_API nb_status nb_matmul(int32_t wtype, const void *w, int64_t n_out, int64_t 
         }
         atomic_store(&m.next_tok, 0);
         if (n_tok < 4) quantize_task(&m, 0, 1); /* too little work to wake the pool for */
-        else nb_pool_run(quantize_task, &m);
+        else nb_pool_run(&ctx->pool, quantize_task, &m);
     }
-    int nth = nb_pool_size();
+    int nth = nb_pool_size(&ctx->pool);
     /* Several chunks per thread, so that a thread the OS preempts holds up little work; whole 16-row blocks. One
      * token: ~4 per thread, as the decode kernels prefetch within a chunk only and each chunk starts cold. */
     int64_t per = n_tok == 1 ? 4 : 16;
@@ -206,8 +233,8 @@ NB_API nb_status nb_matmul(int32_t wtype, const void *w, int64_t n_out, int64_t 
     chunk = (chunk + 15) / 16 * 16;
     m.chunk = chunk;
     atomic_store(&m.next, 0);
-    nb_pool_run(matmul_task, &m);
-    pthread_mutex_unlock(&api_lock);
+    nb_pool_run(&ctx->pool, matmul_task, &m);
+    pthread_mutex_unlock(&ctx->lock);
     return NB_OK;
 }
 
@@ -230,10 +257,10 @@ static void attention_task(void *ctx, int ith, int nth) {
     }
 }
 
-NB_API nb_status nb_attention(const float *q, int64_t n_tok, const int32_t *pos, int64_t n_heads, int64_t n_kv_heads,
-                              int64_t head_dim, int32_t kv_type, const void *k, const void *v, int64_t n_kv,
-                              int64_t kv_stride, float scale, float *out) {
-    if (!q || !pos || !k || !v || !out || n_tok < 0 || n_heads <= 0 || n_kv_heads <= 0 || head_dim <= 0 || n_kv < 0)
+NB_API nb_status nb_attention(nb_cpu *ctx, const float *q, int64_t n_tok, const int32_t *pos, int64_t n_heads,
+                              int64_t n_kv_heads, int64_t head_dim, int32_t kv_type, const void *k, const void *v,
+                              int64_t n_kv, int64_t kv_stride, float scale, float *out) {
+    if (!ctx || !q || !pos || !k || !v || !out || n_tok < 0 || n_heads <= 0 || n_kv_heads <= 0 || head_dim <= 0 || n_kv < 0)
         return NB_ERR_ARGUMENT;
     if (kv_type != NB_F32 && kv_type != NB_F16) return NB_ERR_UNSUPPORTED;
     if (n_heads % n_kv_heads != 0 || head_dim > NB_MAX_HEAD_DIM || kv_stride < n_kv_heads * head_dim ||
@@ -242,81 +269,81 @@ NB_API nb_status nb_attention(const float *q, int64_t n_tok, const int32_t *pos,
     for (int64_t t = 0; t < n_tok; t++)
         if (pos[t] < 0) return NB_ERR_ARGUMENT;
     if (n_tok == 0) return NB_OK;
-    pthread_mutex_lock(&api_lock);
+    pthread_mutex_lock(&ctx->lock);
     attn_task m = {.a = {.q = q, .n_tok = n_tok, .pos = pos, .n_heads = n_heads, .n_kv_heads = n_kv_heads,
                          .head_dim = head_dim, .kv_type = kv_type, .k = k, .v = v, .n_kv = n_kv,
                          .kv_stride = kv_stride, .scale = scale, .out = out},
-                   .k = K()};
+                   .k = K(ctx)};
     atomic_store(&m.next, 0);
-    nb_pool_run(attention_task, &m);
-    pthread_mutex_unlock(&api_lock);
+    nb_pool_run(&ctx->pool, attention_task, &m);
+    pthread_mutex_unlock(&ctx->lock);
     return NB_OK;
 }
 
 /* ------------------------------------------------------------------ single-threaded kernels */
 
-NB_API nb_status nb_embed(int32_t wtype, const void *table, int64_t n_rows, int64_t n_cols, const int32_t *ids,
-                          int64_t n_ids, float *out) {
-    if (!table || !ids || !out || n_rows < 0 || n_cols < 0 || n_ids < 0) return NB_ERR_ARGUMENT;
+NB_API nb_status nb_embed(nb_cpu *ctx, int32_t wtype, const void *table, int64_t n_rows, int64_t n_cols,
+                          const int32_t *ids, int64_t n_ids, float *out) {
+    if (!ctx || !table || !ids || !out || n_rows < 0 || n_cols < 0 || n_ids < 0) return NB_ERR_ARGUMENT;
     int64_t be = nb_block_elems(wtype);
     if (be == 0) return NB_ERR_UNSUPPORTED;
     if (n_cols % be != 0 || !fits(n_rows, n_cols, 4) || !fits(n_ids, n_cols, 4)) return NB_ERR_ARGUMENT;
     for (int64_t i = 0; i < n_ids; i++)
         if (ids[i] < 0 || ids[i] >= n_rows) return NB_ERR_ARGUMENT;
-    const nb_kernels *k = K();
+    const nb_kernels *k = K(ctx);
     int64_t row_bytes = nb_type_size(wtype, n_cols);
     for (int64_t i = 0; i < n_ids; i++)
         k->dequant_row(wtype, (const uint8_t *)table + ids[i] * row_bytes, n_cols, out + i * n_cols);
     return NB_OK;
 }
 
-NB_API nb_status nb_rmsnorm(const float *x, const float *w, int64_t n_rows, int64_t n, float eps, float *y) {
-    if (!x || !w || !y || n_rows < 0 || n < 0 || !fits(n_rows, n, 4) || !(eps >= 0.0f)) return NB_ERR_ARGUMENT;
+NB_API nb_status nb_rmsnorm(nb_cpu *ctx, const float *x, const float *w, int64_t n_rows, int64_t n, float eps, float *y) {
+    if (!ctx || !x || !w || !y || n_rows < 0 || n < 0 || !fits(n_rows, n, 4) || !(eps >= 0.0f)) return NB_ERR_ARGUMENT;
     if (n == 0) return NB_OK;
-    const nb_kernels *k = K();
+    const nb_kernels *k = K(ctx);
     for (int64_t r = 0; r < n_rows; r++) k->rmsnorm(x + r * n, w, n, eps, y + r * n);
     return NB_OK;
 }
 
-NB_API nb_status nb_rope(float *x, int64_t n_tok, int64_t n_heads, int64_t head_dim, const int32_t *pos, float theta,
-                         float freq_scale, const float *freq_factors) {
-    if (!x || !pos || n_tok < 0 || n_heads < 0 || head_dim < 0 || head_dim % 2 != 0 || head_dim > NB_MAX_HEAD_DIM ||
+NB_API nb_status nb_rope(nb_cpu *ctx, float *x, int64_t n_tok, int64_t n_heads, int64_t head_dim, const int32_t *pos,
+                         float theta, float freq_scale, const float *freq_factors) {
+    if (!ctx || !x || !pos || n_tok < 0 || n_heads < 0 || head_dim < 0 || head_dim % 2 != 0 || head_dim > NB_MAX_HEAD_DIM ||
         !fits(n_tok, n_heads, head_dim) || !(theta > 0.0f))
         return NB_ERR_ARGUMENT;
-    const nb_kernels *k = K();
+    const nb_kernels *k = K(ctx);
     for (int64_t t = 0; t < n_tok; t++)
         k->rope(x + t * n_heads * head_dim, n_heads, head_dim, pos[t], theta, freq_scale, freq_factors);
     return NB_OK;
 }
 
-NB_API nb_status nb_softmax(float *x, int64_t n_rows, int64_t n) {
-    if (!x || n_rows < 0 || n < 0 || !fits(n_rows, n, 4)) return NB_ERR_ARGUMENT;
+NB_API nb_status nb_softmax(nb_cpu *ctx, float *x, int64_t n_rows, int64_t n) {
+    if (!ctx || !x || n_rows < 0 || n < 0 || !fits(n_rows, n, 4)) return NB_ERR_ARGUMENT;
     if (n == 0) return NB_OK;
-    const nb_kernels *k = K();
+    const nb_kernels *k = K(ctx);
     for (int64_t r = 0; r < n_rows; r++) k->softmax(x + r * n, n);
     return NB_OK;
 }
 
-NB_API nb_status nb_swiglu(const float *gate, const float *up, int64_t n, float *out) {
-    if (!gate || !up || !out || n < 0) return NB_ERR_ARGUMENT;
-    K()->swiglu(gate, up, n, out);
+NB_API nb_status nb_swiglu(nb_cpu *ctx, const float *gate, const float *up, int64_t n, float *out) {
+    if (!ctx || !gate || !up || !out || n < 0) return NB_ERR_ARGUMENT;
+    K(ctx)->swiglu(gate, up, n, out);
     return NB_OK;
 }
 
-NB_API nb_status nb_add(const float *a, const float *b, int64_t n, float *out) {
-    if (!a || !b || !out || n < 0) return NB_ERR_ARGUMENT;
-    K()->add(a, b, n, out);
+NB_API nb_status nb_add(nb_cpu *ctx, const float *a, const float *b, int64_t n, float *out) {
+    if (!ctx || !a || !b || !out || n < 0) return NB_ERR_ARGUMENT;
+    K(ctx)->add(a, b, n, out);
     return NB_OK;
 }
 
-NB_API nb_status nb_f32_to_f16(const float *src, int64_t n, uint16_t *dst) {
-    if (!src || !dst || n < 0) return NB_ERR_ARGUMENT;
-    K()->f32_to_f16(src, n, dst);
+NB_API nb_status nb_f32_to_f16(nb_cpu *ctx, const float *src, int64_t n, uint16_t *dst) {
+    if (!ctx || !src || !dst || n < 0) return NB_ERR_ARGUMENT;
+    K(ctx)->f32_to_f16(src, n, dst);
     return NB_OK;
 }
 
-NB_API nb_status nb_f16_to_f32(const uint16_t *src, int64_t n, float *dst) {
-    if (!src || !dst || n < 0) return NB_ERR_ARGUMENT;
-    K()->f16_to_f32(src, n, dst);
+NB_API nb_status nb_f16_to_f32(nb_cpu *ctx, const uint16_t *src, int64_t n, float *dst) {
+    if (!ctx || !src || !dst || n < 0) return NB_ERR_ARGUMENT;
+    K(ctx)->f16_to_f32(src, n, dst);
     return NB_OK;
 }

@@ -1,4 +1,6 @@
 /* Library identity and CPU feature detection. */
+#include <stdatomic.h>
+
 #include "nibble.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -33,10 +35,15 @@ static uint32_t detect_features(void) {
 static uint32_t detect_features(void) { return 0; }
 #endif
 
-NB_API int32_t nb_version(void) { return 100; }
+NB_API int32_t nb_version(void) { return 200; }
 
+/* Detected on first use; every thread that races to detect them writes the same value. */
 NB_API uint32_t nb_cpu_features(void) {
-    static uint32_t cached = UINT32_MAX;
-    if (cached == UINT32_MAX) cached = detect_features();
-    return cached;
+    static _Atomic uint32_t cached = UINT32_MAX;
+    uint32_t f = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (f == UINT32_MAX) {
+        f = detect_features();
+        atomic_store_explicit(&cached, f, memory_order_relaxed);
+    }
+    return f;
 }

@@ -2,6 +2,8 @@
 #ifndef NB_INTERNAL_H
 #define NB_INTERNAL_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -83,10 +85,46 @@ extern const nb_kernels nb_kernels_avx512;
 #endif
 
 /* Worker pool: runs fn(ctx, ith, nth) on the caller (ith = 0) and on whichever of the pool's workers join in time.
- * fn must take its work from a shared counter in ctx until none is left: any subset of the threads may run it. */
+ * fn must take its work from a shared counter in ctx until none is left: any subset of the threads may run it.
+ * Each nb_cpu context embeds one pool; a pool runs one task at a time (its context's lock serialises callers). */
 typedef void (*nb_task)(void *ctx, int ith, int nth);
-void nb_pool_run(nb_task fn, void *ctx);
-int nb_pool_size(void);
+
+#define NB_MAX_THREADS 256
+
+typedef struct nb_pool nb_pool;
+typedef struct {
+    nb_pool *pool;
+    int ith;
+} nb_worker;
+
+struct nb_pool {
+    int n;
+    pthread_t threads[NB_MAX_THREADS];
+    nb_worker workers[NB_MAX_THREADS];
+    _Atomic uint64_t generation;
+    uint64_t start_generation; /* what new workers have seen: set before they start */
+    _Atomic int open;           /* the current run still accepts workers */
+    _Atomic int active;         /* workers inside (or about to enter) the current task */
+    _Atomic int stop;
+    _Atomic int sleepers;       /* workers blocked (or about to block) on `work` */
+    _Atomic int caller_waiting; /* the caller blocked (or about to block) on `done` */
+    nb_task fn;
+    void *ctx;
+    pthread_mutex_t lock;
+    pthread_cond_t work, done;
+};
+
+/* Initialises p and starts its n_threads - 1 workers (n_threads <= 0: one thread per online CPU; at most
+ * NB_MAX_THREADS). NB_ERR_MEMORY when the threads or the pool's mutex cannot be made (p is then torn down). */
+nb_status nb_pool_start(nb_pool *p, int32_t n_threads);
+/* Stops and joins the workers and destroys the mutex and condition variables. */
+void nb_pool_stop(nb_pool *p);
+void nb_pool_run(nb_pool *p, nb_task fn, void *ctx);
+static inline int nb_pool_size(const nb_pool *p) { return p->n; }
+
+/* The path NIBBLE_ISA names if the CPU has it, else the best one: read once per process (immutable after). */
+int32_t nb_isa_default(void);
+const nb_kernels *nb_kernels_for(int32_t isa);
 
 /* Block layout facts. */
 int64_t nb_block_elems(int32_t wtype); /* 0 for unknown types */

@@ -4,7 +4,7 @@
  * compiled with -ffp-contract=off (a fused multiply-add rounds once where Java rounds twice). Helpers reproduce the
  * Java library calls the search relies on: Math.rint + (int) cast, Math.max on floats, Float.floatToFloat16 and
  * float16ToFloat. */
-#include "nibble.h"
+#include "nb_internal.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -863,7 +863,7 @@ static void q6k_row(const float *src, int64_t blocks, uint8_t *dst, int avx2) {
 
 /* ---------------------------------------------------------------- entry point */
 
-NB_API nb_status nb_quantize_row(int32_t type, const float *src, int64_t n, void *dst) {
+NB_API nb_status nb_quantize_row_isa(int32_t isa, int32_t type, const float *src, int64_t n, void *dst) {
     int64_t block;
     switch (type) {
     case NB_Q4_K:
@@ -873,8 +873,11 @@ NB_API nb_status nb_quantize_row(int32_t type, const float *src, int64_t n, void
     default:
         return NB_ERR_UNSUPPORTED;
     }
-    if (!src || !dst || n < 0 || n % block != 0) {
+    if (isa < NB_ISA_SCALAR || isa > NB_ISA_AVX512 || !src || !dst || n < 0 || n % block != 0) {
         return NB_ERR_ARGUMENT;
+    }
+    if (isa > nb_isa_best()) {
+        return NB_ERR_UNSUPPORTED;
     }
     for (int64_t i = 0; i < n; i++) {
         if (!isfinite(src[i])) {
@@ -882,9 +885,13 @@ NB_API nb_status nb_quantize_row(int32_t type, const float *src, int64_t n, void
         }
     }
     if (type == NB_Q4_K) {
-        q4k_row(src, n / block, (uint8_t *) dst, nb_isa() >= NB_ISA_AVX2);
+        q4k_row(src, n / block, (uint8_t *) dst, isa >= NB_ISA_AVX2);
     } else {
-        q6k_row(src, n / block, (uint8_t *) dst, nb_isa() >= NB_ISA_AVX2);
+        q6k_row(src, n / block, (uint8_t *) dst, isa >= NB_ISA_AVX2);
     }
     return NB_OK;
+}
+
+NB_API nb_status nb_quantize_row(int32_t type, const float *src, int64_t n, void *dst) {
+    return nb_quantize_row_isa(nb_isa_default(), type, src, n, dst);
 }

@@ -9,10 +9,17 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.util.Locale;
+import java.util.Map;
 import java.util.Optional;
+import java.util.concurrent.ConcurrentHashMap;
 
-/** Finds a native kernel library shipped inside the jar, copies it to a private temp folder and loads it. */
+/**
+ * Finds a native kernel library shipped inside the jar, copies it to a private temp folder and loads it, once per
+ * process: every caller of {@link #load} gets the same loaded copy, so the library's state is never duplicated.
+ */
 public final class NativeLibrary {
+
+    private static final Map<String, Optional<SymbolLookup>> LOADED = new ConcurrentHashMap<>();
 
     private NativeLibrary() {}
 
@@ -37,6 +44,10 @@ public final class NativeLibrary {
      * The override {@code -Dnibble.native.dir=DIR} loads from a folder instead, for development.
      */
     public static Optional<SymbolLookup> load(String name) {
+        return LOADED.computeIfAbsent(name, NativeLibrary::loadOnce);
+    }
+
+    private static Optional<SymbolLookup> loadOnce(String name) {
         String fileName = System.mapLibraryName(name);
         String overrideDir = System.getProperty("nibble.native.dir");
         Path path;

@@ -31,17 +31,26 @@ class NativeQuantizerTest {
         };
     }
 
+    /** The instruction-set path the native quantizers of this test run on (-1: the library's default). */
+    private static int isa = -1;
+
     private static Quantizer nativeQuantizer(GgmlType type) {
         assertTrue(NativeQuantizer.available(), "libnibble_cpu with nb_quantize_row is built into the kernels jar");
-        return NativeQuantizer.of(type);
+        return NativeQuantizer.of(type, isa);
     }
 
     /** Runs {@code check} on the scalar path, then on the best SIMD path the CPU has (AVX-512 runs the AVX2 quantizers). */
     private static void onEveryIsa(ThrowingRunnable check) throws IOException {
-        assertEquals(0, NativeQuantizer.setIsa(0), "the scalar path exists everywhere");
-        check.run();
-        if (NativeQuantizer.setIsa(2) == 0 || NativeQuantizer.setIsa(1) == 0) {
+        assertTrue(NativeQuantizer.supports(0), "the scalar path exists everywhere");
+        try {
+            isa = 0;
             check.run();
+            isa = NativeQuantizer.supports(2) ? 2 : NativeQuantizer.supports(1) ? 1 : -1;
+            if (isa > 0) {
+                check.run();
+            }
+        } finally {
+            isa = -1;
         }
     }
 

@@ -2,6 +2,7 @@ package dev.nibble.runtime.nativelib;
 
 import dev.nibble.formats.GgmlType;
 import dev.nibble.kernels.NativeLibrary;
+import java.lang.foreign.Arena;
 import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.Linker;
 import java.lang.foreign.MemorySegment;
@@ -12,7 +13,12 @@ import java.lang.invoke.MethodHandle;
 import static dev.nibble.runtime.nativelib.ArgumentChecks.*;
 
 /**
- * Downcall handles for libnibble_cpu, each named after the C symbol it binds (see kernels-c/include/nibble.h).
+ * Downcall handles for libnibble_cpu, each named after the C symbol it binds (see the CPU section of
+ * kernels-c/include/nibble.h), and one CPU context: a worker pool, a scratch buffer and an instruction-set path of its
+ * own. The library is loaded and its handles bound once per process; {@link #open(int)} makes a context, and the
+ * kernels are instance methods of it, so that several contexts (two models, a CPU beside a CUDA backend) run side by
+ * side, each on its own threads. A context may be shared by threads: its pooled calls (matmul, attention) take turns on the
+ * context's lock, the others run on the calling thread. {@link #close()} must follow every call on the context.
  *
  * <p>Every wrapper checks counts and segment bounds before the downcall, so native code never sees a pointer past
  * the end of its segment: a bad argument is an {@link IllegalArgumentException} naming the call, a native error
@@ -20,7 +26,7 @@ import static dev.nibble.runtime.nativelib.ArgumentChecks.*;
  * int segments must be 4-byte aligned. Long-running kernels (matmul, attention) are plain downcalls so that the
  * garbage collector can run meanwhile; short ones use {@code critical(false)} to skip the thread-state switch.
  */
-public final class NibbleCpu {
+public final class NibbleCpu implements AutoCloseable {
 
     private static final SymbolLookup LIB = NativeLibrary.load("nibble_cpu")
             .orElseThrow(() -> new IllegalStateException(
@@ -35,25 +41,30 @@ public final class NibbleCpu {
     private static final MethodHandle nb_version = bindShort("nb_version", FunctionDescriptor.of(I32));
     private static final MethodHandle nb_cpu_features = bindShort("nb_cpu_features", FunctionDescriptor.of(I32));
     private static final MethodHandle nb_isa_best = bindShort("nb_isa_best", FunctionDescriptor.of(I32));
-    private static final MethodHandle nb_isa = bindShort("nb_isa", FunctionDescriptor.of(I32));
-    private static final MethodHandle nb_set_isa = bindShort("nb_set_isa", FunctionDescriptor.of(I32, I32));
-    private static final MethodHandle nb_pool_init = bindLong("nb_pool_init", FunctionDescriptor.of(I32, I32));
-    private static final MethodHandle nb_pool_threads = bindShort("nb_pool_threads", FunctionDescriptor.of(I32));
+    private static final MethodHandle nb_cpu_open = bindLong("nb_cpu_open", FunctionDescriptor.of(I32, I32, PTR));
+    private static final MethodHandle nb_cpu_close = bindLong("nb_cpu_close", FunctionDescriptor.ofVoid(PTR));
+    private static final MethodHandle nb_cpu_threads = bindShort("nb_cpu_threads", FunctionDescriptor.of(I32, PTR));
+    private static final MethodHandle nb_cpu_isa = bindShort("nb_cpu_isa", FunctionDescriptor.of(I32, PTR));
+    private static final MethodHandle nb_cpu_set_isa = bindLong("nb_cpu_set_isa", FunctionDescriptor.of(I32, PTR, I32));
     private static final MethodHandle nb_matmul = bindLong("nb_matmul",
-            FunctionDescriptor.of(I32, I32, PTR, I64, I64, PTR, I64, PTR));
+            FunctionDescriptor.of(I32, PTR, I32, PTR, I64, I64, PTR, I64, PTR));
     private static final MethodHandle nb_embed = bindShort("nb_embed",
-            FunctionDescriptor.of(I32, I32, PTR, I64, I64, PTR, I64, PTR));
+            FunctionDescriptor.of(I32, PTR, I32, PTR, I64, I64, PTR, I64, PTR));
     private static final MethodHandle nb_rmsnorm = bindShort("nb_rmsnorm",
-            FunctionDescriptor.of(I32, PTR, PTR, I64, I64, F32, PTR));
+            FunctionDescriptor.of(I32, PTR, PTR, PTR, I64, I64, F32, PTR));
     private static final MethodHandle nb_rope = bindShort("nb_rope",
-            FunctionDescriptor.of(I32, PTR, I64, I64, I64, PTR, F32, F32, PTR));
-    private static final MethodHandle nb_softmax = bindShort("nb_softmax", FunctionDescriptor.of(I32, PTR, I64, I64));
+            FunctionDescriptor.of(I32, PTR, PTR, I64, I64, I64, PTR, F32, F32, PTR));
+    private static final MethodHandle nb_softmax = bindShort("nb_softmax",
+            FunctionDescriptor.of(I32, PTR, PTR, I64, I64));
     private static final MethodHandle nb_attention = bindLong("nb_attention",
-            FunctionDescriptor.of(I32, PTR, I64, PTR, I64, I64, I64, I32, PTR, PTR, I64, I64, F32, PTR));
-    private static final MethodHandle nb_swiglu = bindShort("nb_swiglu", FunctionDescriptor.of(I32, PTR, PTR, I64, PTR));
-    private static final MethodHandle nb_add = bindShort("nb_add", FunctionDescriptor.of(I32, PTR, PTR, I64, PTR));
-    private static final MethodHandle nb_f32_to_f16 = bindShort("nb_f32_to_f16", FunctionDescriptor.of(I32, PTR, I64, PTR));
-    private static final MethodHandle nb_f16_to_f32 = bindShort("nb_f16_to_f32", FunctionDescriptor.of(I32, PTR, I64, PTR));
+            FunctionDescriptor.of(I32, PTR, PTR, I64, PTR, I64, I64, I64, I32, PTR, PTR, I64, I64, F32, PTR));
+    private static final MethodHandle nb_swiglu = bindShort("nb_swiglu",
+            FunctionDescriptor.of(I32, PTR, PTR, PTR, I64, PTR));
+    private static final MethodHandle nb_add = bindShort("nb_add", FunctionDescriptor.of(I32, PTR, PTR, PTR, I64, PTR));
+    private static final MethodHandle nb_f32_to_f16 = bindShort("nb_f32_to_f16",
+            FunctionDescriptor.of(I32, PTR, PTR, I64, PTR));
+    private static final MethodHandle nb_f16_to_f32 = bindShort("nb_f16_to_f32",
+            FunctionDescriptor.of(I32, PTR, PTR, I64, PTR));
 
     /** CPU feature bits, as defined in nibble.h. */
     public static final int AVX2 = 1, FMA = 1 << 1, F16C = 1 << 2, AVX512F = 1 << 3, AVX512BW = 1 << 4,
@@ -62,7 +73,62 @@ public final class NibbleCpu {
     /** Instruction-set paths, as defined in nibble.h (NB_ISA_*). */
     public static final int ISA_SCALAR = 0, ISA_AVX2 = 1, ISA_AVX512 = 2;
 
-    private NibbleCpu() {}
+    private final MemorySegment ctx;
+    private final int threads;
+    private volatile boolean closed;
+
+    private NibbleCpu(MemorySegment ctx, int threads) {
+        this.ctx = ctx;
+        this.threads = threads;
+    }
+
+    /**
+     * Opens a context whose worker pool has {@code nThreads} threads in all, the calling thread included (0: one per
+     * online CPU), on the best instruction-set path the CPU has (or the one NIBBLE_ISA names).
+     */
+    public static NibbleCpu open(int nThreads) {
+        if (nThreads < 0) {
+            throw new IllegalArgumentException("nb_cpu_open: thread count " + nThreads + " is negative");
+        }
+        MemorySegment ctx;
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment out = arena.allocate(PTR);
+            int status = (int) nb_cpu_open.invokeExact(nThreads, out);
+            check("nb_cpu_open", status);
+            ctx = out.get(ValueLayout.ADDRESS, 0);
+        } catch (RuntimeException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw failure("nb_cpu_open", t);
+        }
+        int n;
+        try {
+            n = (int) nb_cpu_threads.invokeExact(ctx);
+        } catch (Throwable t) {
+            throw failure("nb_cpu_threads", t);
+        }
+        return new NibbleCpu(ctx, n);
+    }
+
+    /** Stops the context's workers and frees it; later calls on it are an {@link IllegalStateException}. */
+    @Override
+    public synchronized void close() {
+        if (!closed) {
+            closed = true;
+            try {
+                nb_cpu_close.invokeExact(ctx);
+            } catch (Throwable t) {
+                throw failure("nb_cpu_close", t);
+            }
+        }
+    }
+
+    private MemorySegment ctx() {
+        if (closed) {
+            throw new IllegalStateException("the CPU kernel context is closed");
+        }
+        return ctx;
+    }
 
     private static MethodHandle bindShort(String symbol, FunctionDescriptor descriptor) {
         return LINKER.downcallHandle(find(symbol), descriptor, Linker.Option.critical(false));
@@ -115,12 +181,14 @@ public final class NibbleCpu {
         }
     }
 
-    /** The path in use. */
-    public static int isa() {
+    /** The path this context uses. */
+    public int isa() {
         try {
-            return (int) nb_isa.invokeExact();
+            return (int) nb_cpu_isa.invokeExact(ctx());
+        } catch (RuntimeException e) {
+            throw e;
         } catch (Throwable t) {
-            throw failure("nb_isa", t);
+            throw failure("nb_cpu_isa", t);
         }
     }
 
@@ -134,45 +202,29 @@ public final class NibbleCpu {
         };
     }
 
-    /** Forces a path; the CPU must support it (see {@link #isaBest()}). */
-    public static void setIsa(int isa) {
+    /** Forces this context's path (other contexts keep theirs); the CPU must support it (see {@link #isaBest()}). */
+    public void setIsa(int isa) {
         int status;
         try {
-            status = (int) nb_set_isa.invokeExact(isa);
+            status = (int) nb_cpu_set_isa.invokeExact(ctx(), isa);
+        } catch (RuntimeException e) {
+            throw e;
         } catch (Throwable t) {
-            throw failure("nb_set_isa", t);
+            throw failure("nb_cpu_set_isa", t);
         }
-        check("nb_set_isa", status);
+        check("nb_cpu_set_isa", status);
     }
 
-    /** (Re)starts the worker pool with {@code nThreads} threads in all, the caller included; 0 means one per CPU. */
-    public static void poolInit(int nThreads) {
-        if (nThreads < 0) {
-            throw new IllegalArgumentException("nb_pool_init: thread count " + nThreads + " is negative");
-        }
-        int status;
-        try {
-            status = (int) nb_pool_init.invokeExact(nThreads);
-        } catch (Throwable t) {
-            throw failure("nb_pool_init", t);
-        }
-        check("nb_pool_init", status);
-    }
-
-    /** Threads of the worker pool, the caller included. */
-    public static int poolThreads() {
-        try {
-            return (int) nb_pool_threads.invokeExact();
-        } catch (Throwable t) {
-            throw failure("nb_pool_threads", t);
-        }
+    /** Threads of this context's worker pool, the caller included. */
+    public int threads() {
+        return threads;
     }
 
     /**
      * {@code y[t][o] = sum_i W[o][i] * x[t][i]}: W is {@code nOut} rows of {@code nIn} weights of {@code type} in GGUF
      * block layout (a GGUF tensor with dims {nIn, nOut}); x holds {@code nTok * nIn} floats, y {@code nTok * nOut}.
      */
-    public static void matmul(GgmlType type, MemorySegment w, long nOut, long nIn, MemorySegment x, long nTok, MemorySegment y) {
+    public void matmul(GgmlType type, MemorySegment w, long nOut, long nIn, MemorySegment x, long nTok, MemorySegment y) {
         String call = "nb_matmul";
         nonNegative(call, "nOut", nOut);
         nonNegative(call, "nIn", nIn);
@@ -184,7 +236,9 @@ public final class NibbleCpu {
         requireWritable(call, "y", y);
         int status;
         try {
-            status = (int) nb_matmul.invokeExact(type.id(), w, nOut, nIn, x, nTok, y);
+            status = (int) nb_matmul.invokeExact(ctx(), type.id(), w, nOut, nIn, x, nTok, y);
+        } catch (RuntimeException e) {
+            throw e;
         } catch (Throwable t) {
             throw failure(call, t);
         }
@@ -192,7 +246,7 @@ public final class NibbleCpu {
     }
 
     /** Rows {@code ids[0..nIds)} (int32) of a typed {@code nRows x nCols} table, as floats into {@code out}. */
-    public static void embed(GgmlType type, MemorySegment table, long nRows, long nCols, MemorySegment ids, long nIds,
+    public void embed(GgmlType type, MemorySegment table, long nRows, long nCols, MemorySegment ids, long nIds,
                              MemorySegment out) {
         String call = "nb_embed";
         nonNegative(call, "nRows", nRows);
@@ -205,7 +259,9 @@ public final class NibbleCpu {
         requireWritable(call, "out", out);
         int status;
         try {
-            status = (int) nb_embed.invokeExact(type.id(), table, nRows, nCols, ids, nIds, out);
+            status = (int) nb_embed.invokeExact(ctx(), type.id(), table, nRows, nCols, ids, nIds, out);
+        } catch (RuntimeException e) {
+            throw e;
         } catch (Throwable t) {
             throw failure(call, t);
         }
@@ -213,7 +269,7 @@ public final class NibbleCpu {
     }
 
     /** {@code y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w} for {@code nRows} rows of {@code n}; y may be x. */
-    public static void rmsnorm(MemorySegment x, MemorySegment w, long nRows, long n, float eps, MemorySegment y) {
+    public void rmsnorm(MemorySegment x, MemorySegment w, long nRows, long n, float eps, MemorySegment y) {
         String call = "nb_rmsnorm";
         nonNegative(call, "nRows", nRows);
         nonNegative(call, "n", n);
@@ -227,7 +283,9 @@ public final class NibbleCpu {
         requireWritable(call, "y", y);
         int status;
         try {
-            status = (int) nb_rmsnorm.invokeExact(x, w, nRows, n, eps, y);
+            status = (int) nb_rmsnorm.invokeExact(ctx(), x, w, nRows, n, eps, y);
+        } catch (RuntimeException e) {
+            throw e;
         } catch (Throwable t) {
             throw failure(call, t);
         }
@@ -239,7 +297,7 @@ public final class NibbleCpu {
      * {@code pos[t] * freqScale * theta^(-2i/headDim) / freqFactors[i]}; {@code freqFactors} is
      * {@link MemorySegment#NULL} or {@code headDim/2} floats (Llama 3.1's rope_freqs).
      */
-    public static void rope(MemorySegment x, long nTok, long nHeads, long headDim, MemorySegment pos, float theta,
+    public void rope(MemorySegment x, long nTok, long nHeads, long headDim, MemorySegment pos, float theta,
                             float freqScale, MemorySegment freqFactors) {
         String call = "nb_rope";
         nonNegative(call, "nTok", nTok);
@@ -262,7 +320,9 @@ public final class NibbleCpu {
         }
         int status;
         try {
-            status = (int) nb_rope.invokeExact(x, nTok, nHeads, headDim, pos, theta, freqScale, freqFactors);
+            status = (int) nb_rope.invokeExact(ctx(), x, nTok, nHeads, headDim, pos, theta, freqScale, freqFactors);
+        } catch (RuntimeException e) {
+            throw e;
         } catch (Throwable t) {
             throw failure(call, t);
         }
@@ -270,7 +330,7 @@ public final class NibbleCpu {
     }
 
     /** In-place softmax over each of {@code nRows} rows of {@code n} floats. */
-    public static void softmax(MemorySegment x, long nRows, long n) {
+    public void softmax(MemorySegment x, long nRows, long n) {
         String call = "nb_softmax";
         nonNegative(call, "nRows", nRows);
         nonNegative(call, "n", n);
@@ -278,7 +338,9 @@ public final class NibbleCpu {
         requireWritable(call, "x", x);
         int status;
         try {
-            status = (int) nb_softmax.invokeExact(x, nRows, n);
+            status = (int) nb_softmax.invokeExact(ctx(), x, nRows, n);
+        } catch (RuntimeException e) {
+            throw e;
         } catch (Throwable t) {
             throw failure(call, t);
         }
@@ -290,7 +352,7 @@ public final class NibbleCpu {
      * {@code out} are {@code [nTok][nHeads][headDim]} floats; the key of position j, kv head h starts at element
      * {@code j * kvStride + h * headDim} of {@code k} (likewise {@code v}), of type {@code kvType} (F32 or F16).
      */
-    public static void attention(MemorySegment q, long nTok, MemorySegment pos, long nHeads, long nKvHeads, long headDim,
+    public void attention(MemorySegment q, long nTok, MemorySegment pos, long nHeads, long nKvHeads, long headDim,
                                  GgmlType kvType, MemorySegment k, MemorySegment v, long nKv, long kvStride, float scale,
                                  MemorySegment out) {
         String call = "nb_attention";
@@ -320,8 +382,10 @@ public final class NibbleCpu {
         requireBytes(call, "v", v, cacheBytes, esz);
         int status;
         try {
-            status = (int) nb_attention.invokeExact(q, nTok, pos, nHeads, nKvHeads, headDim, kvType.id(), k, v, nKv, kvStride,
+            status = (int) nb_attention.invokeExact(ctx(), q, nTok, pos, nHeads, nKvHeads, headDim, kvType.id(), k, v, nKv, kvStride,
                     scale, out);
+        } catch (RuntimeException e) {
+            throw e;
         } catch (Throwable t) {
             throw failure(call, t);
         }
@@ -329,7 +393,7 @@ public final class NibbleCpu {
     }
 
     /** {@code out = silu(gate) * up} over {@code n} floats. */
-    public static void swiglu(MemorySegment gate, MemorySegment up, long n, MemorySegment out) {
+    public void swiglu(MemorySegment gate, MemorySegment up, long n, MemorySegment out) {
         String call = "nb_swiglu";
         nonNegative(call, "n", n);
         requireFloats(call, "gate", gate, n);
@@ -338,7 +402,9 @@ public final class NibbleCpu {
         requireWritable(call, "out", out);
         int status;
         try {
-            status = (int) nb_swiglu.invokeExact(gate, up, n, out);
+            status = (int) nb_swiglu.invokeExact(ctx(), gate, up, n, out);
+        } catch (RuntimeException e) {
+            throw e;
         } catch (Throwable t) {
             throw failure(call, t);
         }
@@ -346,7 +412,7 @@ public final class NibbleCpu {
     }
 
     /** {@code out = a + b} over {@code n} floats. */
-    public static void add(MemorySegment a, MemorySegment b, long n, MemorySegment out) {
+    public void add(MemorySegment a, MemorySegment b, long n, MemorySegment out) {
         String call = "nb_add";
         nonNegative(call, "n", n);
         requireFloats(call, "a", a, n);
@@ -355,7 +421,9 @@ public final class NibbleCpu {
         requireWritable(call, "out", out);
         int status;
         try {
-            status = (int) nb_add.invokeExact(a, b, n, out);
+            status = (int) nb_add.invokeExact(ctx(), a, b, n, out);
+        } catch (RuntimeException e) {
+            throw e;
         } catch (Throwable t) {
             throw failure(call, t);
         }
@@ -363,7 +431,7 @@ public final class NibbleCpu {
     }
 
     /** {@code n} floats to IEEE half precision (round to nearest even). */
-    public static void f32ToF16(MemorySegment src, long n, MemorySegment dst) {
+    public void f32ToF16(MemorySegment src, long n, MemorySegment dst) {
         String call = "nb_f32_to_f16";
         nonNegative(call, "n", n);
         requireFloats(call, "src", src, n);
@@ -371,7 +439,9 @@ public final class NibbleCpu {
         requireWritable(call, "dst", dst);
         int status;
         try {
-            status = (int) nb_f32_to_f16.invokeExact(src, n, dst);
+            status = (int) nb_f32_to_f16.invokeExact(ctx(), src, n, dst);
+        } catch (RuntimeException e) {
+            throw e;
         } catch (Throwable t) {
             throw failure(call, t);
         }
@@ -379,7 +449,7 @@ public final class NibbleCpu {
     }
 
     /** {@code n} halves to floats. */
-    public static void f16ToF32(MemorySegment src, long n, MemorySegment dst) {
+    public void f16ToF32(MemorySegment src, long n, MemorySegment dst) {
         String call = "nb_f16_to_f32";
         nonNegative(call, "n", n);
         requireBytes(call, "src", src, product(call, n, 2), 2);
@@ -387,15 +457,14 @@ public final class NibbleCpu {
         requireWritable(call, "dst", dst);
         int status;
         try {
-            status = (int) nb_f16_to_f32.invokeExact(src, n, dst);
+            status = (int) nb_f16_to_f32.invokeExact(ctx(), src, n, dst);
+        } catch (RuntimeException e) {
+            throw e;
         } catch (Throwable t) {
             throw failure(call, t);
         }
         check(call, status);
     }
-
-    // ---- argument checks: all before the downcall
-
 
     private static void check(String call, int status) {
         if (status != 0) {

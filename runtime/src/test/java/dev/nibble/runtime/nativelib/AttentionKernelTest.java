@@ -10,7 +10,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
 import java.util.stream.Stream;
-import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
@@ -19,14 +19,16 @@ import org.junit.jupiter.params.provider.MethodSource;
 /** nb_attention against a float64 softmax-attention reference: grouped heads, causal positions, f32 and f16 caches. */
 class AttentionKernelTest {
 
+    private static NibbleCpu cpu;
+
     @BeforeAll
     static void twoThreads() {
-        NibbleCpu.poolInit(2);
+        cpu = NibbleCpu.open(2);
     }
 
-    @AfterEach
-    void bestPath() {
-        NibbleCpu.setIsa(NibbleCpu.isaBest());
+    @AfterAll
+    static void close() {
+        cpu.close();
     }
 
     static Stream<Arguments> cases() {
@@ -53,7 +55,7 @@ class AttentionKernelTest {
     @ParameterizedTest(name = "{0} {1} {2}")
     @MethodSource("cases")
     void attentionMatchesFloat64Reference(String isa, GgmlType kvType, int[] s) {
-        NibbleCpu.setIsa(MatmulKernelTest.isaId(isa));
+        cpu.setIsa(MatmulKernelTest.isaId(isa));
         int nTok = s[0], firstPos = s[1], nHeads = s[2], nKvHeads = s[3], hd = s[4], nKv = s[5];
         long stride = (long) nKvHeads * hd + s[6];
         Random rnd = new Random(nTok * 1000L + nHeads * 10L + hd);
@@ -73,7 +75,7 @@ class AttentionKernelTest {
             }
             float scale = (float) (1 / Math.sqrt(hd));
             MemorySegment out = KernelData.poisoned(arena, (long) nTok * nHeads * hd);
-            NibbleCpu.attention(KernelData.floats(arena, q), nTok, KernelData.ints(arena, pos), nHeads, nKvHeads, hd, kvType,
+            cpu.attention(KernelData.floats(arena, q), nTok, KernelData.ints(arena, pos), nHeads, nKvHeads, hd, kvType,
                     cache(arena, kf, kvType), cache(arena, vf, kvType), nKv, stride, scale, out);
 
             double[] ref = reference(q, kf, vf, pos, nHeads, nKvHeads, hd, nKv, stride, scale);

@@ -8,7 +8,8 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.Random;
-import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 
@@ -17,9 +18,16 @@ class ElementwiseKernelTest {
 
     private static final int[] SIZES = {1, 2, 7, 8, 9, 31, 64, 100, 1031, 4096};
 
-    @AfterEach
-    void bestPath() {
-        NibbleCpu.setIsa(NibbleCpu.isaBest());
+    private static NibbleCpu cpu;
+
+    @BeforeAll
+    static void open() {
+        cpu = NibbleCpu.open(1);
+    }
+
+    @AfterAll
+    static void close() {
+        cpu.close();
     }
 
     static int[] paths() {
@@ -29,7 +37,7 @@ class ElementwiseKernelTest {
     @ParameterizedTest
     @MethodSource("paths")
     void rmsnormMatchesReference(int isa) {
-        NibbleCpu.setIsa(isa);
+        cpu.setIsa(isa);
         Random rnd = new Random(11);
         try (Arena arena = Arena.ofConfined()) {
             for (int n : SIZES) {
@@ -38,7 +46,7 @@ class ElementwiseKernelTest {
                 float[] w = KernelData.randomFloats(rnd, n, 2);
                 float eps = 1e-5f;
                 MemorySegment y = KernelData.poisoned(arena, rows * n);
-                NibbleCpu.rmsnorm(KernelData.floats(arena, x), KernelData.floats(arena, w), rows, n, eps, y);
+                cpu.rmsnorm(KernelData.floats(arena, x), KernelData.floats(arena, w), rows, n, eps, y);
                 double[] ref = new double[rows * n];
                 for (int r = 0; r < rows; r++) {
                     double ss = 0;
@@ -58,7 +66,7 @@ class ElementwiseKernelTest {
     @ParameterizedTest
     @MethodSource("paths")
     void rmsnormWorksInPlace(int isa) {
-        NibbleCpu.setIsa(isa);
+        cpu.setIsa(isa);
         Random rnd = new Random(12);
         try (Arena arena = Arena.ofConfined()) {
             int n = 33;
@@ -66,8 +74,8 @@ class ElementwiseKernelTest {
             float[] w = KernelData.randomFloats(rnd, n, 1);
             MemorySegment xs = KernelData.floats(arena, x);
             MemorySegment separate = KernelData.poisoned(arena, n);
-            NibbleCpu.rmsnorm(xs, KernelData.floats(arena, w), 1, n, 1e-6f, separate);
-            NibbleCpu.rmsnorm(xs, KernelData.floats(arena, w), 1, n, 1e-6f, xs);
+            cpu.rmsnorm(xs, KernelData.floats(arena, w), 1, n, 1e-6f, separate);
+            cpu.rmsnorm(xs, KernelData.floats(arena, w), 1, n, 1e-6f, xs);
             assertEquals(java.util.Arrays.toString(KernelData.toArray(separate, n)), java.util.Arrays.toString(KernelData.toArray(xs, n)));
         }
     }
@@ -75,7 +83,7 @@ class ElementwiseKernelTest {
     @ParameterizedTest
     @MethodSource("paths")
     void ropeRotatesAdjacentPairsWithScalingAndFactors(int isa) {
-        NibbleCpu.setIsa(isa);
+        cpu.setIsa(isa);
         Random rnd = new Random(13);
         try (Arena arena = Arena.ofConfined()) {
             int[][] shapes = {{1, 1, 2}, {3, 4, 64}, {5, 3, 128}, {2, 2, 6}};
@@ -96,7 +104,7 @@ class ElementwiseKernelTest {
                     }
                     float[] x = KernelData.randomFloats(rnd, nTok * nHeads * hd, 2);
                     MemorySegment xs = KernelData.floats(arena, x);
-                    NibbleCpu.rope(xs, nTok, nHeads, hd, KernelData.ints(arena, pos), theta, freqScale,
+                    cpu.rope(xs, nTok, nHeads, hd, KernelData.ints(arena, pos), theta, freqScale,
                             factors == null ? MemorySegment.NULL : KernelData.floats(arena, factors));
                     double[] ref = new double[x.length];
                     for (int t = 0; t < nTok; t++) {
@@ -119,14 +127,14 @@ class ElementwiseKernelTest {
     @ParameterizedTest
     @MethodSource("paths")
     void softmaxMatchesReference(int isa) {
-        NibbleCpu.setIsa(isa);
+        cpu.setIsa(isa);
         Random rnd = new Random(14);
         try (Arena arena = Arena.ofConfined()) {
             for (int n : SIZES) {
                 int rows = 2;
                 float[] x = KernelData.randomFloats(rnd, rows * n, 30);
                 MemorySegment xs = KernelData.floats(arena, x);
-                NibbleCpu.softmax(xs, rows, n);
+                cpu.softmax(xs, rows, n);
                 double[] ref = new double[rows * n];
                 for (int r = 0; r < rows; r++) {
                     double m = Double.NEGATIVE_INFINITY, sum = 0;
@@ -148,21 +156,21 @@ class ElementwiseKernelTest {
     @ParameterizedTest
     @MethodSource("paths")
     void swigluAndAddMatchReference(int isa) {
-        NibbleCpu.setIsa(isa);
+        cpu.setIsa(isa);
         Random rnd = new Random(15);
         try (Arena arena = Arena.ofConfined()) {
             for (int n : SIZES) {
                 float[] g = KernelData.randomFloats(rnd, n, 8);
                 float[] u = KernelData.randomFloats(rnd, n, 3);
                 MemorySegment out = KernelData.poisoned(arena, n);
-                NibbleCpu.swiglu(KernelData.floats(arena, g), KernelData.floats(arena, u), n, out);
+                cpu.swiglu(KernelData.floats(arena, g), KernelData.floats(arena, u), n, out);
                 double[] ref = new double[n];
                 for (int i = 0; i < n; i++) {
                     ref[i] = g[i] / (1 + Math.exp(-g[i])) * u[i];
                 }
                 assertClose(ref, out, 1e-6, "swiglu n=" + n);
                 MemorySegment sum = KernelData.poisoned(arena, n);
-                NibbleCpu.add(KernelData.floats(arena, g), KernelData.floats(arena, u), n, sum);
+                cpu.add(KernelData.floats(arena, g), KernelData.floats(arena, u), n, sum);
                 for (int i = 0; i < n; i++) {
                     assertEquals(g[i] + u[i], sum.getAtIndex(ValueLayout.JAVA_FLOAT, i), "add element " + i);
                 }
@@ -173,7 +181,7 @@ class ElementwiseKernelTest {
     @ParameterizedTest
     @MethodSource("paths")
     void halfConversionsRoundToNearestEvenLikeJava(int isa) {
-        NibbleCpu.setIsa(isa);
+        cpu.setIsa(isa);
         Random rnd = new Random(16);
         try (Arena arena = Arena.ofConfined()) {
             int n = 65536;
@@ -182,7 +190,7 @@ class ElementwiseKernelTest {
                 halves.setAtIndex(ValueLayout.JAVA_SHORT, i, (short) i);
             }
             MemorySegment floats = KernelData.poisoned(arena, n);
-            NibbleCpu.f16ToF32(halves, n, floats);
+            cpu.f16ToF32(halves, n, floats);
             for (int i = 0; i < n; i++) {
                 float want = Float.float16ToFloat((short) i);
                 float got = floats.getAtIndex(ValueLayout.JAVA_FLOAT, i);
@@ -205,7 +213,7 @@ class ElementwiseKernelTest {
             x[2] = 65519.99f;
             x[3] = 65520f;
             MemorySegment out = arena.allocate(2L * x.length, 64);
-            NibbleCpu.f32ToF16(KernelData.floats(arena, x), x.length, out);
+            cpu.f32ToF16(KernelData.floats(arena, x), x.length, out);
             for (int i = 0; i < x.length; i++) {
                 assertEquals(Float.floatToFloat16(x[i]), out.getAtIndex(ValueLayout.JAVA_SHORT, i), "float " + x[i]);
             }
@@ -215,7 +223,7 @@ class ElementwiseKernelTest {
     @ParameterizedTest
     @MethodSource("paths")
     void embedDequantizesTheRequestedRowsOfEveryType(int isa) {
-        NibbleCpu.setIsa(isa);
+        cpu.setIsa(isa);
         Random rnd = new Random(17);
         try (Arena arena = Arena.ofConfined()) {
             for (GgmlType type : GgmlType.values()) {
@@ -223,7 +231,7 @@ class ElementwiseKernelTest {
                 MemorySegment table = KernelData.randomWeights(arena, rnd, type, rows, cols);
                 int[] ids = {3, 0, 10, 3, 7};
                 MemorySegment out = KernelData.poisoned(arena, (long) ids.length * cols);
-                NibbleCpu.embed(type, table, rows, cols, KernelData.ints(arena, ids), ids.length, out);
+                cpu.embed(type, table, rows, cols, KernelData.ints(arena, ids), ids.length, out);
                 float[][] ref = KernelData.dequantize(type, table, rows, cols);
                 double[] want = new double[ids.length * cols];
                 for (int i = 0; i < ids.length; i++) {

@@ -7,16 +7,30 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.nibble.formats.GgmlType;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
 /** Bad arguments end in an exception naming the call, never in a crash or an out-of-bounds native access. */
 class KernelArgumentTest {
 
+    private static NibbleCpu cpu;
+
+    @BeforeAll
+    static void open() {
+        cpu = NibbleCpu.open(2);
+    }
+
+    @AfterAll
+    static void close() {
+        cpu.close();
+    }
+
     @Test
     void weightSegmentShorterThanTheMatrixIsRejected() {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment w = arena.allocate(GgmlType.Q4_0.byteSize(64L * 3) - 1);
-            var e = assertThrows(IllegalArgumentException.class, () -> NibbleCpu.matmul(GgmlType.Q4_0, w, 3, 64,
+            var e = assertThrows(IllegalArgumentException.class, () -> cpu.matmul(GgmlType.Q4_0, w, 3, 64,
                     arena.allocate(4 * 64), 1, arena.allocate(4 * 3)));
             assertTrue(e.getMessage().startsWith("nb_matmul: w holds"), e.getMessage());
         }
@@ -25,7 +39,7 @@ class KernelArgumentTest {
     @Test
     void rowLengthOffTheBlockSizeIsRejected() {
         try (Arena arena = Arena.ofConfined()) {
-            var e = assertThrows(IllegalArgumentException.class, () -> NibbleCpu.matmul(GgmlType.Q4_K, arena.allocate(4096),
+            var e = assertThrows(IllegalArgumentException.class, () -> cpu.matmul(GgmlType.Q4_K, arena.allocate(4096),
                     1, 255, arena.allocate(4 * 255), 1, arena.allocate(4)));
             assertTrue(e.getMessage().contains("block size 256"), e.getMessage());
         }
@@ -36,17 +50,17 @@ class KernelArgumentTest {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment w = arena.allocate(4L * 4 * 8);
             assertThrows(IllegalArgumentException.class,
-                    () -> NibbleCpu.matmul(GgmlType.F32, w, 4, 8, arena.allocate(4 * 8), 2, arena.allocate(4 * 8)));
+                    () -> cpu.matmul(GgmlType.F32, w, 4, 8, arena.allocate(4 * 8), 2, arena.allocate(4 * 8)));
             assertThrows(IllegalArgumentException.class,
-                    () -> NibbleCpu.matmul(GgmlType.F32, w, 4, 8, arena.allocate(4 * 8), 1, arena.allocate(4 * 3)));
+                    () -> cpu.matmul(GgmlType.F32, w, 4, 8, arena.allocate(4 * 8), 1, arena.allocate(4 * 3)));
             assertThrows(IllegalArgumentException.class,
-                    () -> NibbleCpu.matmul(GgmlType.F32, w, -1, 8, arena.allocate(4 * 8), 1, arena.allocate(4 * 4)));
+                    () -> cpu.matmul(GgmlType.F32, w, -1, 8, arena.allocate(4 * 8), 1, arena.allocate(4 * 4)));
             assertThrows(IllegalArgumentException.class,
-                    () -> NibbleCpu.matmul(GgmlType.F32, w, Long.MAX_VALUE / 2, 8, arena.allocate(4 * 8), 1, arena.allocate(4)));
+                    () -> cpu.matmul(GgmlType.F32, w, Long.MAX_VALUE / 2, 8, arena.allocate(4 * 8), 1, arena.allocate(4)));
             assertThrows(IllegalArgumentException.class,
-                    () -> NibbleCpu.matmul(null, w, 4, 8, arena.allocate(4 * 8), 1, arena.allocate(4 * 4)));
+                    () -> cpu.matmul(null, w, 4, 8, arena.allocate(4 * 8), 1, arena.allocate(4 * 4)));
             assertThrows(IllegalArgumentException.class,
-                    () -> NibbleCpu.matmul(GgmlType.F32, w, 4, 8, null, 1, arena.allocate(4 * 4)));
+                    () -> cpu.matmul(GgmlType.F32, w, 4, 8, null, 1, arena.allocate(4 * 4)));
         }
     }
 
@@ -55,12 +69,12 @@ class KernelArgumentTest {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment heap = MemorySegment.ofArray(new float[16]);
             var e = assertThrows(IllegalArgumentException.class,
-                    () -> NibbleCpu.add(heap, arena.allocate(64), 16, arena.allocate(64)));
+                    () -> cpu.add(heap, arena.allocate(64), 16, arena.allocate(64)));
             assertTrue(e.getMessage().contains("heap segment"), e.getMessage());
             MemorySegment ro = arena.allocate(64).asReadOnly();
-            assertThrows(IllegalArgumentException.class, () -> NibbleCpu.add(arena.allocate(64), arena.allocate(64), 16, ro));
+            assertThrows(IllegalArgumentException.class, () -> cpu.add(arena.allocate(64), arena.allocate(64), 16, ro));
             MemorySegment odd = arena.allocate(80, 16).asSlice(2, 64);
-            assertThrows(IllegalArgumentException.class, () -> NibbleCpu.add(odd, arena.allocate(64), 16, arena.allocate(64)));
+            assertThrows(IllegalArgumentException.class, () -> cpu.add(odd, arena.allocate(64), 16, arena.allocate(64)));
         }
     }
 
@@ -70,11 +84,11 @@ class KernelArgumentTest {
             MemorySegment table = arena.allocate(4L * 4 * 8);
             MemorySegment ids = KernelData.ints(arena, new int[] {1, 4});
             var e = assertThrows(NativeKernelException.class,
-                    () -> NibbleCpu.embed(GgmlType.F32, table, 4, 8, ids, 2, arena.allocate(4L * 2 * 8)));
+                    () -> cpu.embed(GgmlType.F32, table, 4, 8, ids, 2, arena.allocate(4L * 2 * 8)));
             assertEquals("nb_embed", e.call());
             assertEquals(1, e.status());
             MemorySegment negative = KernelData.ints(arena, new int[] {-1});
-            var a = assertThrows(NativeKernelException.class, () -> NibbleCpu.attention(arena.allocate(4 * 8), 1, negative, 1, 1, 8,
+            var a = assertThrows(NativeKernelException.class, () -> cpu.attention(arena.allocate(4 * 8), 1, negative, 1, 1, 8,
                     GgmlType.F32, arena.allocate(4 * 8), arena.allocate(4 * 8), 1, 8, 1f, arena.allocate(4 * 8)));
             assertEquals("nb_attention", a.call());
         }
@@ -86,22 +100,35 @@ class KernelArgumentTest {
             MemorySegment q = arena.allocate(4 * 6 * 8);
             MemorySegment pos = KernelData.ints(arena, new int[] {0});
             MemorySegment cache = arena.allocate(4 * 2 * 8);
-            assertThrows(IllegalArgumentException.class, () -> NibbleCpu.attention(q, 1, pos, 6, 4, 8, GgmlType.F32, cache, cache,
+            assertThrows(IllegalArgumentException.class, () -> cpu.attention(q, 1, pos, 6, 4, 8, GgmlType.F32, cache, cache,
                     1, 32, 1f, q));
-            assertThrows(IllegalArgumentException.class, () -> NibbleCpu.attention(q, 1, pos, 6, 2, 8, GgmlType.Q8_0, cache, cache,
+            assertThrows(IllegalArgumentException.class, () -> cpu.attention(q, 1, pos, 6, 2, 8, GgmlType.Q8_0, cache, cache,
                     1, 16, 1f, q));
-            assertThrows(IllegalArgumentException.class, () -> NibbleCpu.attention(q, 1, pos, 6, 2, 8, GgmlType.F32, cache, cache,
+            assertThrows(IllegalArgumentException.class, () -> cpu.attention(q, 1, pos, 6, 2, 8, GgmlType.F32, cache, cache,
                     2, 16, 1f, q));
-            assertThrows(IllegalArgumentException.class, () -> NibbleCpu.attention(q, 1, pos, 6, 2, 8, GgmlType.F32, cache, cache,
+            assertThrows(IllegalArgumentException.class, () -> cpu.attention(q, 1, pos, 6, 2, 8, GgmlType.F32, cache, cache,
                     1, 15, 1f, q));
         }
     }
 
     @Test
     void unsupportedPathAndBadThreadCountAreRejected() {
-        assertThrows(NativeKernelException.class, () -> NibbleCpu.setIsa(7));
-        assertThrows(IllegalArgumentException.class, () -> NibbleCpu.poolInit(-1));
-        assertThrows(IllegalArgumentException.class, () -> NibbleCpu.rope(MemorySegment.NULL, 0, 0, 3, MemorySegment.NULL, 1e4f, 1f,
+        assertThrows(NativeKernelException.class, () -> cpu.setIsa(7));
+        assertThrows(IllegalArgumentException.class, () -> NibbleCpu.open(-1));
+        assertThrows(IllegalArgumentException.class, () -> cpu.rope(MemorySegment.NULL, 0, 0, 3, MemorySegment.NULL, 1e4f, 1f,
                 MemorySegment.NULL));
+    }
+
+    @Test
+    void aClosedContextRefusesCalls() {
+        NibbleCpu c = NibbleCpu.open(2);
+        c.close();
+        c.close(); // closing twice is harmless
+        try (Arena arena = Arena.ofConfined()) {
+            var e = assertThrows(IllegalStateException.class,
+                    () -> c.add(arena.allocate(64), arena.allocate(64), 16, arena.allocate(64)));
+            assertTrue(e.getMessage().contains("closed"), e.getMessage());
+            assertThrows(IllegalStateException.class, c::isa);
+        }
     }
 }

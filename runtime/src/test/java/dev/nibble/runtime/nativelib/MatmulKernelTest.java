@@ -1,6 +1,7 @@
 package dev.nibble.runtime.nativelib;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.nibble.formats.GgmlType;
@@ -10,7 +11,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
 import java.util.stream.Stream;
-import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -30,14 +31,16 @@ class MatmulKernelTest {
     private static final double INT8_TOLERANCE = 1e-2;
     private static final double FLOAT_TOLERANCE = 2e-5;
 
+    private static NibbleCpu cpu;
+
     @BeforeAll
     static void twoThreads() {
-        NibbleCpu.poolInit(2);
+        cpu = NibbleCpu.open(2);
     }
 
-    @AfterEach
-    void bestPath() {
-        NibbleCpu.setIsa(NibbleCpu.isaBest());
+    @AfterAll
+    static void close() {
+        cpu.close();
     }
 
     static Stream<Arguments> cases() {
@@ -60,13 +63,13 @@ class MatmulKernelTest {
     @ParameterizedTest(name = "{0} {1} nOut={2} nIn={3} nTok={4}")
     @MethodSource("cases")
     void matmulMatchesFloat64Reference(String isa, GgmlType type, int nOut, int nIn, int nTok) {
-        NibbleCpu.setIsa(isaId(isa));
+        cpu.setIsa(isaId(isa));
         Random rnd = new Random(31L * nOut + 7L * nIn + nTok + type.id());
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment w = KernelData.randomWeights(arena, rnd, type, nOut, nIn);
             float[] x = KernelData.randomFloats(rnd, nTok * nIn, 1.5f);
             MemorySegment y = KernelData.poisoned(arena, (long) nTok * nOut);
-            NibbleCpu.matmul(type, w, nOut, nIn, KernelData.floats(arena, x), nTok, y);
+            cpu.matmul(type, w, nOut, nIn, KernelData.floats(arena, x), nTok, y);
 
             float[][] wf = KernelData.dequantize(type, w, nOut, nIn);
             double[] ref = new double[nTok * nOut];
@@ -101,15 +104,15 @@ class MatmulKernelTest {
             float[][] outs = new float[3][];
             int[] threads = {1, 3, 2};
             for (int i = 0; i < threads.length; i++) {
-                NibbleCpu.poolInit(threads[i]);
-                MemorySegment y = KernelData.poisoned(arena, nTok * nOut);
-                NibbleCpu.matmul(GgmlType.Q4_K, w, nOut, nIn, x, nTok, y);
-                outs[i] = KernelData.toArray(y, nTok * nOut);
+                try (NibbleCpu c = NibbleCpu.open(threads[i])) {
+                    assertEquals(threads[i], c.threads());
+                    MemorySegment y = KernelData.poisoned(arena, nTok * nOut);
+                    c.matmul(GgmlType.Q4_K, w, nOut, nIn, x, nTok, y);
+                    outs[i] = KernelData.toArray(y, nTok * nOut);
+                }
             }
             assertArrayEquals(outs[0], outs[1]);
             assertArrayEquals(outs[0], outs[2]);
-        } finally {
-            NibbleCpu.poolInit(2);
         }
     }
 

@@ -11,7 +11,7 @@ class NativeLibraryTest {
     @Test
     void cpuLibraryIsLoadedFromTheKernelsJarAndAnswers() {
         assertTrue(NativeLibrary.load("nibble_cpu").isPresent(), "libnibble_cpu is packaged for " + NativeLibrary.platform());
-        assertEquals(100, NibbleCpu.version());
+        assertEquals(200, NibbleCpu.version());
     }
 
     @Test
@@ -23,6 +23,12 @@ class NativeLibraryTest {
         }
         assertEquals("scalar", NibbleCpu.describeFeatures(0));
         assertEquals("avx2 fma", NibbleCpu.describeFeatures(NibbleCpu.AVX2 | NibbleCpu.FMA));
+    }
+
+    @Test
+    void eachLibraryIsLoadedOncePerProcess() {
+        // the converter's quantizer and the runtime's kernels share one copy, bound once per process
+        assertTrue(NativeLibrary.load("nibble_cpu").get() == NativeLibrary.load("nibble_cpu").get());
     }
 
     @Test
