@@ -16,9 +16,9 @@ LLAMA_BENCH="${LLAMA_BENCH:-$ROOT/peers/llama.cpp/build/bin/llama-bench}"
 
 echo "== nibble bench --synthetic $SPEC -p $P -n $N -r $R -t $THREADS (writes $MODEL)"
 if [ -f "$MODEL" ]; then
-  "$ROOT/nibble" bench -m "$MODEL" -p "$P" -n "$N" -r "$R" -t "$THREADS"
+  "$ROOT/nibble" bench -m "$MODEL" -p "$P" -n "$N" -r "$R" -t "$THREADS" --device cpu
 else
-  "$ROOT/nibble" bench --synthetic "$SPEC" --save "$MODEL" -p "$P" -n "$N" -r "$R" -t "$THREADS"
+  "$ROOT/nibble" bench --synthetic "$SPEC" --save "$MODEL" -p "$P" -n "$N" -r "$R" -t "$THREADS" --device cpu
 fi
 
 if [ -n "$LLAMA_BENCH" ]; then

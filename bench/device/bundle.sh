@@ -53,5 +53,6 @@ rm -rf "$app/cp/native"
 mkdir -p "$app/cp/native"
 cp -r "$tmp/native/." "$app/cp/native/"
 cp "$tmp"/cmake/nb_cuda_check_* "$app/bin/" 2>/dev/null || true
+strip --strip-unneeded "$app/bin/"* "$app/cp/native/"*/*.so
 tar -C "$tmp" -cf - app | xz -9 -T0 > "$out/app.tar.xz"
 ls -la "$out"

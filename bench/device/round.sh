@@ -35,7 +35,7 @@ for step in "$@"; do
       classes="--select-class dev.nibble.runtime.nativelib.CudaKernelTest"
       [ "$step" = tests ] && classes="$classes --select-class dev.nibble.runtime.TinyLlamaOnCudaTest --select-class dev.nibble.runtime.TinyLlamaOnCpuTest"
       prefix=""
-      [ "$step" = sanitize ] && prefix="compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9"
+      [ "$step" = sanitize ] && prefix="compute-sanitizer --tool memcheck --leak-check no --report-api-errors no --print-limit 20 --error-exitcode 9"
       $prefix $JAVA -cp /tmp/app/cp org.junit.platform.console.ConsoleLauncher execute $classes \
         --details=tree --disable-banner > "$OUT/$step.log" 2>&1; rc=$?
       echo "$step: exit $rc" | tee -a "$summary"
@@ -43,18 +43,25 @@ for step in "$@"; do
       grep -B1 -A3 "✘" "$OUT/$step.log" | head -40 | tee -a "$summary" ;;
     bench)
       for spec in ${BENCH:-7b:q4_0 7b:q4_k}; do
-        nibble bench --synthetic "$spec" --device cuda -p 512 -n 128 -r 5 --json > "$OUT/bench-$spec.json" 2> "$OUT/bench-$spec.err"
+        name=${spec//:/-}
+        nibble bench --synthetic "$spec" --device cuda -p 512 -n 128 -r 5 --json > "/tmp/bench-$name.json" 2> "/tmp/bench-$name.err"
         echo "bench $spec: exit $?" | tee -a "$summary"
-        grep -E '"test"|median|peak' "$OUT/bench-$spec.json" | tr -d ' \n' | sed 's/,"/ /g' | tee -a "$summary"; echo | tee -a "$summary"
-        tail -3 "$OUT/bench-$spec.err" | tee -a "$summary"
+        grep -E '"test"|median|peak' "/tmp/bench-$name.json" | tr -d ' \n' | sed 's/,"/ /g' | tee -a "$summary"; echo | tee -a "$summary"
+        tail -3 "/tmp/bench-$name.err" | tee -a "$summary"
       done ;;
     big)
       for spec in 70b:q4_0 70b:q4_k; do
+        name=${spec//:/-}
+        # the device's own view of memory in use, sampled while nibble runs: the peak goes in the summary
+        nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 > "/tmp/big-$name.mem" &
+        sampler=$!
         nibble bench --synthetic "$spec" --device cuda --gpu-memory 48G --ctx 4096 -p 512 -n 128 -r 3 --json \
-          > "$OUT/big-$spec.json" 2> "$OUT/big-$spec.err"
-        echo "big $spec: exit $?" | tee -a "$summary"
-        grep -E '"test"|median|peak' "$OUT/big-$spec.json" | tr -d ' \n' | sed 's/,"/ /g' | tee -a "$summary"; echo | tee -a "$summary"
-        tail -3 "$OUT/big-$spec.err" | tee -a "$summary"
+          > "/tmp/big-$name.json" 2> "/tmp/big-$name.err"
+        rc=$?
+        kill $sampler
+        echo "big $spec: exit $rc; device memory in use at most $(sort -n "/tmp/big-$name.mem" | tail -1) MiB (nvidia-smi)" | tee -a "$summary"
+        grep -E '"test"|median|peak' "/tmp/big-$name.json" | tr -d ' \n' | sed 's/,"/ /g' | tee -a "$summary"; echo | tee -a "$summary"
+        tail -3 "/tmp/big-$name.err" | tee -a "$summary"
       done ;;
     copy)
       python3 - <<'PY' 2>&1 | tee -a "$summary"
@@ -73,6 +80,10 @@ PY
     *) echo "unknown step $step" ;;
   esac
   echo "  ($step took $(( $(date +%s) - t0 )) s)" | tee -a "$summary"
+done
+# the full results in one file (the device tool brings back at most 8)
+for f in /tmp/bench-*.json /tmp/bench-*.err /tmp/big-*.json /tmp/big-*.err; do
+  [ -f "$f" ] && { echo "=== $f"; cat "$f"; } >> "$OUT/results.txt"
 done
 echo "=== summary ==="
 cat "$summary"

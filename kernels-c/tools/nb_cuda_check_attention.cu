@@ -20,6 +20,12 @@
 #include <vector>
 #include "nibble.h"
 
+// Test hooks of libnibble_cuda (not part of nibble.h): force the d_work + combine path (1) or go back to the automatic
+// choice (0); the split plan of the decode path (splits, cluster 0/1, clusters resident at once).
+extern "C" void nb_cuda_attention_test_path(int32_t path);
+extern "C" int32_t nb_cuda_attention_test_plan(nb_cuda *ctx, int64_t n_tok, int64_t n_heads, int64_t n_kv_heads,
+                                               int64_t head_dim, int64_t n_kv, int32_t *out);
+
 static nb_cuda *g_ctx;
 static int g_fail = 0, g_pass = 0;
 static bool g_quick = false;
@@ -250,11 +256,13 @@ static void check_attention_case(const std::string &name, int64_t H, int64_t Hk,
     if (dwork) CK(nb_cuda_free(g_ctx, dwork));
 }
 
-static void check_attention() {
+/* split_only: only the split-K (n_tok <= 4) cases, names prefixed with `tag` (the d_work pass below). */
+static void check_attention(bool split_only = false, const char *tag = "") {
     struct Shape { int64_t H, Hk, D; };
     const Shape shapes[] = {{4, 4, 64}, {8, 2, 64}, {64, 8, 128}, {32, 32, 128}, {6, 1, 32}};
     std::vector<int64_t> toks = {1, 2, 3, 5, 64, 77, 300};
     if (g_quick) toks = {1, 3, 77};
+    if (split_only) toks = {1, 2, 4};
     const int64_t CAP = 4096, FILLED = 1400; // positions used below stay < FILLED
     std::uniform_int_distribution<int> upos(0, 1000);
     for (const Shape &sh : shapes) {
@@ -274,7 +282,7 @@ static void check_attention() {
                 for (int nk = 0; nk < 2; nk++) {
                     const int64_t n_kv = nk == 0 ? CAP : maxp + 1;
                     char name[160];
-                    snprintf(name, sizeof name, "attention H%lld/%lld D%lld n_tok %lld %s n_kv %lld",
+                    snprintf(name, sizeof name, "%sattention H%lld/%lld D%lld n_tok %lld %s n_kv %lld", tag,
                              (long long)sh.H, (long long)sh.Hk, (long long)sh.D, (long long)n_tok, mname,
                              (long long)n_kv);
                     check_attention_case(name, sh.H, sh.Hk, sh.D, c, pos, n_kv);
@@ -282,7 +290,7 @@ static void check_attention() {
             }
         }
         // n_kv below some positions: they are clamped to n_kv - 1.
-        {
+        if (!split_only) {
             std::vector<int32_t> pos = {900, 20, 555, 999};
             char name[160];
             snprintf(name, sizeof name, "attention H%lld/%lld D%lld n_tok 4 clamped to n_kv 600", (long long)sh.H,
@@ -296,6 +304,22 @@ static void check_attention() {
         }
         free_cache(c);
     }
+    // Short contexts in a large cache (the grid is sized for the capacity; the blocks share the real length).
+    for (int64_t len : {(int64_t)1, (int64_t)2, (int64_t)17, (int64_t)65, (int64_t)129, (int64_t)513}) {
+        const int64_t H = 32, Hk = 8, D = 128;
+        Cache c = make_cache(8192, Hk * D, Hk * D, len);
+        for (int64_t n_tok : {(int64_t)1, (int64_t)2}) {
+            std::vector<int32_t> pos((size_t)n_tok);
+            for (int64_t t = 0; t < n_tok; t++) pos[t] = (int32_t)(len - n_tok + t);
+            if (pos[0] < 0) pos[0] = -1;
+            char name[160];
+            snprintf(name, sizeof name, "%sattention H32/8 D128 n_tok %lld len %lld n_kv 8192", tag, (long long)n_tok,
+                     (long long)len);
+            check_attention_case(name, H, Hk, D, c, pos, 8192);
+        }
+        free_cache(c);
+    }
+    if (split_only) return;
     // Strided caches: a wider row (multiple of 8 halves: fast path) and an odd one (fallback path).
     const int64_t extra[] = {64, 4, 3};
     for (int64_t ex : extra) {
@@ -428,6 +452,107 @@ static void check_rope() {
     }
 }
 
+/* nb_cuda_rope_store against the host reference and, bit for bit, against nb_cuda_rope + nb_cuda_kv_store. */
+static void check_rope_store() {
+    struct Case { int64_t n_tok, H, Hk, D; float theta, fscale; bool ff; };
+    const Case cases[] = {{5, 32, 8, 128, 10000.0f, 1.0f, false}, {3, 8, 2, 64, 500000.0f, 0.25f, true},
+                          {1, 64, 8, 128, 10000.0f, 1.0f, false}, {1, 32, 32, 128, 10000.0f, 1.0f, false},
+                          {7, 6, 6, 32, 10000.0f, 1.0f, true}};
+    const int64_t cap = 40;
+    for (const Case &cs : cases) {
+        const int64_t row = cs.Hk * cs.D;
+        std::vector<float> q = randv((size_t)(cs.n_tok * cs.H * cs.D), -2.0f, 2.0f);
+        std::vector<float> k = randv((size_t)(cs.n_tok * row), -2.0f, 2.0f), v = randv(k.size(), -2.0f, 2.0f);
+        std::vector<float> ff = randv((size_t)(cs.D / 2), 1.0f, 8.0f);
+        std::vector<int32_t> pos((size_t)cs.n_tok);
+        const int32_t special[] = {39, -1, 40, 0, 1000000, 5, 17};
+        for (int64_t t = 0; t < cs.n_tok; t++) pos[t] = cs.n_tok == 1 ? 31 : special[t % 7];
+        float *dq = dalloc<float>(q.size()), *dk = dalloc<float>(k.size()), *dv = dalloc<float>(v.size());
+        float *dq2 = dalloc<float>(q.size()), *dk2 = dalloc<float>(k.size()), *dff = dalloc<float>(ff.size());
+        int32_t *dpos = dalloc<int32_t>(pos.size());
+        uint16_t *kc = dalloc<uint16_t>((size_t)(cap * row)), *vc = dalloc<uint16_t>((size_t)(cap * row));
+        uint16_t *kc2 = dalloc<uint16_t>((size_t)(cap * row)), *vc2 = dalloc<uint16_t>((size_t)(cap * row));
+        up(dq, q), up(dk, k), up(dv, v), up(dq2, q), up(dk2, k), up(dff, ff), up(dpos, pos);
+        for (uint16_t *c : {kc, vc, kc2, vc2}) poison(c, (size_t)(cap * row) * 2); // NaN rows: must stay so
+        const float *dffp = cs.ff ? dff : nullptr;
+        char name[200];
+        snprintf(name, sizeof name, "rope_store n_tok %lld heads %lld/%lld head_dim %lld theta %g scale %g%s",
+                 (long long)cs.n_tok, (long long)cs.H, (long long)cs.Hk, (long long)cs.D, cs.theta, cs.fscale,
+                 cs.ff ? " ff" : "");
+        nb_status st = nb_cuda_rope_store(g_ctx, dq, dk, dv, cs.n_tok, cs.H, cs.Hk, cs.D, dpos, cs.theta, cs.fscale,
+                                          dffp, kc, vc, cap);
+        if (st != NB_OK) {
+            printf("FAIL %-72s status %d: %s\n", name, (int)st, nb_cuda_error(g_ctx));
+            g_fail++;
+        } else {
+            // The reference: q and k rotated in double.
+            auto rot = [&](const std::vector<float> &x, int64_t heads, std::vector<double> &out) {
+                out.assign(x.size(), 0.0);
+                for (int64_t t = 0; t < cs.n_tok; t++)
+                    for (int64_t h = 0; h < heads; h++)
+                        for (int64_t i = 0; i < cs.D / 2; i++) {
+                            const double inv = pow((double)cs.theta, -2.0 * (double)i / (double)cs.D);
+                            const double ang = (double)pos[t] * cs.fscale * inv / (cs.ff ? (double)ff[i] : 1.0);
+                            const size_t o = (size_t)((t * heads + h) * cs.D + 2 * i);
+                            out[o] = x[o] * cos(ang) - x[o + 1] * sin(ang);
+                            out[o + 1] = x[o] * sin(ang) + x[o + 1] * cos(ang);
+                        }
+            };
+            std::vector<double> qref, kref;
+            rot(q, cs.H, qref);
+            rot(k, cs.Hk, kref);
+            size_t bad;
+            double err = rel_err(down(dq, q.size()), qref, &bad);
+            // Cache rows: stored ones against the reference (k to f16 accuracy, v exactly), the others still NaN.
+            const std::vector<uint16_t> gk = down(kc, (size_t)(cap * row)), gv = down(vc, (size_t)(cap * row));
+            std::vector<float> kgot;
+            std::vector<double> kwant;
+            size_t vmism = 0, untouched_bad = 0;
+            std::vector<int> stored((size_t)cap, -1);
+            for (int64_t t = 0; t < cs.n_tok; t++)
+                if (pos[t] >= 0 && pos[t] < cap) stored[(size_t)pos[t]] = (int)t;
+            for (int64_t r = 0; r < cap; r++) {
+                const int t = stored[(size_t)r];
+                for (int64_t i = 0; i < row; i++) {
+                    const size_t ci = (size_t)(r * row + i);
+                    if (t < 0) {
+                        untouched_bad += gk[ci] != 0xFFFFu || gv[ci] != 0xFFFFu;
+                        continue;
+                    }
+                    kgot.push_back(h_f16_to_f32(gk[ci]));
+                    kwant.push_back(kref[(size_t)(t * row + i)]);
+                    vmism += gv[ci] != h_f32_to_f16(v[(size_t)(t * row + i)]);
+                }
+            }
+            size_t bad2;
+            const double kerr = rel_err(kgot, kwant, &bad2);
+            const bool k_same = down(dk, k.size()) == k; // k itself is left unchanged
+            report(std::string(name) + " q", err, 1e-5, bad);
+            const bool cache_ok = kerr <= 1e-3 && vmism == 0 && untouched_bad == 0 && k_same;
+            if (cache_ok) g_pass++;
+            else g_fail++;
+            printf("%s %-72s k rel err %.2e, v mismatches %zu, rows not stored touched %zu, k %s\n",
+                   cache_ok ? "PASS" : "FAIL", (std::string(name) + " caches").c_str(), kerr, vmism, untouched_bad,
+                   k_same ? "unchanged" : "CHANGED");
+            // Bit for bit: nb_cuda_rope on q and k, nb_cuda_kv_store of k and v.
+            CK(nb_cuda_rope(g_ctx, dq2, cs.n_tok, cs.H, cs.D, dpos, cs.theta, cs.fscale, dffp));
+            CK(nb_cuda_rope(g_ctx, dk2, cs.n_tok, cs.Hk, cs.D, dpos, cs.theta, cs.fscale, dffp));
+            CK(nb_cuda_kv_store(g_ctx, dk2, cs.n_tok, row, dpos, kc2, cap));
+            CK(nb_cuda_kv_store(g_ctx, dv, cs.n_tok, row, dpos, vc2, cap));
+            const std::vector<float> q1 = down(dq, q.size()), q2 = down(dq2, q.size());
+            const bool same = memcmp(q1.data(), q2.data(), q1.size() * 4) == 0 &&
+                              down(kc2, (size_t)(cap * row)) == gk && down(vc2, (size_t)(cap * row)) == gv;
+            if (same) g_pass++;
+            else g_fail++;
+            printf("%s %-72s %s\n", same ? "PASS" : "FAIL", (std::string(name) + " == rope + kv_store").c_str(),
+                   same ? "identical bits" : "DIFFERENT bits");
+        }
+        for (void *p : {(void *)dq, (void *)dk, (void *)dv, (void *)dq2, (void *)dk2, (void *)dff, (void *)dpos,
+                        (void *)kc, (void *)vc, (void *)kc2, (void *)vc2})
+            CK(nb_cuda_free(g_ctx, p));
+    }
+}
+
 static void check_swiglu_add() {
     for (int64_t n : {(int64_t)1001, (int64_t)4097, (int64_t)11008, (int64_t)3}) {
         for (int alias = 0; alias < 2; alias++) {
@@ -502,6 +627,9 @@ static void check_arguments() {
         {"rope odd head_dim", nb_cuda_rope(g_ctx, d, 1, 1, 7, dp, 10000.f, 1.f, nullptr)},
         {"swiglu n < 0", nb_cuda_swiglu(g_ctx, d, d, -1, d)},
         {"kv_store null slots", nb_cuda_kv_store(g_ctx, d, 1, 16, nullptr, dc, 4)},
+        {"rope_store odd head_dim", nb_cuda_rope_store(g_ctx, d, d, d, 1, 2, 1, 7, dp, 10000.f, 1.f, nullptr, dc, dc, 4)},
+        {"rope_store null v cache",
+         nb_cuda_rope_store(g_ctx, d, d, d, 1, 2, 1, 8, dp, 10000.f, 1.f, nullptr, dc, nullptr, 4)},
     };
     for (auto &c : cases) {
         const bool ok = c.st == NB_ERR_ARGUMENT && nb_cuda_error(g_ctx)[0] != 0;
@@ -562,7 +690,10 @@ static void time_decode(const char *model, int64_t H, int64_t Hk, int64_t D, int
     char w[160], m[64];
     snprintf(w, sizeof w, "decode attention %s (H%lld/%lld D%lld) len %lld cap %lld", model, (long long)H,
              (long long)Hk, (long long)D, (long long)filled, (long long)cap);
-    snprintf(m, sizeof m, "%.0f GB/s cache", bytes / us * 1e-3);
+    int32_t plan[3] = {0, 0, 0};
+    nb_cuda_attention_test_plan(g_ctx, 1, H, Hk, D, cap, plan);
+    snprintf(m, sizeof m, "%.0f GB/s cache  [X %d%s, %d clusters fit]", bytes / us * 1e-3, (int)plan[0],
+             plan[1] ? " cluster" : " d_work", (int)plan[2]);
     g_times.push_back({w, us, m});
     CK(nb_cuda_free(g_ctx, dq)); CK(nb_cuda_free(g_ctx, dout)); CK(nb_cuda_free(g_ctx, dpos));
     if (dwork) CK(nb_cuda_free(g_ctx, dwork));
@@ -596,6 +727,25 @@ static void time_prompt(int64_t H, int64_t Hk, int64_t D, int64_t n_tok) {
     CK(nb_cuda_free(g_ctx, dq)); CK(nb_cuda_free(g_ctx, dout)); CK(nb_cuda_free(g_ctx, dpos));
     CK(nb_cuda_free(g_ctx, dk)); CK(nb_cuda_free(g_ctx, dv));
     if (dwork) CK(nb_cuda_free(g_ctx, dwork));
+}
+
+static void time_rope_store(int64_t n_tok, int64_t H, int64_t Hk, int64_t D) {
+    const int64_t cap = 4096, row = Hk * D;
+    std::vector<float> q = randv((size_t)(n_tok * H * D), -1.0f, 1.0f), k = randv((size_t)(n_tok * row), -1.0f, 1.0f);
+    std::vector<int32_t> pos((size_t)n_tok);
+    for (int64_t t = 0; t < n_tok; t++) pos[t] = (int32_t)(100 + t);
+    float *dq = dalloc<float>(q.size()), *dk = dalloc<float>(k.size()), *dv = dalloc<float>(k.size());
+    int32_t *dpos = dalloc<int32_t>(pos.size());
+    uint16_t *kc = dalloc<uint16_t>((size_t)(cap * row)), *vc = dalloc<uint16_t>((size_t)(cap * row));
+    up(dq, q), up(dk, k), up(dv, k), up(dpos, pos);
+    const double us = time_calls([&] {
+        CK(nb_cuda_rope_store(g_ctx, dq, dk, dv, n_tok, H, Hk, D, dpos, 10000.0f, 1.0f, nullptr, kc, vc, cap));
+    }, 100);
+    char w[160];
+    snprintf(w, sizeof w, "rope_store n_tok %lld H%lld/%lld D%lld", (long long)n_tok, (long long)H, (long long)Hk,
+             (long long)D);
+    g_times.push_back({w, us, ""});
+    for (void *p : {(void *)dq, (void *)dk, (void *)dv, (void *)dpos, (void *)kc, (void *)vc}) CK(nb_cuda_free(g_ctx, p));
 }
 
 static void time_rmsnorm(int64_t rows, int64_t n) {
@@ -635,15 +785,32 @@ int main(int argc, char **argv) {
     check_rope();
     check_swiglu_add();
     check_kv_store();
+    check_rope_store();
     check_attention();
+    // The d_work + combine path (what other archs than sm_90 take), forced on this device.
+    nb_cuda_attention_test_path(1);
+    check_attention(true, "[d_work] ");
+    nb_cuda_attention_test_path(0);
 
+    time_decode("7B", 32, 32, 128, 1, 4096);
+    time_decode("7B", 32, 32, 128, 64, 4096);
     time_decode("7B", 32, 32, 128, 512, 4096);
     time_decode("7B", 32, 32, 128, 4096, 4096);
+    time_decode("70B", 64, 8, 128, 1, 4096);
     time_decode("70B", 64, 8, 128, 512, 4096);
     time_decode("70B", 64, 8, 128, 4096, 4096);
+    if (!g_quick) time_decode("70B", 64, 8, 128, 512, 32768);
     if (!g_quick) time_decode("70B", 64, 8, 128, 32768, 32768);
+    nb_cuda_attention_test_path(1);
+    time_decode("7B [d_work]", 32, 32, 128, 1, 4096);
+    time_decode("7B [d_work]", 32, 32, 128, 512, 4096);
+    time_decode("70B [d_work]", 64, 8, 128, 4096, 4096);
+    nb_cuda_attention_test_path(0);
     time_prompt(32, 32, 128, 512);
     if (!g_quick) time_prompt(64, 8, 128, 512);
+    time_rope_store(1, 32, 32, 128);
+    time_rope_store(1, 64, 8, 128);
+    if (!g_quick) time_rope_store(512, 32, 32, 128);
     time_rmsnorm(1, 4096);
     if (!g_quick) time_rmsnorm(512, 4096);
 

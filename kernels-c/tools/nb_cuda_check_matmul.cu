@@ -255,10 +255,16 @@ struct DevBuf {
     ~DevBuf() { nb_cuda_free(ctx, p); }
 };
 
+// Which kernel a call takes, and how its error is measured. The f32 GEMVs: plain relative error
+// ||y - ref|| / ||ref||. The int8-activation GEMVs and the f16 tensor-core GEMM: as the project's CPU tests,
+// ||y - ref|| / sqrt(sum_t sum_o sum_i (w_oi x_ti)^2), the norm of the terms (rounding the activations moves each
+// output by a fraction of the norm of its terms, and cancellation can make the output itself tiny).
+bool int_path(int t) { return t == Q4_0 || t == Q8_0 || t == Q4_K || t == Q6_K || t == IQ4_NL; }
+bool term_metric(int t, int64_t n_tok) { return n_tok > 8 || int_path(t); }
 double tolerance(int t, int64_t n_tok) {
-    if (n_tok > 8) return 1e-3;                                      // f16 tensor-core GEMM
-    if (t == Q4_0 || t == Q8_0 || t == Q4_K || t == Q6_K || t == IQ4_NL) return 1e-2; // int8 activations
-    return 1e-5;                                                     // f32 GEMV
+    if (n_tok > 8) return 1e-3;       // f16 tensor-core GEMM (term norm)
+    if (int_path(t)) return 1e-2;     // int8 activations (term norm)
+    return 1e-5;                      // f32 GEMV (plain relative)
 }
 
 // Rows whose reference is computed: all of a small matrix; for a large one the first and last 40 (tile edges) and
@@ -312,24 +318,164 @@ void check_matmul(nb_cuda *ctx, int t, int64_t n_out, int64_t n_in, const std::v
         }
         int64_t unwritten = 0;
         for (int64_t i = 0; i < n_tok * n_out; i++) unwritten += !isfinite(y[i]);
-        double err2 = 0, ref2 = 0;
+        double err2 = 0, ref2 = 0, terms2 = 0;
         for (int64_t tk = 0; tk < n_tok; tk++)
             for (size_t i = 0; i < rows.size(); i++) {
                 const float *wr = wf.data() + i * n_in, *xr = x.data() + tk * n_in;
-                double acc = 0;
-                for (int64_t k = 0; k < n_in; k++) acc += (double) wr[k] * (double) xr[k];
+                double acc = 0, sq = 0;
+                for (int64_t k = 0; k < n_in; k++) {
+                    double p = (double) wr[k] * (double) xr[k];
+                    acc += p;
+                    sq += p * p;
+                }
                 double got = y[tk * n_out + rows[i]];
                 err2 += (got - acc) * (got - acc);
                 ref2 += acc * acc;
+                terms2 += sq;
             }
-        double rel = sqrt(err2 / (ref2 > 0 ? ref2 : 1e-300)), tol = tolerance(t, n_tok);
+        double den = term_metric(t, n_tok) ? terms2 : ref2;
+        double rel = sqrt(err2 / (den > 0 ? den : 1e-300)), tol = tolerance(t, n_tok);
         bool ok = unwritten == 0 && rel <= tol && isfinite(rel);
         if (!ok) g_failures++;
-        printf("%s %-6s %5lld x %-5lld tok %3lld  rel %.2e (tol %.0e)%s\n", ok ? "PASS" : "FAIL", type_name(t),
-               (long long) n_out, (long long) n_in, (long long) n_tok, rel, tol,
+        printf("%s %-6s %5lld x %-5lld tok %3lld  %s %.2e (tol %.0e)%s\n", ok ? "PASS" : "FAIL", type_name(t),
+               (long long) n_out, (long long) n_in, (long long) n_tok, term_metric(t, n_tok) ? "err/terms" : "rel", rel, tol,
                unwritten ? "  NOT WRITTEN/NON-FINITE ELEMENTS" : "");
         if (unwritten) printf("     %lld of %lld outputs not finite\n", (long long) unwritten, (long long) (n_tok * n_out));
     }
+}
+
+// A random weight on the device with its dequantized rows on the host.
+struct HostWeight {
+    int t;
+    int64_t n_out, n_in;
+    std::vector<float> wf; // n_out x n_in
+    DevBuf *d;
+};
+HostWeight make_weight(nb_cuda *ctx, int t, int64_t n_out, int64_t n_in, Rng &rng, bool host = true) {
+    HostWeight h{t, n_out, n_in, std::vector<float>(host ? (size_t) (n_out * n_in) : 0), nullptr};
+    int64_t rb = row_bytes(t, n_in);
+    std::vector<uint8_t> w((size_t) (rb * n_out));
+    for (int64_t o = 0; o < n_out; o++) gen_row(t, n_in, rng, w.data() + o * rb);
+    for (int64_t o = 0; o < n_out && host; o++) deq_row(t, w.data() + o * rb, n_in, h.wf.data() + o * n_in);
+    h.d = new DevBuf(ctx, nb_cuda_weight_bytes(t, n_out, n_in));
+    CHECK_OK(nb_cuda_upload_weight(ctx, t, w.data(), n_out, n_in, h.d->p));
+    return h;
+}
+// Reference output and the squared norm of its terms.
+void ref_dot(const HostWeight &h, int64_t o, const float *xr, double *val, double *sq) {
+    double acc = 0, s2 = 0;
+    for (int64_t k = 0; k < h.n_in; k++) {
+        double p = (double) h.wf[o * h.n_in + k] * (double) xr[k];
+        acc += p;
+        s2 += p * p;
+    }
+    *val = acc;
+    *sq = s2;
+}
+int64_t count_unwritten(const std::vector<float> &y) {
+    int64_t n = 0;
+    for (float v : y) n += !std::isfinite(v);
+    return n;
+}
+
+// nb_cuda_matmul_shared_input: each output against the reference, measured as nb_cuda_matmul's.
+void check_shared_input(nb_cuda *ctx, const std::vector<int> &types, const std::vector<int64_t> &n_outs, int64_t n_in,
+                        const std::vector<int64_t> &toks, Rng &rng) {
+    int n_w = (int) types.size();
+    std::vector<HostWeight> ws;
+    for (int j = 0; j < n_w; j++) ws.push_back(make_weight(ctx, types[j], n_outs[j], n_in, rng));
+    int64_t max_tok = *std::max_element(toks.begin(), toks.end());
+    std::vector<float> x((size_t) (max_tok * n_in));
+    for (auto &v : x) v = rng.sym();
+    DevBuf dx(ctx, (int64_t) x.size() * 4);
+    CHECK_OK(nb_cuda_upload(ctx, dx.p, x.data(), (int64_t) x.size() * 4));
+    std::vector<DevBuf *> dys;
+    for (int j = 0; j < n_w; j++) dys.push_back(new DevBuf(ctx, max_tok * n_outs[j] * 4));
+    std::string names;
+    for (int j = 0; j < n_w; j++) names += std::string(j ? "+" : "") + type_name(types[j]);
+    for (int64_t n_tok : toks) {
+        g_cases++;
+        std::vector<const void *> wp;
+        std::vector<float *> yp;
+        for (int j = 0; j < n_w; j++) {
+            wp.push_back(ws[j].d->p);
+            yp.push_back((float *) dys[j]->p);
+            CHECK_OK(nb_cuda_memset(ctx, dys[j]->p, 0xFF, n_tok * n_outs[j] * 4));
+        }
+        nb_status s = nb_cuda_matmul_shared_input(ctx, n_w, types.data(), wp.data(), n_outs.data(), n_in,
+                                                  (const float *) dx.p, n_tok, yp.data());
+        bool ok = s == NB_OK;
+        double worst = 0;
+        int64_t unwritten = 0;
+        for (int j = 0; j < n_w && ok; j++) {
+            std::vector<float> y((size_t) (n_tok * n_outs[j]));
+            if (nb_cuda_read(ctx, y.data(), dys[j]->p, n_tok * n_outs[j] * 4) != NB_OK) { ok = false; break; }
+            unwritten += count_unwritten(y);
+            double err2 = 0, ref2 = 0, terms2 = 0;
+            for (int64_t tk = 0; tk < n_tok; tk++)
+                for (int64_t o = 0; o < n_outs[j]; o++) {
+                    double v, sq;
+                    ref_dot(ws[j], o, x.data() + tk * n_in, &v, &sq);
+                    double e = y[tk * n_outs[j] + o] - v;
+                    err2 += e * e;
+                    ref2 += v * v;
+                    terms2 += sq;
+                }
+            double den = term_metric(types[j], n_tok) ? terms2 : ref2;
+            double rel = sqrt(err2 / (den > 0 ? den : 1e-300));
+            if (!(rel <= tolerance(types[j], n_tok))) ok = false;
+            worst = std::max(worst, rel / tolerance(types[j], n_tok));
+        }
+        ok = ok && unwritten == 0;
+        if (!ok) g_failures++;
+        printf("%s shared_input %-16s n_in %5lld tok %3lld  err/tol %.2f%s%s\n", ok ? "PASS" : "FAIL", names.c_str(),
+               (long long) n_in, (long long) n_tok, worst, unwritten ? "  NOT WRITTEN/NON-FINITE" : "",
+               s != NB_OK ? nb_cuda_error(ctx) : "");
+    }
+    for (auto *d : dys) delete d;
+    for (auto &w : ws) delete w.d;
+}
+
+// nb_cuda_matmul_swiglu: y = silu(g) * u. The error of y is measured against the terms that reach it:
+// sqrt(sum (u * terms_g)^2 + (silu(g) * terms_u)^2) for the term-norm paths (|silu'| <= 1.1), ||ref|| otherwise.
+void check_swiglu(nb_cuda *ctx, int t, int64_t n_out, int64_t n_in, const std::vector<int64_t> &toks, Rng &rng) {
+    HostWeight g = make_weight(ctx, t, n_out, n_in, rng), u = make_weight(ctx, t, n_out, n_in, rng);
+    int64_t max_tok = *std::max_element(toks.begin(), toks.end());
+    std::vector<float> x((size_t) (max_tok * n_in));
+    for (auto &v : x) v = rng.sym();
+    DevBuf dx(ctx, (int64_t) x.size() * 4), dy(ctx, max_tok * n_out * 4);
+    CHECK_OK(nb_cuda_upload(ctx, dx.p, x.data(), (int64_t) x.size() * 4));
+    for (int64_t n_tok : toks) {
+        g_cases++;
+        CHECK_OK(nb_cuda_memset(ctx, dy.p, 0xFF, n_tok * n_out * 4));
+        nb_status s = nb_cuda_matmul_swiglu(ctx, t, g.d->p, u.d->p, n_out, n_in, (const float *) dx.p, n_tok,
+                                            (float *) dy.p);
+        std::vector<float> y((size_t) (n_tok * n_out));
+        if (s == NB_OK) s = nb_cuda_read(ctx, y.data(), dy.p, n_tok * n_out * 4);
+        double err2 = 0, ref2 = 0, terms2 = 0;
+        for (int64_t tk = 0; tk < n_tok && s == NB_OK; tk++)
+            for (int64_t o = 0; o < n_out; o++) {
+                double gv, gs, uv, us;
+                ref_dot(g, o, x.data() + tk * n_in, &gv, &gs);
+                ref_dot(u, o, x.data() + tk * n_in, &uv, &us);
+                double sg = gv / (1.0 + exp(-gv)), v = sg * uv;
+                double e = y[tk * n_out + o] - v;
+                err2 += e * e;
+                ref2 += v * v;
+                terms2 += 1.21 * uv * uv * gs + sg * sg * us;
+            }
+        double den = term_metric(t, n_tok) ? terms2 : ref2;
+        double rel = sqrt(err2 / (den > 0 ? den : 1e-300));
+        double tol = term_metric(t, n_tok) ? tolerance(t, n_tok) : 1e-4;
+        int64_t unwritten = s == NB_OK ? count_unwritten(y) : 0;
+        bool ok = s == NB_OK && unwritten == 0 && rel <= tol;
+        if (!ok) g_failures++;
+        printf("%s swiglu %-6s %5lld x %-5lld tok %3lld  %s %.2e (tol %.0e)%s%s\n", ok ? "PASS" : "FAIL", type_name(t),
+               (long long) n_out, (long long) n_in, (long long) n_tok, term_metric(t, n_tok) ? "err/terms" : "rel", rel,
+               tol, unwritten ? "  NOT WRITTEN/NON-FINITE" : "", s != NB_OK ? nb_cuda_error(ctx) : "");
+    }
+    delete g.d;
+    delete u.d;
 }
 
 void check_embed(nb_cuda *ctx, int t, int64_t n_rows, int64_t n_cols, Rng &rng) {
@@ -424,6 +570,58 @@ void time_matmul(nb_cuda *ctx, int t, int64_t n_out, int64_t n_in, int64_t n_tok
     g_timings.push_back(tm);
 }
 
+// Timing of the fused decode calls: Q,K,V (3 x n x n) and gate/up + SwiGLU (2 x ff x n), one token, graph-replayed.
+void time_fused(nb_cuda *ctx, int t, int64_t n, int64_t ff, Rng &rng) {
+    const int copies = 4;
+    int64_t qkv_bytes = 3 * nb_cuda_weight_bytes(t, n, n), ffn_bytes = 2 * nb_cuda_weight_bytes(t, ff, n);
+    std::vector<HostWeight> ws;
+    for (int c = 0; c < copies; c++) {
+        for (int j = 0; j < 3; j++) ws.push_back(make_weight(ctx, t, n, n, rng, false));
+        for (int j = 0; j < 2; j++) ws.push_back(make_weight(ctx, t, ff, n, rng, false));
+    }
+    DevBuf dx(ctx, n * 4), dy(ctx, 3 * ff * 4);
+    CHECK_OK(nb_cuda_memset(ctx, dx.p, 0, n * 4));
+    for (int which = 0; which < 2; which++) {
+        void *graph = nullptr;
+        const int calls = 12 * copies;
+        CHECK_OK(nb_cuda_capture_begin(ctx));
+        for (int i = 0; i < calls; i++) {
+            HostWeight *w = &ws[(i % copies) * 5];
+            if (which == 0) {
+                int32_t types[3] = {t, t, t};
+                const void *wp[3] = {w[0].d->p, w[1].d->p, w[2].d->p};
+                int64_t outs[3] = {n, n, n};
+                float *yp[3] = {(float *) dy.p, (float *) dy.p + n, (float *) dy.p + 2 * n};
+                CHECK_OK(nb_cuda_matmul_shared_input(ctx, 3, types, wp, outs, n, (const float *) dx.p, 1, yp));
+            } else {
+                CHECK_OK(nb_cuda_matmul_swiglu(ctx, t, w[3].d->p, w[4].d->p, ff, n, (const float *) dx.p, 1,
+                                               (float *) dy.p));
+            }
+        }
+        CHECK_OK(nb_cuda_capture_end(ctx, &graph));
+        for (int i = 0; i < 3; i++) CHECK_OK(nb_cuda_graph_launch(ctx, graph));
+        CHECK_OK(nb_cuda_sync(ctx));
+        std::vector<double> samples;
+        for (int i = 0; i < 21; i++) {
+            auto t0 = std::chrono::steady_clock::now();
+            CHECK_OK(nb_cuda_graph_launch(ctx, graph));
+            CHECK_OK(nb_cuda_sync(ctx));
+            auto t1 = std::chrono::steady_clock::now();
+            samples.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count() / calls);
+        }
+        nb_cuda_graph_free(graph);
+        std::sort(samples.begin(), samples.end());
+        double us = samples[samples.size() / 2];
+        char what[96];
+        snprintf(what, sizeof what, "%-6s %s tok   1", type_name(t), which == 0 ? "qkv 3x4096x4096  " : "swiglu 2x11008x4096");
+        Timing tm{what, us, (double) (which == 0 ? qkv_bytes : ffn_bytes) / (us * 1e-6) / 1e9, "GB/s (weight bytes)"};
+        printf("TIME %s  %9.2f us  %8.1f %s\n", what, tm.us, tm.rate, tm.unit);
+        fflush(stdout);
+        g_timings.push_back(tm);
+    }
+    for (auto &w : ws) delete w.d;
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
@@ -472,7 +670,7 @@ int main(int argc, char **argv) {
             printf("%s argument validation\n", ok ? "PASS" : "FAIL");
         }
         std::vector<int64_t> toks = quick ? std::vector<int64_t>{1, 3, 8, 9, 77}
-                                          : std::vector<int64_t>{1, 2, 3, 7, 8, 9, 17, 64, 77, 512};
+                                          : std::vector<int64_t>{1, 2, 3, 7, 8, 9, 17, 64, 77, 300, 512};
         for (int t : kTypes) {
             std::vector<int64_t> n_ins;
             if (is_float(t)) n_ins = quick ? std::vector<int64_t>{5, 768, 4096} : std::vector<int64_t>{1, 5, 40, 768, 4096, 4097};
@@ -488,6 +686,18 @@ int main(int argc, char **argv) {
             check_embed(ctx, t, 3, block_size(t) == 1 ? 5 : block_size(t), rng);
             fflush(stdout);
         }
+        // The fused entry points: same-type and mixed-type weights (the q4_k_m case: V in Q6_K), float types, a
+        // K-split shape, and more tokens than the GEMV takes.
+        std::vector<int64_t> ftoks = quick ? std::vector<int64_t>{1, 3, 9} : std::vector<int64_t>{1, 2, 3, 8, 9, 77};
+        check_shared_input(ctx, {Q4_K, Q4_K, Q6_K}, {37, 5, 11}, 768, ftoks, rng);
+        check_shared_input(ctx, {Q4_0, Q4_0, Q4_0}, {300, 64, 64}, 4096, ftoks, rng);
+        check_shared_input(ctx, {Q8_0, F16, Q8_0, IQ4_NL}, {3, 17, 40, 1}, 512, ftoks, rng);
+        check_shared_input(ctx, {F32}, {33}, 96, ftoks, rng);
+        for (int t : {Q4_0, Q4_K, Q6_K, Q8_0, IQ4_NL, F16, NF4}) {
+            int64_t n_in = block_size(t) == 256 ? 1024 : 352;
+            check_swiglu(ctx, t, 37, n_in, ftoks, rng);
+        }
+        check_swiglu(ctx, Q4_K, 301, 11008, {1, 4, 17}, rng);
         printf("\n%d of %d checks failed\n", g_failures, g_cases);
     }
 
@@ -500,8 +710,12 @@ int main(int argc, char **argv) {
             time_matmul(ctx, t, 4096, 4096, 4, rng);
             time_matmul(ctx, t, 4096, 4096, 8, rng);
         }
+        // Prompt GEMMs: the three Llama-2-7B shapes in the two main types, 4096 x 4096 in the others.
         for (int t : {Q4_0, Q4_K})
-            for (int s = 0; s < 2; s++) time_matmul(ctx, t, shapes[s][0], shapes[s][1], 512, rng);
+            for (int s = 0; s < 3; s++) time_matmul(ctx, t, shapes[s][0], shapes[s][1], 512, rng);
+        for (int t : {Q6_K, Q8_0}) time_matmul(ctx, t, 4096, 4096, 512, rng);
+        time_matmul(ctx, Q4_0, 4096, 4096, 128, rng);
+        for (int t : {Q4_0, Q4_K}) time_fused(ctx, t, 4096, 11008, rng);
         printf("\n%-34s %10s %10s\n", "matmul (n_out x n_in, tokens)", "us", "rate");
         for (auto &tm : g_timings) printf("%-34s %10.2f %10.1f %s\n", tm.what.c_str(), tm.us, tm.rate, tm.unit);
     }

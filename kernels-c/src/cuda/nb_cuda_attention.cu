@@ -11,44 +11,58 @@
 //     shared memory at the end.
 //   * More rows: four warps of 16 query rows each share every 64-key tile.
 //
-// Split-K (flash-decoding) when n_tok <= NB_ATT_SPLIT_MAX_TOK: the cache positions 0..n_kv-1 are cut into
-// chunks of NB_ATT_SPLIT_KEYS; grid x runs over every chunk of n_kv (the filled length is only known on
-// the device), and a block whose chunk starts past the largest position of its rows exits at once. Each
-// block writes (max, sum, unnormalised output) per row to d_work; a combine kernel merges, per (token,
-// query head), only the chunks up to that token's position. Otherwise a single pass writes d_out directly.
+// Split-K (flash-decoding) when n_tok <= NB_ATT_SPLIT_MAX_TOK: the grid is fixed on the host (X splits per kv
+// head and row tile, about two blocks per SM in all; graph replay means the filled length is only known on the
+// device). The 64-key tiles below pmax + 1 (pmax read from d_pos) are dealt round-robin to the X splits, so a short
+// context in a large cache costs one tile per active split, not a grid sized for the capacity; when they fit one
+// tile, split 0 alone writes d_out and nothing is exchanged. Otherwise the active splits' partial results (max, sum,
+// unnormalised output per row) are merged
+//   * on sm_90 images: inside the kernel, the X blocks being one thread-block cluster: each block pushes its rows
+//     into the shared memory of the block owning them (one cluster barrier), which merges and writes d_out;
+//   * otherwise: through d_work and a combine kernel that reads only the active splits.
+// The per-block instruction count is what bounds this kernel (four warps, one or two blocks per SM): each thread's
+// copy addresses are computed once, full tiles copy without per-row checks, and the mask is skipped where every
+// row sees every key of a warp's slice.
+// More tokens: one block per 64-row tile covers all its keys and writes d_out directly (double-buffered tiles).
 //
 // Fallback (other head_dim, unaligned strides or pointers): one warp per (token, query head), f32 online
 // softmax over the keys one by one; correct for every valid input, not fast.
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include "nb_cuda_internal.cuh"
 
 #define NB_ATT_SPLIT_MAX_TOK 4 /* n_tok up to this uses split-K */
-#define NB_ATT_SPLIT_KEYS 128  /* cache positions per split (a multiple of NB_ATT_TILE) */
+#define NB_ATT_MAX_SPLITS 64   /* splits per (kv head, row tile) through d_work */
+#define NB_ATT_SPLIT_UNIT 16   /* a split's key range is a multiple of this many keys */
 #define NB_ATT_TILE 64         /* keys per shared-memory tile */
 
 namespace {
 
+enum { MODE_DIRECT = 0, MODE_WORK = 1, MODE_CLUSTER = 2 };
+
 constexpr float LOG2E = 1.4426950408889634f;
 constexpr int ATT_THREADS = 128;
-static_assert(NB_ATT_SPLIT_KEYS % NB_ATT_TILE == 0, "split must be whole tiles");
 
 struct AttArgs {
     const float *q;
     const int32_t *pos;
     const __half *k, *v;
     float *out;
-    float *work_o;   // [n_tok*n_heads][n_splits][head_dim] unnormalised partial outputs
-    float2 *work_ml; // [n_tok*n_heads][n_splits] (max, sum) in base 2
+    float *work_o;   // MODE_WORK: [n_tok*n_heads][n_splits][head_dim] unnormalised partial outputs
+    float2 *work_ml; // MODE_WORK: [n_tok*n_heads][n_splits] (max, sum) in base 2
     int n_tok, n_heads, group, n_kv, n_splits, head_dim;
+    int rt_rows;     // query rows per block of the tensor-core kernel
     int64_t kv_stride;
     float qscale; // scale * log2(e)
 };
 
-int64_t splits_for(int64_t n_tok, int64_t n_kv) {
+/* Splits d_work is sized for: one per NB_ATT_SPLIT_UNIT keys of n_kv, at most NB_ATT_MAX_SPLITS; 1 past the
+ * split-K token count. */
+int64_t work_splits(int64_t n_tok, int64_t n_kv) {
     if (n_tok > NB_ATT_SPLIT_MAX_TOK) return 1;
-    int64_t s = (n_kv + NB_ATT_SPLIT_KEYS - 1) / NB_ATT_SPLIT_KEYS;
-    return s > 1 ? s : 1;
+    const int64_t s = (n_kv + NB_ATT_SPLIT_UNIT - 1) / NB_ATT_SPLIT_UNIT;
+    return s < 1 ? 1 : s > NB_ATT_MAX_SPLITS ? NB_ATT_MAX_SPLITS : s;
 }
 
 // ------------------------------------------------------------------------------- PTX helpers
@@ -99,9 +113,54 @@ __device__ __forceinline__ float half2_sum(uint32_t u) {
 
 // ------------------------------------------------------------------------------- tensor-core kernel
 
-/* grid (x: split, y: kv head, z: row tile, heaviest causal tiles first); ATT_THREADS threads.
- * WR warps along query rows (16 rows each), WK warps along the keys of a tile; WR * WK = 4. */
-template <int D, int WR, int WK>
+/* Key tiles of NB_ATT_TILE keys are dealt to the X splits of a (kv head, row tile) round-robin: split s takes tiles
+ * s, s + X, s + 2X, ... below kend. Splits holding at least one tile (at least split 0): */
+__host__ __device__ __forceinline__ int active_splits(int kend, int X) {
+    const int nt = (kend + NB_ATT_TILE - 1) / NB_ATT_TILE;
+    return nt < 1 ? 1 : nt < X ? nt : X;
+}
+
+/* Dynamic shared memory of att_mma_kernel: ST stages of a K tile and a V tile; in cluster mode a receive area after
+ * them (16 partial rows of D floats and their (max, sum)) that the other blocks of the cluster write into. */
+template <int D, int ST> __host__ __device__ constexpr size_t att_stage_bytes() { return (size_t)ST * 2 * NB_ATT_TILE * (D + 8) * 2; }
+constexpr int CL_SLOTS = 16;
+template <int D, int ST, int MODE> __host__ __device__ constexpr size_t att_smem_bytes() {
+    return att_stage_bytes<D, ST>() + (MODE == MODE_CLUSTER ? (size_t)CL_SLOTS * (D * 4 + 8) : 0);
+}
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+__device__ __forceinline__ void cluster_arrive_relaxed() { asm volatile("barrier.cluster.arrive.relaxed;\n" ::: "memory"); }
+__device__ __forceinline__ void cluster_arrive_release() { asm volatile("barrier.cluster.arrive.release;\n" ::: "memory"); }
+__device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait.acquire;\n" ::: "memory"); }
+__device__ __forceinline__ uint32_t cluster_rank() {
+    uint32_t r;
+    asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
+    return r;
+}
+/* The address of the same shared-memory location in block `rank` of the cluster (shared::cluster window). */
+__device__ __forceinline__ uint32_t cluster_map(uint32_t saddr, uint32_t rank) {
+    uint32_t r;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(r) : "r"(saddr), "r"(rank));
+    return r;
+}
+__device__ __forceinline__ void st_cluster_f4(uint32_t addr, float4 v) {
+    asm volatile("st.shared::cluster.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "f"(v.x), "f"(v.y), "f"(v.z),
+                 "f"(v.w)
+                 : "memory");
+}
+__device__ __forceinline__ void st_cluster_f2(uint32_t addr, float2 v) {
+    asm volatile("st.shared::cluster.v2.f32 [%0], {%1, %2};\n" ::"r"(addr), "f"(v.x), "f"(v.y) : "memory");
+}
+#endif
+
+/* grid (x: split, y: kv head, z: row tile, heaviest causal tiles first); ATT_THREADS threads; dynamic shared memory
+ * att_smem_bytes<D, ST, MODE>(). WR warps along query rows (16 rows each), WK warps along the keys of a tile
+ * (WR * WK = 4); ST-stage cp.async pipeline over the key tiles. MODE: MODE_DIRECT (one block per row tile covers all
+ * its keys and writes d_out), MODE_WORK (gridDim.x splits write partials to d_work, att_combine_kernel merges them),
+ * MODE_CLUSTER (the gridDim.x splits form one thread-block cluster; each pushes its partial rows into the block that
+ * owns them, row r belonging to block r % X, which merges and writes d_out). In the split modes, when the visible
+ * keys fit one tile (one active split), split 0 writes d_out itself and no block exchanges anything. */
+template <int D, int WR, int WK, int ST, int MODE>
 __global__ void __launch_bounds__(ATT_THREADS) att_mma_kernel(const AttArgs a) {
     constexpr int RT = 16 * WR;      // query rows per block
     constexpr int KT = NB_ATT_TILE;  // keys per tile
@@ -111,19 +170,26 @@ __global__ void __launch_bounds__(ATT_THREADS) att_mma_kernel(const AttArgs a) {
     constexpr int DT = D / 8;        // output n-tiles
     constexpr int LD = D + 8;        // shared row stride in halves: 16 bytes of padding, conflict-free ldmatrix
     constexpr int CPR = D / 8;       // 16-byte chunks per cache row
+    constexpr int RPI = ATT_THREADS / CPR; // cache rows one pass of the block copies
+    constexpr int NI = KT / RPI;     // passes per tile
+    constexpr int STAGE = 2 * KT * LD; // halves per stage (K tile, V tile)
     static_assert(WR * WK * 32 == ATT_THREADS, "four warps");
-    static_assert(KW % 16 == 0 && D % 16 == 0, "tile shapes");
-    static_assert(WK == 1 || (size_t)WK * 16 * (D + 2) * 4 <= (size_t)2 * KT * LD * 2, "combine fits in smem");
+    static_assert(KW % 16 == 0 && D % 16 == 0 && ST >= 2 && KT % RPI == 0, "tile shapes");
+    static_assert(((size_t)WK * RT * D + 3 * WK * RT) * 4 <= att_stage_bytes<D, ST>(), "merge fits in smem");
+    static_assert(MODE != MODE_CLUSTER || (RT == CL_SLOTS && WK > 1), "cluster mode: the decode shape");
 
-    __shared__ __align__(16) __half sKV[2 * KT * LD]; // K tile then V tile; reused by the cross-warp combine
+    extern __shared__ __align__(16) unsigned char att_smem[];
+    __half *const smem_h = reinterpret_cast<__half *>(att_smem);
     __shared__ int sPos[RT];
-    __half *sK = sKV, *sV = sKV + KT * LD;
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int wr = warp / WK, wk = warp % WK;
-    const int split = blockIdx.x, h = blockIdx.y;
+    const int split = MODE == MODE_DIRECT ? 0 : (int)blockIdx.x;
+    const int X = MODE == MODE_DIRECT ? 1 : (int)gridDim.x;
+    const int h = blockIdx.y;
     const int rt = gridDim.z - 1 - blockIdx.z;
     const int G = a.group, n_rows = a.n_tok * G, row_base = rt * RT;
+    const int nvr = min(RT, n_rows - row_base); // valid rows of this block
 
     if (tid < RT) {
         const int r = row_base + tid;
@@ -136,21 +202,78 @@ __global__ void __launch_bounds__(ATT_THREADS) att_mma_kernel(const AttArgs a) {
         sPos[tid] = p;
     }
     __syncthreads();
-    int pmax = -1;
-#pragma unroll 8
-    for (int i = 0; i < RT; i++) pmax = max(pmax, sPos[i]);
-    const int kend = pmax + 1; // keys [0, kend) are wanted by some row of this block
-    int kbeg = 0, klim = kend;
-    if (a.n_splits > 1) {
-        kbeg = split * NB_ATT_SPLIT_KEYS;
-        if (kbeg >= kend) return; // whole block: nothing of this chunk is visible to its rows
-        klim = min(kbeg + NB_ATT_SPLIT_KEYS, kend);
+    // Largest position of the block's rows (keys [0, kend) are wanted by some row) and smallest (keys up to it are
+    // wanted by every row: no mask needed).
+    int pmax, pmin;
+    {
+        int v0 = lane < RT ? sPos[lane] : -1, v1 = lane < RT ? sPos[lane] : 0x7fffffff;
+        if (lane >= nvr) v1 = 0x7fffffff;
+        if (RT > 32) {
+            const int u = sPos[(lane + 32) % RT];
+            v0 = max(v0, u);
+            if (lane + 32 < nvr) v1 = min(v1, u);
+        }
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) {
+            v0 = max(v0, __shfl_xor_sync(0xffffffffu, v0, off));
+            v1 = min(v1, __shfl_xor_sync(0xffffffffu, v1, off));
+        }
+        pmax = v0;
+        pmin = v1;
+    }
+    const int kend = pmax + 1, klim = kend;
+    const int A = MODE == MODE_DIRECT ? 1 : active_splits(kend, X); // uniform over the X blocks
+    const bool direct = MODE == MODE_DIRECT || A == 1;
+    if (MODE == MODE_WORK && split >= A) return; // the combine reads only the active splits
+    if (MODE == MODE_CLUSTER && direct && split != 0) return; // split 0 alone: no exchange, no cluster barrier
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if (MODE == MODE_CLUSTER && !direct) cluster_arrive_relaxed(); // "started": waited for before any remote store
+#endif
+    const int ntiles = split * KT < kend ? ((kend + KT - 1) / KT - 1 - split) / X + 1 : 0;
+
+    // Copies: this thread moves 16-byte chunk (tid % CPR) of rows tid / CPR + k * RPI, k < NI, of each tile.
+    const int64_t stride = a.kv_stride;
+    const int crow = tid / CPR;
+    const int64_t coff = (int64_t)crow * stride + (tid % CPR) * 8 + (int64_t)h * D;
+    const __half *const kp = a.k + coff, *const vp = a.v + coff;
+    const __half *const k0 = a.k + (coff - (int64_t)crow * stride), *const v0 = a.v + (coff - (int64_t)crow * stride);
+    const uint32_t sdst = smem_addr(smem_h + crow * LD + (tid % CPR) * 8);
+    // Tile i (keys (split + i X) KT ...) into stage i % ST; rows at or past klim are zero-filled (never read unwritten
+    // cache rows: NaN * 0 = NaN).
+    auto load_tile = [&](int i) {
+        const int j0 = (split + i * X) * KT;
+        const uint32_t dk = sdst + (uint32_t)((i % ST) * STAGE * 2), dv = dk + KT * LD * 2;
+        const __half *ks = kp + (int64_t)j0 * stride, *vs = vp + (int64_t)j0 * stride;
+        if (j0 + KT <= klim) {
+#pragma unroll
+            for (int k = 0; k < NI; k++) {
+                cp_async16(dk + k * RPI * LD * 2, ks, true);
+                cp_async16(dv + k * RPI * LD * 2, vs, true);
+                ks += RPI * stride;
+                vs += RPI * stride;
+            }
+        } else {
+#pragma unroll
+            for (int k = 0; k < NI; k++) {
+                const bool ok = j0 + crow + k * RPI < klim;
+                cp_async16(dk + k * RPI * LD * 2, ok ? ks : k0, ok); // (row 0 exists: nothing is read)
+                cp_async16(dv + k * RPI * LD * 2, ok ? vs : v0, ok);
+                ks += RPI * stride;
+                vs += RPI * stride;
+            }
+        }
+    };
+#pragma unroll
+    for (int i = 0; i < ST - 1; i++) {
+        if (i < ntiles) load_tile(i);
+        cp_async_commit();
     }
 
     const int lr = wr * 16 + (lane >> 2); // this lane's rows: lr and lr + 8
-    const int pos_lo = sPos[lr], pos_hi = sPos[lr + 8];
+    // Rows past the valid ones take the widest mask (their results are never stored).
+    const int pos_lo = lr < nvr ? sPos[lr] : pmax, pos_hi = lr + 8 < nvr ? sPos[lr + 8] : pmax;
 
-    // Q fragments (A operand, row-major 16 x D), pre-scaled, f16.
+    // Q fragments (A operand, row-major 16 x D), pre-scaled, f16 (loaded while the first tiles arrive).
     uint32_t qf[KS][4];
     {
         const int r_lo = row_base + lr, r_hi = r_lo + 8;
@@ -185,53 +308,40 @@ __global__ void __launch_bounds__(ATT_THREADS) att_mma_kernel(const AttArgs a) {
     for (int i = 0; i < DT; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
     float m_lo = -INFINITY, m_hi = -INFINITY, l_lo = 0.0f, l_hi = 0.0f; // l: this lane's share of the row sum
 
-    const __half *kbase = a.k + (int64_t)h * D, *vbase = a.v + (int64_t)h * D;
     const int kw0 = wk * KW; // this warp's keys within a tile
-    for (int j0 = kbeg; j0 < klim; j0 += KT) {
-        __syncthreads(); // the previous tile is consumed
-        // K and V in two groups: the scores are computed while V is still arriving.
-        for (int c = tid; c < KT * CPR; c += ATT_THREADS) {
-            const int r = c / CPR, cc = c % CPR;
-            const int j = j0 + r;
-            const bool ok = j < klim; // past it: zeros (never read unwritten cache rows, NaN * 0 = NaN)
-            cp_async16(smem_addr(sK + r * LD + cc * 8), kbase + (int64_t)(ok ? j : 0) * a.kv_stride + cc * 8, ok);
-        }
-        cp_async_commit();
-        for (int c = tid; c < KT * CPR; c += ATT_THREADS) {
-            const int r = c / CPR, cc = c % CPR;
-            const int j = j0 + r;
-            const bool ok = j < klim;
-            cp_async16(smem_addr(sV + r * LD + cc * 8), vbase + (int64_t)(ok ? j : 0) * a.kv_stride + cc * 8, ok);
-        }
-        cp_async_commit();
-        cp_async_wait<1>();
-        __syncthreads();
+    for (int it = 0; it < ntiles; it++) {
+        cp_async_wait<ST - 2>(); // this thread's copies of tile `it` have landed
+        __syncthreads();         // everyone's have; and tile it-1 is consumed, so its stage can be refilled
+        if (it + ST - 1 < ntiles) load_tile(it + ST - 1);
+        cp_async_commit(); // (possibly empty: keeps the group count uniform)
 
-        const bool active = j0 + kw0 < klim; // warp-uniform: false when this warp's keys are all past the end
-        uint32_t pf[NT / 2][4];              // P as A fragments, 16 keys per k-step
-        if (active) {
-            // S = Q K^T for 16 rows x KW keys.
-            float s[NT][4];
+        const __half *sK = smem_h + (it % ST) * STAGE, *sV = sK + KT * LD;
+        const int j0 = (split + it * X) * KT;
+        if (j0 + kw0 >= klim) continue; // warp-uniform: this warp's keys are all past the end
+
+        // S = Q K^T for 16 rows x KW keys.
+        float s[NT][4];
 #pragma unroll
-            for (int i = 0; i < NT; i++) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.0f;
-            {
-                const int mi = lane >> 3;
-                const int krow = kw0 + (lane & 7) + ((mi >> 1) << 3);
-                const int kcol = (mi & 1) << 3;
+        for (int i = 0; i < NT; i++) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.0f;
+        {
+            const int mi = lane >> 3;
+            const int krow = kw0 + (lane & 7) + ((mi >> 1) << 3);
+            const int kcol = (mi & 1) << 3;
 #pragma unroll
-                for (int ks = 0; ks < KS; ks++) {
+            for (int ks = 0; ks < KS; ks++) {
 #pragma unroll
-                    for (int np = 0; np < NT / 2; np++) {
-                        uint32_t b0, b1, b2, b3;
-                        ldmatrix_x4(b0, b1, b2, b3, smem_addr(sK + (krow + np * 16) * LD + ks * 16 + kcol));
-                        mma16816(s[2 * np], qf[ks], b0, b1);
-                        mma16816(s[2 * np + 1], qf[ks], b2, b3);
-                    }
+                for (int np = 0; np < NT / 2; np++) {
+                    uint32_t b0, b1, b2, b3;
+                    ldmatrix_x4(b0, b1, b2, b3, smem_addr(sK + (krow + np * 16) * LD + ks * 16 + kcol));
+                    mma16816(s[2 * np], qf[ks], b0, b1);
+                    mma16816(s[2 * np + 1], qf[ks], b2, b3);
                 }
             }
+        }
 
-            // Causal / length mask and online softmax (base 2).
-            float mx_lo = -INFINITY, mx_hi = -INFINITY;
+        // Causal / length mask (only where some key of this warp's slice is past some row's position) and online
+        // softmax (base 2).
+        if (j0 + kw0 + KW - 1 > pmin) { // warp-uniform
 #pragma unroll
             for (int nt = 0; nt < NT; nt++) {
 #pragma unroll
@@ -240,41 +350,43 @@ __global__ void __launch_bounds__(ATT_THREADS) att_mma_kernel(const AttArgs a) {
                     const bool in = key < klim;
                     if (!(in && key <= pos_lo)) s[nt][e] = -INFINITY;
                     if (!(in && key <= pos_hi)) s[nt][2 + e] = -INFINITY;
-                    mx_lo = fmaxf(mx_lo, s[nt][e]);
-                    mx_hi = fmaxf(mx_hi, s[nt][2 + e]);
                 }
             }
-            mx_lo = fmaxf(mx_lo, __shfl_xor_sync(0xffffffffu, mx_lo, 1));
-            mx_lo = fmaxf(mx_lo, __shfl_xor_sync(0xffffffffu, mx_lo, 2));
-            mx_hi = fmaxf(mx_hi, __shfl_xor_sync(0xffffffffu, mx_hi, 1));
-            mx_hi = fmaxf(mx_hi, __shfl_xor_sync(0xffffffffu, mx_hi, 2));
-            const float mn_lo = fmaxf(m_lo, mx_lo), mn_hi = fmaxf(m_hi, mx_hi);
-            const float mu_lo = mn_lo == -INFINITY ? 0.0f : mn_lo, mu_hi = mn_hi == -INFINITY ? 0.0f : mn_hi;
-            const float al_lo = exp2f(m_lo - mu_lo), al_hi = exp2f(m_hi - mu_hi);
-            m_lo = mn_lo;
-            m_hi = mn_hi;
-            l_lo *= al_lo;
-            l_hi *= al_hi;
-#pragma unroll
-            for (int i = 0; i < DT; i++) {
-                o[i][0] *= al_lo;
-                o[i][1] *= al_lo;
-                o[i][2] *= al_hi;
-                o[i][3] *= al_hi;
-            }
-#pragma unroll
-            for (int nt = 0; nt < NT; nt++) {
-                const uint32_t lo = pack_half2(exp2f(s[nt][0] - mu_lo), exp2f(s[nt][1] - mu_lo));
-                const uint32_t hi = pack_half2(exp2f(s[nt][2] - mu_hi), exp2f(s[nt][3] - mu_hi));
-                l_lo += half2_sum(lo);
-                l_hi += half2_sum(hi);
-                pf[nt >> 1][(nt & 1) * 2] = lo;
-                pf[nt >> 1][(nt & 1) * 2 + 1] = hi;
-            }
         }
-        cp_async_wait<0>();
-        __syncthreads();
-        if (!active) continue;
+        float mx_lo = -INFINITY, mx_hi = -INFINITY;
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+            mx_lo = fmaxf(mx_lo, fmaxf(s[nt][0], s[nt][1]));
+            mx_hi = fmaxf(mx_hi, fmaxf(s[nt][2], s[nt][3]));
+        }
+        mx_lo = fmaxf(mx_lo, __shfl_xor_sync(0xffffffffu, mx_lo, 1));
+        mx_lo = fmaxf(mx_lo, __shfl_xor_sync(0xffffffffu, mx_lo, 2));
+        mx_hi = fmaxf(mx_hi, __shfl_xor_sync(0xffffffffu, mx_hi, 1));
+        mx_hi = fmaxf(mx_hi, __shfl_xor_sync(0xffffffffu, mx_hi, 2));
+        const float mn_lo = fmaxf(m_lo, mx_lo), mn_hi = fmaxf(m_hi, mx_hi);
+        const float mu_lo = mn_lo == -INFINITY ? 0.0f : mn_lo, mu_hi = mn_hi == -INFINITY ? 0.0f : mn_hi;
+        const float al_lo = exp2f(m_lo - mu_lo), al_hi = exp2f(m_hi - mu_hi);
+        m_lo = mn_lo;
+        m_hi = mn_hi;
+        l_lo *= al_lo;
+        l_hi *= al_hi;
+#pragma unroll
+        for (int i = 0; i < DT; i++) {
+            o[i][0] *= al_lo;
+            o[i][1] *= al_lo;
+            o[i][2] *= al_hi;
+            o[i][3] *= al_hi;
+        }
+        uint32_t pf[NT / 2][4]; // P as A fragments, 16 keys per k-step
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+            const uint32_t lo = pack_half2(exp2f(s[nt][0] - mu_lo), exp2f(s[nt][1] - mu_lo));
+            const uint32_t hi = pack_half2(exp2f(s[nt][2] - mu_hi), exp2f(s[nt][3] - mu_hi));
+            l_lo += half2_sum(lo);
+            l_hi += half2_sum(hi);
+            pf[nt >> 1][(nt & 1) * 2] = lo;
+            pf[nt >> 1][(nt & 1) * 2 + 1] = hi;
+        }
 
         // O += P V.
         {
@@ -293,28 +405,31 @@ __global__ void __launch_bounds__(ATT_THREADS) att_mma_kernel(const AttArgs a) {
             }
         }
     }
+    cp_async_wait<0>();
+    __syncthreads(); // the stages are free: the merge below reuses them
 
     l_lo += __shfl_xor_sync(0xffffffffu, l_lo, 1);
     l_lo += __shfl_xor_sync(0xffffffffu, l_lo, 2);
     l_hi += __shfl_xor_sync(0xffffffffu, l_hi, 1);
     l_hi += __shfl_xor_sync(0xffffffffu, l_hi, 2);
 
-    const int H = a.n_heads, ns = a.n_splits;
+    const int H = a.n_heads;
     if (WK == 1) {
+        // Each warp owns its 16 rows: straight from the registers.
 #pragma unroll
         for (int hf = 0; hf < 2; hf++) {
             const int gr = row_base + lr + hf * 8;
             if (gr >= n_rows) continue;
             const int64_t orow = (int64_t)(gr / G) * H + (int64_t)h * G + gr % G;
             const float l = hf ? l_hi : l_lo, m = hf ? m_hi : m_lo;
-            if (ns == 1) {
+            if (direct) {
                 const float inv = l > 0.0f ? 1.0f / l : 0.0f;
                 float *dst = a.out + orow * D + (lane & 3) * 2;
 #pragma unroll
                 for (int i = 0; i < DT; i++)
                     *reinterpret_cast<float2 *>(dst + i * 8) = make_float2(o[i][2 * hf] * inv, o[i][2 * hf + 1] * inv);
             } else {
-                const int64_t pidx = orow * ns + split;
+                const int64_t pidx = orow * X + split;
                 float *dst = a.work_o + pidx * D + (lane & 3) * 2;
 #pragma unroll
                 for (int i = 0; i < DT; i++)
@@ -322,71 +437,183 @@ __global__ void __launch_bounds__(ATT_THREADS) att_mma_kernel(const AttArgs a) {
                 if ((lane & 3) == 0) a.work_ml[pidx] = make_float2(m, l);
             }
         }
-    } else {
-        // Merge the WK warps (same 16 rows, different keys) through shared memory.
-        float *sO = reinterpret_cast<float *>(sKV); // [WK][16][D]
-        float *sM = sO + WK * 16 * D, *sL = sM + WK * 16;
-        __syncthreads();
-        const int r0 = lane >> 2;
+        return;
+    }
+
+    // Through shared memory: sO [WK][RT][D] per-warp partials, sM/sL [WK][RT] their max and sum, sF [WK][RT] each
+    // warp's factor in the block's merged row (divided by the row sum when the block writes d_out).
+    float *sO = reinterpret_cast<float *>(att_smem);
+    float *sM = sO + WK * RT * D, *sL = sM + WK * RT, *sF = sL + WK * RT;
+    const bool has_keys = ntiles > 0;
+    if (has_keys) {
+        const int r0 = wr * 16 + (lane >> 2);
 #pragma unroll
         for (int i = 0; i < DT; i++) {
             const int c = i * 8 + (lane & 3) * 2;
-            *reinterpret_cast<float2 *>(sO + (wk * 16 + r0) * D + c) = make_float2(o[i][0], o[i][1]);
-            *reinterpret_cast<float2 *>(sO + (wk * 16 + r0 + 8) * D + c) = make_float2(o[i][2], o[i][3]);
+            *reinterpret_cast<float2 *>(sO + (wk * RT + r0) * D + c) = make_float2(o[i][0], o[i][1]);
+            *reinterpret_cast<float2 *>(sO + (wk * RT + r0 + 8) * D + c) = make_float2(o[i][2], o[i][3]);
         }
         if ((lane & 3) == 0) {
-            sM[wk * 16 + r0] = m_lo;
-            sM[wk * 16 + r0 + 8] = m_hi;
-            sL[wk * 16 + r0] = l_lo;
-            sL[wk * 16 + r0 + 8] = l_hi;
+            sM[wk * RT + r0] = m_lo;
+            sM[wk * RT + r0 + 8] = m_hi;
+            sL[wk * RT + r0] = l_lo;
+            sL[wk * RT + r0 + 8] = l_hi;
         }
-        __syncthreads();
-        for (int i = tid; i < 16 * D; i += ATT_THREADS) {
-            const int r = i / D, d = i % D;
-            const int gr = row_base + r;
-            if (gr >= n_rows) continue;
-            float M = -INFINITY;
+    }
+    __syncthreads();
+    float rowM = -INFINITY, rowL = 0.0f; // (thread tid < nvr: row tid)
+    if (has_keys && tid < nvr) {
+        float M = -INFINITY;
 #pragma unroll
-            for (int w = 0; w < WK; w++) M = fmaxf(M, sM[w * 16 + r]);
-            const float Mu = M == -INFINITY ? 0.0f : M;
-            float L = 0.0f, acc = 0.0f;
+        for (int w = 0; w < WK; w++) M = fmaxf(M, sM[w * RT + tid]);
+        const float Mu = M == -INFINITY ? 0.0f : M;
+        float f[WK], L = 0.0f;
+#pragma unroll
+        for (int w = 0; w < WK; w++) {
+            f[w] = exp2f(sM[w * RT + tid] - Mu);
+            L += sL[w * RT + tid] * f[w];
+        }
+        const float inv = direct ? (L > 0.0f ? 1.0f / L : 0.0f) : 1.0f;
+#pragma unroll
+        for (int w = 0; w < WK; w++) sF[w * RT + tid] = f[w] * inv;
+        rowM = M;
+        rowL = L;
+    }
+    __syncthreads();
+    constexpr int D4 = D / 4;
+    if (direct) {
+        if (split != 0) return; // (A == 1: only split 0 holds keys; it writes every row, zeros where none)
+        for (int g = tid; g < nvr * D4; g += ATT_THREADS) {
+            const int r = g / D4, d = (g % D4) * 4;
+            float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+            if (has_keys) {
+#pragma unroll
+                for (int w = 0; w < WK; w++) {
+                    const float f = sF[w * RT + r];
+                    const float4 x = *reinterpret_cast<const float4 *>(sO + (w * RT + r) * D + d);
+                    acc.x += x.x * f, acc.y += x.y * f, acc.z += x.z * f, acc.w += x.w * f;
+                }
+            }
+            const int gr = row_base + r;
+            float *dst = a.out + ((int64_t)(gr / G) * H + (int64_t)h * G + gr % G) * D + d;
+            *reinterpret_cast<float2 *>(dst) = make_float2(acc.x, acc.y);
+            *reinterpret_cast<float2 *>(dst + 2) = make_float2(acc.z, acc.w);
+        }
+        return;
+    }
+    if (MODE == MODE_WORK) { // an active split (split < A): its merged partial rows to d_work
+        for (int g = tid; g < nvr * D4; g += ATT_THREADS) {
+            const int r = g / D4, d = (g % D4) * 4;
+            float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll
             for (int w = 0; w < WK; w++) {
-                const float sc = exp2f(sM[w * 16 + r] - Mu);
-                L += sL[w * 16 + r] * sc;
-                acc += sO[(w * 16 + r) * D + d] * sc;
+                const float f = sF[w * RT + r];
+                const float4 x = *reinterpret_cast<const float4 *>(sO + (w * RT + r) * D + d);
+                acc.x += x.x * f, acc.y += x.y * f, acc.z += x.z * f, acc.w += x.w * f;
             }
-            const int64_t orow = (int64_t)(gr / G) * H + (int64_t)h * G + gr % G;
-            if (ns == 1) {
-                a.out[orow * D + d] = L > 0.0f ? acc / L : 0.0f;
-            } else {
-                const int64_t pidx = orow * ns + split;
-                a.work_o[pidx * D + d] = acc;
-                if (d == 0) a.work_ml[pidx] = make_float2(M, L);
+            const int gr = row_base + r;
+            const int64_t pidx = ((int64_t)(gr / G) * H + (int64_t)h * G + gr % G) * X + split;
+            *reinterpret_cast<float4 *>(a.work_o + pidx * D + d) = acc;
+        }
+        if (tid < nvr) {
+            const int gr = row_base + tid;
+            a.work_ml[((int64_t)(gr / G) * H + (int64_t)h * G + gr % G) * X + split] = make_float2(rowM, rowL);
+        }
+        return;
+    }
+    if (MODE == MODE_CLUSTER) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+        // Receive area (in every block): slot (r / X) * X + s holds split s's partial of row r (r % X == rank).
+        float *rO = reinterpret_cast<float *>(att_smem + att_stage_bytes<D, ST>());
+        float2 *rML = reinterpret_cast<float2 *>(rO + CL_SLOTS * D);
+        cluster_wait(); // every block of the cluster has started: its receive area exists
+        if (split < A) {
+            const uint32_t rO_s = smem_addr(rO), rML_s = smem_addr(rML);
+            for (int g = tid; g < nvr * D4; g += ATT_THREADS) {
+                const int r = g / D4, d = (g % D4) * 4;
+                float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+                for (int w = 0; w < WK; w++) {
+                    const float f = sF[w * RT + r];
+                    const float4 x = *reinterpret_cast<const float4 *>(sO + (w * RT + r) * D + d);
+                    acc.x += x.x * f, acc.y += x.y * f, acc.z += x.z * f, acc.w += x.w * f;
+                }
+                const int slot = (r / X) * X + split;
+                st_cluster_f4(cluster_map(rO_s + (uint32_t)((slot * D + d) * 4), (uint32_t)(r % X)), acc);
+            }
+            if (tid < nvr) {
+                const int slot = (tid / X) * X + split;
+                st_cluster_f2(cluster_map(rML_s + (uint32_t)(slot * 8), (uint32_t)(tid % X)),
+                              make_float2(rowM, rowL));
             }
         }
+        cluster_arrive_release();
+        cluster_wait(); // every partial has landed
+        const int rank = (int)cluster_rank();
+        const int nown = rank < nvr ? (nvr - 1 - rank) / X + 1 : 0; // rows rank, rank + X, ...
+        for (int g = tid; g < nown * D4; g += ATT_THREADS) {
+            const int lrow = g / D4, d = (g % D4) * 4;
+            const float2 *ml = rML + lrow * X;
+            const float *po = rO + (size_t)lrow * X * D + d;
+            float M = -INFINITY;
+            for (int s = 0; s < A; s++) M = fmaxf(M, ml[s].x);
+            const float Mu = M == -INFINITY ? 0.0f : M;
+            float L = 0.0f;
+            float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+            for (int s = 0; s < A; s++) {
+                const float f = exp2f(ml[s].x - Mu);
+                L += ml[s].y * f;
+                const float4 x = *reinterpret_cast<const float4 *>(po + (size_t)s * D);
+                acc.x += x.x * f, acc.y += x.y * f, acc.z += x.z * f, acc.w += x.w * f;
+            }
+            const float inv = L > 0.0f ? 1.0f / L : 0.0f;
+            const int gr = row_base + rank + lrow * X;
+            float *dst = a.out + ((int64_t)(gr / G) * H + (int64_t)h * G + gr % G) * D + d;
+            *reinterpret_cast<float2 *>(dst) = make_float2(acc.x * inv, acc.y * inv);
+            *reinterpret_cast<float2 *>(dst + 2) = make_float2(acc.z * inv, acc.w * inv);
+        }
+#else
+        __trap(); // never launched: the host launches cluster mode only on an sm_90 image
+#endif
     }
 }
 
-/* One block per (token, query head): merges the split partials of the chunks up to the token's position. */
-__global__ void __launch_bounds__(64) att_combine_kernel(const AttArgs a) {
+/* MODE_WORK: one block (head_dim threads) per (token, query head) merges the partials of the active splits
+ * (recomputing the key range of the main kernel's row tile); nothing to do when only split 0 held keys (it wrote
+ * d_out itself). */
+__global__ void __launch_bounds__(128) att_combine_kernel(const AttArgs a) {
+    __shared__ int s_kend;
     const int64_t idx = blockIdx.x; // t * n_heads + query head
-    const int t = (int)(idx / a.n_heads), D = a.head_dim, ns = a.n_splits;
-    int p = a.pos[t];
-    p = p < a.n_kv - 1 ? p : a.n_kv - 1;
-    float *o = a.out + idx * D;
-    if (p < 0) {
-        for (int d = threadIdx.x; d < D; d += blockDim.x) o[d] = 0.0f;
-        return;
+    const int H = a.n_heads, G = a.group, D = a.head_dim, X = a.n_splits;
+    const int t = (int)(idx / H), qh = (int)(idx % H);
+    const int n_rows = a.n_tok * G;
+    const int row_base = (t * G + qh % G) / a.rt_rows * a.rt_rows;
+    if (threadIdx.x < 32) {
+        int pm = -1;
+        for (int i = threadIdx.x; i < a.rt_rows; i += 32) {
+            const int r = row_base + i;
+            if (r >= n_rows) break;
+            int p = a.pos[r / G];
+            p = p < a.n_kv - 1 ? p : a.n_kv - 1;
+            pm = max(pm, p);
+        }
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) pm = max(pm, __shfl_xor_sync(0xffffffffu, pm, off));
+        if (threadIdx.x == 0) s_kend = pm + 1;
     }
-    const int used = p / NB_ATT_SPLIT_KEYS + 1; // <= ns since p < n_kv
-    const float2 *ml = a.work_ml + idx * ns;
-    const float *wo = a.work_o + idx * ns * D;
+    __syncthreads();
+    const int used = active_splits(s_kend, X);
+    if (used <= 1) return;
+    const float2 *ml = a.work_ml + idx * X;
+    const float *wo = a.work_o + idx * X * D;
     float M = -INFINITY;
+#pragma unroll 8
     for (int s = 0; s < used; s++) M = fmaxf(M, ml[s].x);
     const float Mu = M == -INFINITY ? 0.0f : M;
+    float *o = a.out + idx * D;
     for (int d = threadIdx.x; d < D; d += blockDim.x) {
         float L = 0.0f, acc = 0.0f;
+#pragma unroll 8
         for (int s = 0; s < used; s++) {
             const float2 e = ml[s];
             const float sc = exp2f(e.x - Mu);
@@ -440,29 +667,198 @@ __global__ void __launch_bounds__(128) att_simple_kernel(const AttArgs a) {
         if (i < nd) orow[lane + 32 * i] = acc[i] * inv;
 }
 
-template <int D>
-void launch_mma(const AttArgs &a, int64_t n_kv_heads, cudaStream_t stream) {
-    const int64_t rows = (int64_t)a.n_tok * a.group;
-    if (rows <= 16) {
-        const dim3 grid((unsigned)a.n_splits, (unsigned)n_kv_heads, 1);
-        att_mma_kernel<D, 1, 4><<<grid, ATT_THREADS, 0, stream>>>(a);
-    } else {
-        const dim3 grid((unsigned)a.n_splits, (unsigned)n_kv_heads, (unsigned)((rows + 63) / 64));
-        att_mma_kernel<D, 4, 1><<<grid, ATT_THREADS, 0, stream>>>(a);
-    }
-}
-
 bool aligned(const void *p, uintptr_t n) { return ((uintptr_t)p & (n - 1)) == 0; }
 
+constexpr int MAX_DEVICES = 64;
+
+/* Once per device and kernel: the dynamic shared memory attribute. */
+template <int D, int WR, int WK, int ST, int MODE>
+nb_status prepare_kernel(nb_cuda *ctx) {
+    static int ready[MAX_DEVICES]; // 1: attribute set on that device (a benign race: every writer writes 1)
+    const int dev = ctx->device;
+    if (dev >= 0 && dev < MAX_DEVICES && __atomic_load_n(&ready[dev], __ATOMIC_ACQUIRE)) return NB_OK;
+    nb_status st = nb_cuda_check(ctx,
+                                 cudaFuncSetAttribute(att_mma_kernel<D, WR, WK, ST, MODE>,
+                                                      cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                      (int)att_smem_bytes<D, ST, MODE>()),
+                                 "nb_cuda_attention: cudaFuncSetAttribute");
+    if (st == NB_OK && MODE == MODE_CLUSTER)
+        (void)cudaFuncSetAttribute(att_mma_kernel<D, WR, WK, ST, MODE>, cudaFuncAttributeNonPortableClusterSizeAllowed,
+                                   1);
+    (void)cudaGetLastError();
+    if (st == NB_OK && dev >= 0 && dev < MAX_DEVICES) __atomic_store_n(&ready[dev], 1, __ATOMIC_RELEASE);
+    return st;
+}
+
+/* Cluster-mode kernel (decode shape): for cluster sizes 2, 4, 8, 16, how many such clusters fit on the device at once
+ * (cudaOccupancyMaxActiveClusters; 0: that size cannot be launched); all 0 when there is no sm_90 image or the device
+ * has no clusters. Determined once per device. */
+template <int D>
+const int *cluster_capacity(nb_cuda *ctx) {
+    static int known[MAX_DEVICES]; // 1 once cap[dev] is filled
+    static int cap[MAX_DEVICES][5];
+    static int none[5];
+    const int dev = ctx->device;
+    if (dev < 0 || dev >= MAX_DEVICES) return none;
+    if (__atomic_load_n(&known[dev], __ATOMIC_ACQUIRE)) return cap[dev];
+    int c[5] = {0, 0, 0, 0, 0};
+    if (ctx->compute_capability >= 90) {
+        auto kern = att_mma_kernel<D, 1, 4, 3, MODE_CLUSTER>;
+        cudaFuncAttributes fa;
+        if (cudaFuncGetAttributes(&fa, kern) == cudaSuccess && fa.ptxVersion >= 90 && fa.binaryVersion >= 90 &&
+            cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 (int)att_smem_bytes<D, 3, MODE_CLUSTER>()) == cudaSuccess) {
+            const bool nonportable =
+                cudaFuncSetAttribute(kern, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess;
+            for (int i = 1; i <= 4; i++) {
+                const int size = 1 << i;
+                if (size > 8 && !nonportable) break;
+                cudaLaunchConfig_t cfg = {};
+                cudaLaunchAttribute attr;
+                attr.id = cudaLaunchAttributeClusterDimension;
+                attr.val.clusterDim.x = (unsigned)size;
+                attr.val.clusterDim.y = 1;
+                attr.val.clusterDim.z = 1;
+                cfg.gridDim = dim3((unsigned)size, 1, 1);
+                cfg.blockDim = dim3(ATT_THREADS, 1, 1);
+                cfg.dynamicSmemBytes = att_smem_bytes<D, 3, MODE_CLUSTER>();
+                cfg.attrs = &attr;
+                cfg.numAttrs = 1;
+                int n = 0;
+                if (cudaOccupancyMaxActiveClusters(&n, kern, &cfg) == cudaSuccess && n > 0) c[i] = n;
+            }
+        }
+        (void)cudaGetLastError(); // a refused query is not an error of the caller's
+    }
+    for (int i = 0; i < 5; i++) cap[dev][i] = c[i];
+    __atomic_store_n(&known[dev], 1, __ATOMIC_RELEASE);
+    return cap[dev];
+}
+
+/* Path override for tests: -1 not yet read, 0 automatic, 1 d_work + combine even where clusters are available.
+ * Initialised once from NIBBLE_CUDA_ATTENTION_CLUSTER=0 (same meaning as 1), or set by
+ * nb_cuda_attention_test_path. */
+int g_att_path = -1;
+
+int att_path() {
+    int p = __atomic_load_n(&g_att_path, __ATOMIC_ACQUIRE);
+    if (p >= 0) return p;
+    const char *env = getenv("NIBBLE_CUDA_ATTENTION_CLUSTER");
+    int want = env && env[0] == '0' ? 1 : 0, expected = -1;
+    __atomic_compare_exchange_n(&g_att_path, &expected, want, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+    return __atomic_load_n(&g_att_path, __ATOMIC_ACQUIRE);
+}
+
+struct Plan {
+    int X;       // splits per (kv head, row tile)
+    int cluster; // 1: MODE_CLUSTER (X blocks per cluster)
+    int capacity; // clusters of X blocks the device holds at once (cluster mode)
+};
+
+/* Splits per (kv head, row tile): about two blocks per SM in all, at most one per key tile of n_kv; in cluster mode
+ * a power of two <= 16 such that every cluster of the grid is resident at once (one wave). */
+template <int D, int WR>
+Plan plan_splits(nb_cuda *ctx, const AttArgs &a, int64_t n_kv_heads, int64_t work_splits_avail) {
+    constexpr int RT = 16 * WR;
+    const int64_t rows = (int64_t)a.n_tok * a.group, rtn = (rows + RT - 1) / RT;
+    Plan p = {1, 0, 0};
+    if (a.n_tok > NB_ATT_SPLIT_MAX_TOK) return p;
+    const int *cap = WR == 1 && att_path() == 0 ? cluster_capacity<D>(ctx) : nullptr;
+    const bool cluster = cap && cap[1] > 0;
+    const int64_t xmax = cluster ? 16 : work_splits_avail;
+    const int64_t units = ((int64_t)a.n_kv + NB_ATT_TILE - 1) / NB_ATT_TILE;
+    const int64_t target = 2 * (int64_t)(ctx->sm_count > 0 ? ctx->sm_count : 1);
+    int X = 1;
+    while (X * 2 <= xmax && X * 2 <= units && n_kv_heads * rtn * X * 2 <= target) X *= 2;
+    if (cluster) {
+        int lg = 0;
+        while ((1 << lg) < X) lg++;
+        while (lg > 0 && (cap[lg] <= 0 || n_kv_heads * rtn > cap[lg])) lg--;
+        X = 1 << lg;
+        p.cluster = X > 1;
+        p.capacity = X > 1 ? cap[lg] : 0;
+    }
+    p.X = X;
+    return p;
+}
+
+template <int D, int WR, int WK, int ST, int MODE>
+nb_status launch_kernel(nb_cuda *ctx, const AttArgs &a, dim3 grid) {
+    nb_status st = prepare_kernel<D, WR, WK, ST, MODE>(ctx);
+    if (st != NB_OK) return st;
+    cudaLaunchConfig_t cfg = {};
+    cudaLaunchAttribute attr;
+    cfg.gridDim = grid;
+    cfg.blockDim = dim3(ATT_THREADS, 1, 1);
+    cfg.dynamicSmemBytes = att_smem_bytes<D, ST, MODE>();
+    cfg.stream = ctx->stream;
+    if (MODE == MODE_CLUSTER) {
+        attr.id = cudaLaunchAttributeClusterDimension;
+        attr.val.clusterDim.x = grid.x;
+        attr.val.clusterDim.y = 1;
+        attr.val.clusterDim.z = 1;
+        cfg.attrs = &attr;
+        cfg.numAttrs = 1;
+    }
+    st = nb_cuda_check(ctx, cudaLaunchKernelEx(&cfg, att_mma_kernel<D, WR, WK, ST, MODE>, a), "nb_cuda_attention");
+    return st != NB_OK ? st : nb_cuda_launched(ctx, "nb_cuda_attention");
+}
+
+/* Picks the mode and the number of splits, launches the tensor-core kernel (and the combine in MODE_WORK). */
+template <int D, int WR, int WK>
+nb_status launch_mma(nb_cuda *ctx, AttArgs &a, int64_t n_kv_heads, int64_t work_splits_avail) {
+    constexpr int RT = 16 * WR;
+    const int64_t rows = (int64_t)a.n_tok * a.group, rtn = (rows + RT - 1) / RT;
+    a.rt_rows = RT;
+    const Plan p = plan_splits<D, WR>(ctx, a, n_kv_heads, work_splits_avail);
+    const int X = p.X;
+    a.n_splits = X;
+    const dim3 grid((unsigned)X, (unsigned)n_kv_heads, (unsigned)rtn);
+    if (X == 1) return launch_kernel<D, WR, WK, 2, MODE_DIRECT>(ctx, a, grid);
+    if (WR == 1 && p.cluster) return launch_kernel<D, 1, 4, 3, MODE_CLUSTER>(ctx, a, grid);
+    nb_status st = launch_kernel<D, WR, WK, 3, MODE_WORK>(ctx, a, grid);
+    if (st != NB_OK) return st;
+    att_combine_kernel<<<(unsigned)(a.n_tok * a.n_heads), D, 0, ctx->stream>>>(a);
+    return nb_cuda_launched(ctx, "nb_cuda_attention (combine)");
+}
+
 } // namespace
+
+/* Test hooks (not in nibble.h; nb_cuda_check_attention declares them). nb_cuda_attention_test_path: 0 automatic,
+ * 1 the d_work + combine path even where clusters are available. nb_cuda_attention_test_plan: the split count the
+ * decode path picks for these sizes (out[0]), 1 if through a cluster (out[1]), and how many such clusters the device
+ * holds at once (out[2]); -1 when the tensor-core path does not apply. */
+extern "C" NB_API void nb_cuda_attention_test_path(int32_t path) {
+    __atomic_store_n(&g_att_path, path == 1 ? 1 : 0, __ATOMIC_RELEASE);
+}
+
+extern "C" NB_API int32_t nb_cuda_attention_test_plan(nb_cuda *ctx, int64_t n_tok, int64_t n_heads, int64_t n_kv_heads,
+                                                      int64_t head_dim, int64_t n_kv, int32_t *out) {
+    if (!ctx || !out || n_tok <= 0 || n_kv_heads <= 0 || n_heads % n_kv_heads || (head_dim != 64 && head_dim != 128))
+        return -1;
+    if (nb_cuda_use(ctx) != NB_OK) return -1;
+    AttArgs a = {};
+    a.n_tok = (int)n_tok;
+    a.group = (int)(n_heads / n_kv_heads);
+    a.n_kv = (int)n_kv;
+    const bool few_rows = n_tok * a.group <= 16;
+    const int64_t ns = work_splits(n_tok, n_kv);
+    Plan p;
+    if (head_dim == 64) p = few_rows ? plan_splits<64, 1>(ctx, a, n_kv_heads, ns) : plan_splits<64, 4>(ctx, a, n_kv_heads, ns);
+    else p = few_rows ? plan_splits<128, 1>(ctx, a, n_kv_heads, ns) : plan_splits<128, 4>(ctx, a, n_kv_heads, ns);
+    out[0] = p.X;
+    out[1] = p.cluster;
+    out[2] = p.capacity;
+    return 0;
+}
 
 extern "C" NB_API int64_t nb_cuda_attention_work_bytes(int64_t n_tok, int64_t n_heads, int64_t head_dim,
                                                        int64_t n_kv) {
     if (n_tok < 0 || n_heads <= 0 || head_dim <= 0 || n_kv < 0) return -1;
-    const int64_t ns = splits_for(n_tok, n_kv);
+    const int64_t ns = work_splits(n_tok, n_kv);
     if (ns <= 1) return 0;
     // n_tok <= NB_ATT_SPLIT_MAX_TOK here; head_dim and n_heads are checked again by nb_cuda_attention.
-    if (head_dim > 4096 || n_heads > ((int64_t)1 << 24) || ns > ((int64_t)1 << 26)) return -1;
+    if (head_dim > 4096 || n_heads > ((int64_t)1 << 24)) return -1;
     return n_tok * n_heads * ns * (head_dim * 4 + 8);
 }
 
@@ -471,8 +867,8 @@ extern "C" NB_API nb_status nb_cuda_attention(nb_cuda *ctx, const float *d_q, in
                                               const uint16_t *d_k, const uint16_t *d_v, int64_t n_kv,
                                               int64_t kv_stride, float scale, void *d_work, int64_t work_bytes,
                                               float *d_out) {
-    if (!ctx) return NB_ERR_ARGUMENT;
-    ctx->error[0] = 0;
+    nb_status st = nb_cuda_use(ctx);
+    if (st != NB_OK) return st;
     NB_CUDA_REQUIRE(ctx, d_q && d_pos && d_k && d_v && d_out, "nb_cuda_attention: null pointer");
     NB_CUDA_REQUIRE(ctx, n_tok >= 0 && n_heads > 0 && n_kv_heads > 0 && n_heads % n_kv_heads == 0,
                     "nb_cuda_attention: bad heads (n_heads %lld, n_kv_heads %lld) or n_tok %lld", (long long)n_heads,
@@ -511,28 +907,22 @@ extern "C" NB_API nb_status nb_cuda_attention(nb_cuda *ctx, const float *d_q, in
     a.head_dim = (int)head_dim;
     a.kv_stride = kv_stride;
     a.qscale = scale * LOG2E;
+    a.n_splits = 1;
+    a.rt_rows = 1;
+    const int64_t ns = work_splits(n_tok, n_kv);
+    a.work_o = ns > 1 ? reinterpret_cast<float *>(d_work) : nullptr;
+    a.work_ml = ns > 1 ? reinterpret_cast<float2 *>(reinterpret_cast<char *>(d_work) + n_tok * n_heads * ns * head_dim * 4)
+                       : nullptr;
 
     const bool mma_ok = (head_dim == 64 || head_dim == 128) && kv_stride % 8 == 0 && aligned(d_k, 16) &&
                         aligned(d_v, 16) && aligned(d_q, 8) && aligned(d_out, 8) &&
                         (n_tok * (n_heads / n_kv_heads) + 63) / 64 <= 65535;
     if (!mma_ok) {
-        a.n_splits = 1;
-        a.work_o = nullptr;
-        a.work_ml = nullptr;
         att_simple_kernel<<<(unsigned)((n_tok * n_heads + 3) / 4), 128, 0, ctx->stream>>>(a);
         return nb_cuda_launched(ctx, "nb_cuda_attention (fallback)");
     }
-    a.n_splits = (int)splits_for(n_tok, n_kv);
-    a.work_o = a.n_splits > 1 ? reinterpret_cast<float *>(d_work) : nullptr;
-    a.work_ml = a.n_splits > 1
-                    ? reinterpret_cast<float2 *>(reinterpret_cast<char *>(d_work) + n_tok * n_heads * a.n_splits * head_dim * 4)
-                    : nullptr;
+    const bool few_rows = n_tok * (n_heads / n_kv_heads) <= 16;
     if (head_dim == 64)
-        launch_mma<64>(a, n_kv_heads, ctx->stream);
-    else
-        launch_mma<128>(a, n_kv_heads, ctx->stream);
-    nb_status st = nb_cuda_launched(ctx, "nb_cuda_attention");
-    if (st != NB_OK || a.n_splits == 1) return st;
-    att_combine_kernel<<<(unsigned)(n_tok * n_heads), 64, 0, ctx->stream>>>(a);
-    return nb_cuda_launched(ctx, "nb_cuda_attention (combine)");
+        return few_rows ? launch_mma<64, 1, 4>(ctx, a, n_kv_heads, ns) : launch_mma<64, 4, 1>(ctx, a, n_kv_heads, ns);
+    return few_rows ? launch_mma<128, 1, 4>(ctx, a, n_kv_heads, ns) : launch_mma<128, 4, 1>(ctx, a, n_kv_heads, ns);
 }

@@ -1,4 +1,4 @@
-// Element-wise and row kernels of libnibble_cuda: rmsnorm, add_rmsnorm, rope, swiglu, add, kv_store.
+// Element-wise and row kernels of libnibble_cuda: rmsnorm, add_rmsnorm, rope, swiglu, add, kv_store, rope_store.
 // All f32 except the f16 KV cache. Each entry point validates, launches on ctx->stream and returns.
 #include <stdint.h>
 #include "nb_cuda_internal.cuh"
@@ -129,15 +129,15 @@ nb_status launch_rmsnorm(nb_cuda *ctx, float *x, const float *b, const float *w,
 
 constexpr int ROPE_MAX_HALF = 256; // head_dim <= 512, as nb_rope
 constexpr int ROPE_THREADS = 256;
+constexpr int ROPE_STORE_HEADS = 8; // heads (of q, k and v together) per block of rope_store_kernel
 
-/* One block per token: the head_dim/2 cos/sin pairs are computed once (in double, as nb_rope, so that
- * positions in the tens of thousands keep full f32 accuracy), then applied to every head. */
-__global__ void __launch_bounds__(ROPE_THREADS) rope_kernel(float *x, int n_heads, int head_dim, const int32_t *pos,
-                                                            float theta, float freq_scale, const float *freq_factors) {
-    __shared__ float cs[ROPE_MAX_HALF], sn[ROPE_MAX_HALF];
-    const int64_t t = blockIdx.x;
+/* cos/sin of the head_dim/2 angles of position pos, into shared memory (computed in double, as nb_rope, so that
+ * positions in the tens of thousands keep full f32 accuracy). Shared by rope_kernel and rope_store_kernel, so
+ * that both give the same bits. */
+__device__ __forceinline__ void rope_table(int32_t pos, int head_dim, float theta, float freq_scale,
+                                           const float *freq_factors, float *cs, float *sn) {
     const int half = head_dim >> 1;
-    const double p = (double)pos[t] * (double)freq_scale;
+    const double p = (double)pos * (double)freq_scale;
     const double lt = log2((double)theta);
     for (int i = threadIdx.x; i < half; i += blockDim.x) {
         const double inv_freq = exp2(lt * (-2.0 * (double)i / (double)head_dim));
@@ -148,15 +148,76 @@ __global__ void __launch_bounds__(ROPE_THREADS) rope_kernel(float *x, int n_head
         cs[i] = (float)c;
         sn[i] = (float)s;
     }
+}
+
+/* The rotation of one pair, rounded the same way wherever it is used (explicit fma: no contraction choices). */
+__device__ __forceinline__ float2 rope_pair(float a, float b, float c, float s) {
+    return make_float2(__fmaf_rn(a, c, -__fmul_rn(b, s)), __fmaf_rn(a, s, __fmul_rn(b, c)));
+}
+
+/* One block per token: the cos/sin pairs are computed once, then applied to every head. */
+__global__ void __launch_bounds__(ROPE_THREADS) rope_kernel(float *x, int n_heads, int head_dim, const int32_t *pos,
+                                                            float theta, float freq_scale, const float *freq_factors) {
+    __shared__ float cs[ROPE_MAX_HALF], sn[ROPE_MAX_HALF];
+    const int64_t t = blockIdx.x;
+    const int half = head_dim >> 1;
+    rope_table(pos[t], head_dim, theta, freq_scale, freq_factors, cs, sn);
     __syncthreads();
     float *xt = x + t * (int64_t)n_heads * head_dim;
     const int total = n_heads * half;
     for (int k = threadIdx.x; k < total; k += blockDim.x) {
         const int h = k / half, i = k - h * half;
         float *v = xt + (int64_t)h * head_dim + 2 * i;
-        const float a = v[0], b = v[1];
-        v[0] = a * cs[i] - b * sn[i];
-        v[1] = a * sn[i] + b * cs[i];
+        const float2 r = rope_pair(v[0], v[1], cs[i], sn[i]);
+        v[0] = r.x;
+        v[1] = r.y;
+    }
+}
+
+/* grid (x: token, y: groups of ROPE_STORE_HEADS heads over the n_heads q heads, then the n_kv k heads, then the n_kv
+ * v heads). q rotated in place; k rotated and v as is, rounded to f16 into cache row pos[t] (skipped when pos[t] is
+ * outside [0, capacity)). */
+__global__ void __launch_bounds__(ROPE_THREADS) rope_store_kernel(float *q, const float *k, const float *v,
+                                                                  int n_heads, int n_kv, int head_dim,
+                                                                  const int32_t *pos, float theta, float freq_scale,
+                                                                  const float *freq_factors, __half *kc, __half *vc,
+                                                                  int64_t capacity) {
+    __shared__ float cs[ROPE_MAX_HALF], sn[ROPE_MAX_HALF];
+    const int64_t t = blockIdx.x;
+    const int half = head_dim >> 1;
+    const int32_t p = pos[t];
+    const bool store = p >= 0 && (int64_t)p < capacity;
+    const int h0 = blockIdx.y * ROPE_STORE_HEADS;
+    const int h1 = min(h0 + ROPE_STORE_HEADS, n_heads + 2 * n_kv);
+    if (h0 < n_heads + n_kv) { // some q or k head: the table is needed
+        rope_table(p, head_dim, theta, freq_scale, freq_factors, cs, sn);
+        __syncthreads();
+    }
+    const int64_t row = (int64_t)n_kv * head_dim; // cache row length
+    const int total = (h1 - h0) * half;
+    for (int e = threadIdx.x; e < total; e += blockDim.x) {
+        const int hh = h0 + e / half, i = e % half;
+        if (hh < n_heads) {
+            float *x = q + (t * n_heads + hh) * (int64_t)head_dim + 2 * i;
+            const float2 r = rope_pair(x[0], x[1], cs[i], sn[i]);
+            x[0] = r.x;
+            x[1] = r.y;
+        } else if (!store) {
+            continue;
+        } else if (hh < n_heads + n_kv) {
+            const int kh = hh - n_heads;
+            const float *x = k + (t * n_kv + kh) * (int64_t)head_dim + 2 * i;
+            const float2 r = rope_pair(x[0], x[1], cs[i], sn[i]);
+            __half *d = kc + (int64_t)p * row + (int64_t)kh * head_dim + 2 * i;
+            d[0] = __float2half_rn(r.x);
+            d[1] = __float2half_rn(r.y);
+        } else {
+            const int vh = hh - n_heads - n_kv;
+            const float *x = v + (t * n_kv + vh) * (int64_t)head_dim + 2 * i;
+            __half *d = vc + (int64_t)p * row + (int64_t)vh * head_dim + 2 * i;
+            d[0] = __float2half_rn(x[0]);
+            d[1] = __float2half_rn(x[1]);
+        }
     }
 }
 
@@ -224,23 +285,23 @@ __global__ void kv_store_kernel(const float *src, int64_t row_len, const int32_t
 
 extern "C" NB_API nb_status nb_cuda_rmsnorm(nb_cuda *ctx, const float *d_x, const float *d_w, int64_t n_rows, int64_t n,
                                             float eps, float *d_y) {
-    if (!ctx) return NB_ERR_ARGUMENT;
-    ctx->error[0] = 0;
+    nb_status st_ = nb_cuda_use(ctx);
+    if (st_ != NB_OK) return st_;
     return launch_rmsnorm<false>(ctx, const_cast<float *>(d_x), nullptr, d_w, n_rows, n, eps, d_y, "nb_cuda_rmsnorm");
 }
 
 extern "C" NB_API nb_status nb_cuda_add_rmsnorm(nb_cuda *ctx, float *d_x, const float *d_b, const float *d_w,
                                                 int64_t n_rows, int64_t n, float eps, float *d_y) {
-    if (!ctx) return NB_ERR_ARGUMENT;
-    ctx->error[0] = 0;
+    nb_status st_ = nb_cuda_use(ctx);
+    if (st_ != NB_OK) return st_;
     return launch_rmsnorm<true>(ctx, d_x, d_b, d_w, n_rows, n, eps, d_y, "nb_cuda_add_rmsnorm");
 }
 
 extern "C" NB_API nb_status nb_cuda_rope(nb_cuda *ctx, float *d_x, int64_t n_tok, int64_t n_heads, int64_t head_dim,
                                          const int32_t *d_pos, float theta, float freq_scale,
                                          const float *d_freq_factors) {
-    if (!ctx) return NB_ERR_ARGUMENT;
-    ctx->error[0] = 0;
+    nb_status st_ = nb_cuda_use(ctx);
+    if (st_ != NB_OK) return st_;
     NB_CUDA_REQUIRE(ctx, d_x && d_pos, "nb_cuda_rope: null pointer");
     NB_CUDA_REQUIRE(ctx, n_tok >= 0 && n_heads >= 0 && head_dim >= 0 && head_dim % 2 == 0 &&
                              head_dim <= 2 * ROPE_MAX_HALF && fits3(n_tok, n_heads, head_dim),
@@ -256,8 +317,8 @@ extern "C" NB_API nb_status nb_cuda_rope(nb_cuda *ctx, float *d_x, int64_t n_tok
 
 extern "C" NB_API nb_status nb_cuda_swiglu(nb_cuda *ctx, const float *d_gate, const float *d_up, int64_t n,
                                            float *d_out) {
-    if (!ctx) return NB_ERR_ARGUMENT;
-    ctx->error[0] = 0;
+    nb_status st_ = nb_cuda_use(ctx);
+    if (st_ != NB_OK) return st_;
     NB_CUDA_REQUIRE(ctx, d_gate && d_up && d_out, "nb_cuda_swiglu: null pointer");
     NB_CUDA_REQUIRE(ctx, n >= 0 && fits3(n, 4, 1), "nb_cuda_swiglu: bad size %lld", (long long)n);
     if (n == 0) return NB_OK;
@@ -269,8 +330,8 @@ extern "C" NB_API nb_status nb_cuda_swiglu(nb_cuda *ctx, const float *d_gate, co
 }
 
 extern "C" NB_API nb_status nb_cuda_add(nb_cuda *ctx, const float *d_a, const float *d_b, int64_t n, float *d_out) {
-    if (!ctx) return NB_ERR_ARGUMENT;
-    ctx->error[0] = 0;
+    nb_status st_ = nb_cuda_use(ctx);
+    if (st_ != NB_OK) return st_;
     NB_CUDA_REQUIRE(ctx, d_a && d_b && d_out, "nb_cuda_add: null pointer");
     NB_CUDA_REQUIRE(ctx, n >= 0 && fits3(n, 4, 1), "nb_cuda_add: bad size %lld", (long long)n);
     if (n == 0) return NB_OK;
@@ -283,8 +344,8 @@ extern "C" NB_API nb_status nb_cuda_add(nb_cuda *ctx, const float *d_a, const fl
 
 extern "C" NB_API nb_status nb_cuda_kv_store(nb_cuda *ctx, const float *d_src, int64_t n_tok, int64_t row_len,
                                              const int32_t *d_slots, uint16_t *d_cache, int64_t capacity) {
-    if (!ctx) return NB_ERR_ARGUMENT;
-    ctx->error[0] = 0;
+    nb_status st_ = nb_cuda_use(ctx);
+    if (st_ != NB_OK) return st_;
     NB_CUDA_REQUIRE(ctx, d_src && d_slots && d_cache, "nb_cuda_kv_store: null pointer");
     NB_CUDA_REQUIRE(ctx, n_tok >= 0 && row_len >= 0 && capacity >= 0 && fits3(n_tok, row_len, 4) &&
                              fits3(capacity, row_len, 2),
@@ -300,4 +361,32 @@ extern "C" NB_API nb_status nb_cuda_kv_store(nb_cuda *ctx, const float *d_src, i
         kv_store_kernel<false><<<(unsigned)n_tok, 256, 0, ctx->stream>>>(d_src, row_len, d_slots,
                                                                          reinterpret_cast<__half *>(d_cache), capacity);
     return nb_cuda_launched(ctx, "nb_cuda_kv_store");
+}
+
+extern "C" NB_API nb_status nb_cuda_rope_store(nb_cuda *ctx, float *d_q, const float *d_k, const float *d_v,
+                                               int64_t n_tok, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                                               const int32_t *d_pos, float theta, float freq_scale,
+                                               const float *d_freq_factors, uint16_t *d_k_cache, uint16_t *d_v_cache,
+                                               int64_t capacity) {
+    nb_status st_ = nb_cuda_use(ctx);
+    if (st_ != NB_OK) return st_;
+    NB_CUDA_REQUIRE(ctx, d_q && d_k && d_v && d_pos && d_k_cache && d_v_cache, "nb_cuda_rope_store: null pointer");
+    NB_CUDA_REQUIRE(ctx, n_tok >= 0 && n_heads >= 0 && n_kv_heads >= 0 && head_dim >= 0 && head_dim % 2 == 0 &&
+                             head_dim <= 2 * ROPE_MAX_HALF && capacity >= 0 && fits3(n_tok, n_heads, head_dim) &&
+                             fits3(n_tok, n_kv_heads, head_dim) && fits3(capacity, n_kv_heads, head_dim * 2),
+                    "nb_cuda_rope_store: bad size (n_tok %lld, n_heads %lld, n_kv_heads %lld, head_dim %lld: even, "
+                    "<= %d, capacity %lld)",
+                    (long long)n_tok, (long long)n_heads, (long long)n_kv_heads, (long long)head_dim,
+                    2 * ROPE_MAX_HALF, (long long)capacity);
+    NB_CUDA_REQUIRE(ctx, n_heads <= 0x7fffffff && n_kv_heads <= 0x7fffffff &&
+                             (n_heads + 2 * n_kv_heads) * head_dim <= 0x7fffffff && n_tok <= 0x7fffffff &&
+                             (n_heads + 2 * n_kv_heads + ROPE_STORE_HEADS - 1) / ROPE_STORE_HEADS <= 65535,
+                    "nb_cuda_rope_store: too large");
+    NB_CUDA_REQUIRE(ctx, theta > 0.0f, "nb_cuda_rope_store: theta must be > 0");
+    if (n_tok == 0 || head_dim == 0 || n_heads + n_kv_heads == 0) return NB_OK;
+    const dim3 grid((unsigned)n_tok, (unsigned)((n_heads + 2 * n_kv_heads + ROPE_STORE_HEADS - 1) / ROPE_STORE_HEADS));
+    rope_store_kernel<<<grid, ROPE_THREADS, 0, ctx->stream>>>(
+        d_q, d_k, d_v, (int)n_heads, (int)n_kv_heads, (int)head_dim, d_pos, theta, freq_scale, d_freq_factors,
+        reinterpret_cast<__half *>(d_k_cache), reinterpret_cast<__half *>(d_v_cache), capacity);
+    return nb_cuda_launched(ctx, "nb_cuda_rope_store");
 }

@@ -1,15 +1,19 @@
 // Weights on the device: upload (with repacking, see nb_cuda_quant.cuh), matmul and embedding lookup.
 //
-// matmul picks one of three kernels:
-//  * gemv_int (Q4_0, Q8_0, Q4_K, Q6_K, IQ4_NL; n_tok <= 8): each block first quantizes the activations of up to 8
-//    tokens to int8 blocks of 32 in shared memory (the ggml q8 idea: a 4-bit weight then costs 1/4 of a dp4a, and
-//    shared-memory traffic per weight is 1 byte, not 4). Each warp then owns 4 rows at a time; lane l reads unit
-//    k + l of each row (16-byte coalesced loads, 2 or 4 steps of 32 units in flight per row), turns each unit into int8
-//    words once and reuses them for every token, and reuses each activation word for the 4 rows. One warp-shuffle
-//    reduction per task. Blocks are persistent (grid = what fits on the device), so the activations are quantized once
-//    per resident block, and the first weight batch is loaded before that staging so the two latencies overlap.
+// matmul picks one of four kernels:
+//  * gemv_int (Q4_0, Q8_0, Q4_K, Q6_K, IQ4_NL; n_tok <= 8): the activations as int8 blocks of 32 (the ggml q8 idea: a
+//    4-bit weight then costs 1/4 of a dp4a), written once per call into the context's scratch buffer by quantize_x.
+//    Warp task = 4 rows x one K slice; the slices of a row group are the warps of one block (split K, so that 4096
+//    rows still make a full wave), lane l reads unit k + l of each row (16-byte coalesced loads), partial sums meet
+//    in shared memory.
+//    The same kernel runs up to four weights of one type on one input (nb_cuda_matmul_shared_input) and gate/up
+//    pairs with the SwiGLU applied before the store (nb_cuda_matmul_swiglu).
 //  * gemv_float (F32, F16, BF16, NF4; n_tok <= 8): the same shape with f32 math and the activations read through L1.
-//  * gemm (any type, n_tok > 8, or when the int8 activations of one token would not fit in shared memory): a
+//  * gemm_q (Q4_0, Q8_0, Q4_K, Q6_K with n_in % 64 == 0, n_tok > 8; token tile 128, 64 or 32, the widest that gives
+//    at least half as many blocks as SMs): activations converted to f16 once per call (convert_x16, into the
+//    scratch buffer), a 4-stage cp.async pipeline of raw quantized and f16 tiles, weights dequantized from shared
+//    memory straight into mma fragments; see its section below.
+//  * gemm (n_tok > 8 for the other types, and the shapes gemm_q does not take, such as n_in % 64 != 0): a
 //    128 x BN x 64 tile per block of 8 warps, mma.sync m16n8k16 (f16 in, f32 accumulate). Each K step, every thread
 //    loads one 32-weight unit and 16 or 32 activations into registers for the next tile while the tensor cores work on
 //    the current one, then dequantizes/converts them to f16 into the other half of a double-buffered, XOR-swizzled
@@ -122,127 +126,193 @@ __global__ void repack_kernel(const uint8_t *__restrict__ src, int64_t rows, int
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Integer GEMV (see the top of the file). Shared memory, for each of NT tokens: plane A (int8 words 0-3 of every
-// unit), plane B (words 4-7), then (dx, sx) per unit. Splitting a unit's 32 bytes over two planes makes the 16-byte
-// reads of consecutive lanes contiguous, hence free of bank conflicts.
+// Integer GEMV (see the top of the file).
+//
+// Step 1, quantize_x: the n_tok (<= 8) activation rows -> int8 blocks of 32 in the scratch buffer, laid out for
+// coalesced 16-byte reads: plane A (int8 words 0-3 of every unit, [nt][U] uint4), plane B (words 4-7), then (dx, sx)
+// per unit ([nt][U] float2). Four threads per unit, eight activations each.
+// Step 2, gemv_int: a warp task is (group of kRows weight rows, one K slice of SU units); a block holds kWarps / KS
+// row groups x KS slices, so that even 4096 rows make about one full wave of warps (KS = 4 there) and every lane has
+// its kRows 16-byte loads in flight at once. Lane l of a warp reads unit k + l of each row (coalesced), its int8
+// activation words straight from global memory (L1 hits: every warp of the SM reads the same few KB), and the
+// slices' partial sums meet in shared memory.
+// Measured on an H200 and dropped: quantizing x inside every GEMV block instead of the separate launch (slower at
+// n_in = 11008, no gain at 4096), L2 prefetch of the next weight steps (doubled the fused gate/up time) and
+// programmatic dependent launch (~0.5 us per isolated kernel, nothing end to end).
 
-template <int NT>
-__host__ __device__ inline size_t gemv_int_smem(int64_t units) { return (size_t) NT * units * (16 + 16 + 8); }
+// Bytes of scratch the quantized activations of nt tokens of U units take.
+inline size_t xq_bytes(int64_t nt, int64_t units) { return (size_t) nt * units * (16 + 16 + 8); }
 
-template <int T, int NT>
-__global__ void __launch_bounds__(kThreads) gemv_int(const uint8_t *__restrict__ w, Layout L, int64_t n_out,
-                                                     int64_t n_in, const float *__restrict__ x, int nt, bool xvec,
-                                                     float *__restrict__ y) {
-    using QT = Q<T>;
-    using Raw = typename QT::Raw;
-    constexpr int kDepth = depth<NT, Raw>();
-    extern __shared__ uint4 smem[];
-    const int U = (int) (n_in / 32);
-    uint4 *xa = smem, *xb = smem + (size_t) NT * U;
-    float2 *xs = reinterpret_cast<float2 *>(smem + (size_t) 2 * NT * U);
-    const int lane = threadIdx.x & 31;
-    const int64_t tasks = (n_out + kRows - 1) / kRows, stride = (int64_t) gridDim.x * kWarps;
-    int64_t task = (int64_t) blockIdx.x * kWarps + (threadIdx.x >> 5);
-
-    Raw raw[kDepth][kRows];
-    auto load_batch = [&](int64_t tk, int k0) {
+// Quantization items: four threads (a quad of lanes) per (token, unit), eight activations each; thread c is token
+// c / (4U), unit (c / 4) % U, part c % 4. The grid covers nt * U * 4 rounded up to whole blocks; the threads past the
+// end still take part in the quad shuffles (with zeros), and a quad is either all in range or all not.
+__global__ void __launch_bounds__(kThreads) quantize_x(const float *__restrict__ x, int64_t n_in, int nt, int U,
+                                                       bool xvec, uint4 *__restrict__ xq) {
+    uint4 *xa = xq, *xb = xq + (size_t) nt * U;
+    float2 *xs = reinterpret_cast<float2 *>(xq + (size_t) 2 * nt * U);
+    const int c = blockIdx.x * kThreads + threadIdx.x;
+    const bool ok = c < nt * U * 4;
+    const int t = c / (4 * U), rem = c - t * 4 * U, u = rem >> 2, part = rem & 3;
+    float v[8];
+    if (ok) {
+        load_x<8>(x + (int64_t) t * n_in, 32 * (int64_t) u + 8 * part, n_in, xvec, v);
+    } else {
 #pragma unroll
-        for (int s = 0; s < kDepth; s++) {
-            int u = k0 + s * 32 + lane;
+        for (int i = 0; i < 8; i++) v[i] = 0.0f;
+    }
+    float amax = 0.0f;
 #pragma unroll
-            for (int r = 0; r < kRows; r++) {
-                int64_t row = min(tk * kRows + r, n_out - 1); // rows past the end: read a valid row, drop the result
-                if (u < U) raw[s][r] = QT::load(w, L, row, u);
-            }
-        }
-    };
-    if (task < tasks) load_batch(task, 0); // in flight while the activations are staged
-
-    // Stage: 4 threads per unit, 8 activations each -> int8 words 2p (even positions) and 2p+1 (odd positions).
-    const int total = NT * U * 4;
-    for (int base = 0; base < total; base += kThreads) { // uniform trip count: the shuffles see full warps
-        int c = base + threadIdx.x;
-        bool ok = c < total;
-        int t = ok ? c / (4 * U) : 0, rem = c - t * 4 * U, u = rem >> 2, part = rem & 3;
-        float v[8];
-        if (ok && t < nt) {
-            load_x<8>(x + (int64_t) t * n_in, 32 * (int64_t) u + 8 * part, n_in, xvec, v);
-        } else {
+    for (int i = 0; i < 8; i++) amax = fmaxf(amax, fabsf(v[i]));
+    amax = fmaxf(amax, __shfl_xor_sync(0xFFFFFFFFu, amax, 1));
+    amax = fmaxf(amax, __shfl_xor_sync(0xFFFFFFFFu, amax, 2));
+    float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    int q[8], sum = 0;
 #pragma unroll
-            for (int i = 0; i < 8; i++) v[i] = 0.0f;
-        }
-        float amax = 0.0f;
-#pragma unroll
-        for (int i = 0; i < 8; i++) amax = fmaxf(amax, fabsf(v[i]));
-        amax = fmaxf(amax, __shfl_xor_sync(0xFFFFFFFFu, amax, 1));
-        amax = fmaxf(amax, __shfl_xor_sync(0xFFFFFFFFu, amax, 2));
-        float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-        int q[8], sum = 0;
-#pragma unroll
-        for (int i = 0; i < 8; i++) {
-            q[i] = __float2int_rn(v[i] * inv);
-            sum += q[i];
-        }
-        sum += __shfl_xor_sync(0xFFFFFFFFu, sum, 1);
-        sum += __shfl_xor_sync(0xFFFFFFFFu, sum, 2);
-        if (ok) {
-            uint2 pk;
-            pk.x = (q[0] & 0xFF) | (q[2] & 0xFF) << 8 | (q[4] & 0xFF) << 16 | (uint32_t) (q[6] & 0xFF) << 24;
-            pk.y = (q[1] & 0xFF) | (q[3] & 0xFF) << 8 | (q[5] & 0xFF) << 16 | (uint32_t) (q[7] & 0xFF) << 24;
-            reinterpret_cast<uint2 *>((part < 2 ? xa : xb) + (size_t) t * U + u)[part & 1] = pk;
-            if (part == 0) {
-                float dx = amax / 127.0f;
-                xs[(size_t) t * U + u] = make_float2(dx, dx * (float) sum);
-            }
+    for (int i = 0; i < 8; i++) {
+        q[i] = __float2int_rn(v[i] * inv);
+        sum += q[i];
+    }
+    sum += __shfl_xor_sync(0xFFFFFFFFu, sum, 1);
+    sum += __shfl_xor_sync(0xFFFFFFFFu, sum, 2);
+    if (ok) {
+        // Part p's eight values become int8 words 2p (the even ones) and 2p + 1 (the odd ones): the interleaved order
+        // of the weights' words (split_nibbles). Words 0-3 of a unit are plane A, 4-7 plane B.
+        uint2 pk;
+        pk.x = (q[0] & 0xFF) | (q[2] & 0xFF) << 8 | (q[4] & 0xFF) << 16 | (uint32_t) (q[6] & 0xFF) << 24;
+        pk.y = (q[1] & 0xFF) | (q[3] & 0xFF) << 8 | (q[5] & 0xFF) << 16 | (uint32_t) (q[7] & 0xFF) << 24;
+        reinterpret_cast<uint2 *>((part < 2 ? xa : xb) + (size_t) t * U + u)[part & 1] = pk;
+        if (part == 0) {
+            float dx = amax / 127.0f;
+            xs[(size_t) t * U + u] = make_float2(dx, dx * (float) sum);
         }
     }
-    __syncthreads();
+}
 
-    while (task < tasks) { // warp-uniform
-        float acc[kRows][NT];
+// Up to four weights of one type (and one n_in) in one launch. Plain mode: blocks [first[j], first[j+1]) compute
+// weight j. SwiGLU mode: w[0] = gate, w[1] = up (same shape); a warp task holds kRows / 2 rows of each and writes
+// silu(gate) * up.
+struct GemvJob {
+    const uint8_t *w[4];
+    Layout L[4];
+    int64_t n_out[4];
+    float *y[4];
+    int64_t first[5];
+    int n_w;
+};
+
+// Blocks per SM the integer GEMV is built for (80 or 128 registers a thread): the accumulators grow with NT.
+template <int T, int NT> constexpr int gemv_min_blocks() { return NT == 1 ? 3 : 2; }
+
+template <int T, int NT, bool kSwiglu>
+__global__ void __launch_bounds__(kThreads, gemv_min_blocks<T, NT>())
+gemv_int(const __grid_constant__ GemvJob job, const uint4 *__restrict__ xq, int U, int SU, int KS, int nt) {
+    using QT = Q<T>;
+    using Raw = typename QT::Raw;
+    constexpr int RPG = kSwiglu ? kRows / 2 : kRows;      // output rows per group
+    constexpr bool kPipe = (T == Q4_0 || T == IQ4_NL) && NT == 1; // registers for a second batch of loads
+    __shared__ float red[kWarps][kRows][NT];
+
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, slice = warp % KS, grp = warp / KS, G = kWarps / KS;
+    // Which weight this block computes (uniform per block).
+    int j = 0;
 #pragma unroll
-        for (int r = 0; r < kRows; r++)
+    for (int i = 1; i < 4; i++)
+        if (!kSwiglu && i < job.n_w && (int64_t) blockIdx.x >= job.first[i]) j = i;
+    // __grid_constant__: indexed in parameter space, no local copy of the job.
+    const uint8_t *wj = job.w[j];
+    const Layout &L = job.L[j];
+    const int64_t n_out = job.n_out[j], first = job.first[j];
+    float *y = job.y[j];
+    const uint8_t *wu = kSwiglu ? job.w[1] : wj;
+    const int64_t row0 = (((int64_t) blockIdx.x - first) * G + grp) * RPG;
+
+    // Row starts of the planes the type uses (rows past the end read the last row; their results are dropped).
+    constexpr int NP = T == Q6_K ? 4 : 2;
+    const uint8_t *pl[kRows][NP];
 #pragma unroll
-            for (int t = 0; t < NT; t++) acc[r][t] = 0.0f;
-        for (int k0 = 0; k0 < U; k0 += 32 * kDepth) {
-            if (k0 > 0) load_batch(task, k0);
+    for (int r = 0; r < kRows; r++) {
+        int64_t rr = row0 + (kSwiglu ? r % RPG : r);
+        rr = rr < n_out ? rr : n_out - 1;
+        const uint8_t *wb = (kSwiglu && r >= RPG) ? wu : wj;
 #pragma unroll
-            for (int s = 0; s < kDepth; s++) {
-                int u = k0 + s * 32 + lane;
-                if (u >= U) continue;
-                IntUnit iu[kRows];
+        for (int k = 0; k < NP; k++) pl[r][k] = wb + L.off[k] + rr * L.row[k];
+    }
+    const int u_begin = slice * SU, u_end = min(U, u_begin + SU);
+
+    Raw cur[kRows], nxt[kRows];
+    auto load = [&](Raw *raw, int k0) {
+        int u = k0 + lane;
+        if (u < u_end) {
 #pragma unroll
-                for (int r = 0; r < kRows; r++) QT::to_int(raw[s][r], iu[r]);
+            for (int r = 0; r < kRows; r++) raw[r] = QT::load_p(pl[r], u);
+        }
+    };
+    load(cur, u_begin);
+    const uint4 *xa = xq, *xb = xq + (size_t) nt * U;
+    const float2 *xs = reinterpret_cast<const float2 *>(xq + (size_t) 2 * nt * U);
+    float acc[kRows][NT];
 #pragma unroll
-                for (int t = 0; t < NT; t++) {
-                    uint4 a = xa[t * U + u], b = xb[t * U + u];
-                    float2 ds = xs[t * U + u];
+    for (int r = 0; r < kRows; r++)
 #pragma unroll
-                    for (int r = 0; r < kRows; r++) {
-                        int s0 = __dp4a(iu[r].q[0], (int) a.x, 0);
-                        s0 = __dp4a(iu[r].q[1], (int) a.y, s0);
-                        s0 = __dp4a(iu[r].q[2], (int) a.z, s0);
-                        s0 = __dp4a(iu[r].q[3], (int) a.w, s0);
-                        int s1 = __dp4a(iu[r].q[4], (int) b.x, 0);
-                        s1 = __dp4a(iu[r].q[5], (int) b.y, s1);
-                        s1 = __dp4a(iu[r].q[6], (int) b.z, s1);
-                        s1 = __dp4a(iu[r].q[7], (int) b.w, s1);
-                        float part = iu[r].s0 * (float) s0 + iu[r].s1 * (float) s1;
-                        acc[r][t] = fmaf(ds.x, part, fmaf(-iu[r].m, ds.y, acc[r][t]));
-                    }
+        for (int t = 0; t < NT; t++) acc[r][t] = 0.0f;
+
+    for (int k0 = u_begin; k0 < u_end; k0 += 32) {
+        if constexpr (kPipe) {
+            if (k0 + 32 < u_end) load(nxt, k0 + 32);
+        }
+        const int u = k0 + lane;
+        if (u < u_end) {
+            IntUnit iu[kRows];
+#pragma unroll
+            for (int r = 0; r < kRows; r++) QT::to_int(cur[r], iu[r]);
+#pragma unroll
+            for (int t = 0; t < NT; t++) {
+                if (t >= nt) break;
+                const uint4 a = __ldg(xa + (size_t) t * U + u), b = __ldg(xb + (size_t) t * U + u);
+                const float2 ds = __ldg(xs + (size_t) t * U + u);
+#pragma unroll
+                for (int r = 0; r < kRows; r++) {
+                    int s0 = __dp4a(iu[r].q[0], (int) a.x, 0);
+                    s0 = __dp4a(iu[r].q[1], (int) a.y, s0);
+                    s0 = __dp4a(iu[r].q[2], (int) a.z, s0);
+                    s0 = __dp4a(iu[r].q[3], (int) a.w, s0);
+                    int s1 = __dp4a(iu[r].q[4], (int) b.x, 0);
+                    s1 = __dp4a(iu[r].q[5], (int) b.y, s1);
+                    s1 = __dp4a(iu[r].q[6], (int) b.z, s1);
+                    s1 = __dp4a(iu[r].q[7], (int) b.w, s1);
+                    float part = iu[r].s0 * (float) s0 + iu[r].s1 * (float) s1;
+                    acc[r][t] = fmaf(ds.x, part, fmaf(-iu[r].m, ds.y, acc[r][t]));
                 }
             }
         }
-        const int64_t row0 = task * kRows;
-        task += stride;
-        if (task < tasks) load_batch(task, 0); // next task's first batch overlaps this reduction
+        if constexpr (kPipe) {
 #pragma unroll
-        for (int r = 0; r < kRows; r++)
+            for (int r = 0; r < kRows; r++) cur[r] = nxt[r];
+        } else {
+            if (k0 + 32 < u_end) load(cur, k0 + 32);
+        }
+    }
+
 #pragma unroll
-            for (int t = 0; t < NT; t++) {
-                float v = warp_sum(acc[r][t]);
-                if (lane == 0 && t < nt && row0 + r < n_out) y[(int64_t) t * n_out + row0 + r] = v;
+    for (int r = 0; r < kRows; r++)
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            float v = warp_sum(acc[r][t]);
+            if (lane == 0) red[warp][r][t] = v;
+        }
+    __syncthreads();
+    if (slice == 0 && lane < RPG * NT) {
+        const int r = lane / NT, t = lane % NT;
+        if (t < nt && row0 + r < n_out) {
+            float v = 0.0f;
+            for (int s = 0; s < KS; s++) v += red[grp * KS + s][r][t];
+            if constexpr (kSwiglu) {
+                float up = 0.0f;
+                for (int s = 0; s < KS; s++) up += red[grp * KS + s][r + RPG][t];
+                v = v / (1.0f + expf(-v)) * up;
             }
+            y[(int64_t) t * n_out + row0 + r] = v;
+        }
     }
 }
 
@@ -318,8 +388,14 @@ __global__ void __launch_bounds__(kThreads) gemv_float(const uint8_t *__restrict
                     for (int r = 0; r < kRows; r++) V::chunk(raw[s][r], c, wf[r], lut);
 #pragma unroll
                     for (int t = 0; t < NT; t++) {
+                        // NT rounds the token count up (3 -> 4, 5..7 -> 8): rows past nt do not exist in x.
                         float xv[V::CH];
-                        load_x<V::CH>(x + (int64_t) t * n_in, v * V::VW + c * V::CH, n_in, xvec, xv);
+                        if (t < nt) {
+                            load_x<V::CH>(x + (int64_t) t * n_in, v * V::VW + c * V::CH, n_in, xvec, xv);
+                        } else {
+#pragma unroll
+                            for (int i = 0; i < V::CH; i++) xv[i] = 0.0f;
+                        }
 #pragma unroll
                         for (int r = 0; r < kRows; r++)
 #pragma unroll
@@ -494,6 +570,279 @@ __global__ void __launch_bounds__(kThreads) gemm(const uint8_t *__restrict__ w, 
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Quantized tensor-core GEMM (Q4_0, Q8_0, Q4_K, Q6_K when n_in % 64 == 0; gemm above takes the other cases).
+//
+// 1. convert_x16 writes the activations once per call as f16 into the context's scratch buffer, each 32-element unit
+//    permuted (see gq_perm) so that the 8 weights a thread decodes from one 32-bit word of a unit are exactly its
+//    A-fragment elements of the unit's two m16n8k16 steps.
+// 2. gemm_q: block tile 128 rows x BN tokens x 64 k (two units), 8 warps as 4 (rows) x 2 (tokens), warp tile
+//    32 x BN/2. A GQ_S-stage cp.async pipeline brings the raw quantized tile (quants, scales) and the f16 activation
+//    tile (XOR-swizzled, read with ldmatrix) into shared memory, two tiles ahead of the tensor cores. The weights are
+//    never written back as f16: each thread reads its 32-bit word of a unit row from shared memory and turns it into
+//    four half2 fragment registers with the 0x6400 exponent trick (lop3, hsub2, hmul2/hfma2). Q4_K / Q6_K scales are
+//    decoded once per (row, unit) per tile into a small table (one thread each) one tile ahead.
+//    Grid: x = token tiles (fastest), y = row tiles, so the blocks sharing a weight tile run together (weights read
+//    from DRAM once, the f16 activations stay in L2).
+
+constexpr int GQ_BM = 128, GQ_BK = 64, GQ_S = 4;
+
+// Position p of a unit in the converted activations holds element gq_perm(p) of the unit: for k16 step s = p / 16,
+// fragment slot j = p % 16 (thread t = (j % 8) / 2, e = j % 2, high half h = j / 8), element 8t + 2s + h + 4e, i.e.
+// nibble (2s + h) + 4e of the unit's 32-bit word t.
+__host__ __device__ constexpr int gq_perm(int p) { return 8 * ((p % 8) / 2) + 2 * (p / 16) + (p % 16) / 8 + 4 * (p % 2); }
+
+// x [n_units * 32] f32 (token rows of n_in, n_in % 32 == 0, so unit i is x[32i, 32i + 32)) -> x16, same size, f16.
+__global__ void __launch_bounds__(kThreads) convert_x16(const float *__restrict__ x, int64_t n_units, bool xvec,
+                                                        uint4 *__restrict__ x16) {
+    const int64_t i = (int64_t) blockIdx.x * kThreads + threadIdx.x;
+    if (i >= n_units) return;
+    float v[32];
+    const float *p = x + 32 * i;
+    if (xvec) {
+#pragma unroll
+        for (int k = 0; k < 32; k += 4) {
+            float4 f = __ldg(reinterpret_cast<const float4 *>(p + k));
+            v[k] = f.x; v[k + 1] = f.y; v[k + 2] = f.z; v[k + 3] = f.w;
+        }
+    } else {
+#pragma unroll
+        for (int k = 0; k < 32; k++) v[k] = __ldg(p + k);
+    }
+#pragma unroll
+    for (int c = 0; c < 4; c++) {
+        uint32_t h[4];
+#pragma unroll
+        for (int k = 0; k < 4; k++) h[k] = pack_half2(v[gq_perm(8 * c + 2 * k)], v[gq_perm(8 * c + 2 * k + 1)]);
+        x16[4 * i + c] = make_uint4(h[0], h[1], h[2], h[3]);
+    }
+}
+
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, uint32_t bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void cp_async4(uint32_t dst, const void *src) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(dst), "l"(src) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+__device__ __forceinline__ __half2 u2h2(uint32_t v) { return *reinterpret_cast<__half2 *>(&v); }
+__device__ __forceinline__ uint32_t h22u(__half2 v) { return *reinterpret_cast<uint32_t *>(&v); }
+
+// Shared-memory tile of one stage: the f16 activations [BN][64] (128-byte rows), then plane 0 as [2 units][128 rows]
+// [UB bytes], then A1 (Q4_0 / Q8_0: fp16 d of the two units [128][4 B]; Q4_K: the super-block header [128][16 B];
+// Q6_K: the high bits of the two units [128][16 B]), then A2 (Q6_K: the four int8 scales [128][4 B]).
+template <int T> struct GQ;
+template <> struct GQ<Q4_0> { static constexpr int UB = 16, A1 = GQ_BM * 4, A2 = 0; static constexpr bool kPrep = false; };
+template <> struct GQ<Q8_0> { static constexpr int UB = 32, A1 = GQ_BM * 4, A2 = 0; static constexpr bool kPrep = false; };
+template <> struct GQ<Q4_K> { static constexpr int UB = 16, A1 = GQ_BM * 16, A2 = 0; static constexpr bool kPrep = true; };
+template <> struct GQ<Q6_K> { static constexpr int UB = 16, A1 = GQ_BM * 16, A2 = GQ_BM * 4; static constexpr bool kPrep = true; };
+
+template <int T, int BN> constexpr int gq_stage() { return BN * 128 + 2 * GQ_BM * GQ<T>::UB + GQ<T>::A1 + GQ<T>::A2; }
+// Stages plus the scale table ([2][128 rows][2 units] half2) of Q4_K / Q6_K. At most 99 KB (the sm_86 / sm_89 limit
+// per block): Q8_0 at BN = 128 takes 98 KB.
+template <int T, int BN> constexpr size_t gq_smem() {
+    return (size_t) GQ_S * gq_stage<T, BN>() + (GQ<T>::kPrep ? 2 * GQ_BM * 2 * 4 : 0);
+}
+
+// The four A-fragment half2 of one row and one unit for thread t: P[m] = (element 8t + m, element 8t + m + 4).
+// sa: plane-0 tile, s1: A1 tile, tab: this tile's scale table.
+template <int T>
+__device__ __forceinline__ void gq_decode(const uint8_t *sa, const uint8_t *s1, const uint32_t *tab, int R, int u, int t,
+                                          uint32_t *P) {
+    if constexpr (T == Q4_0 || T == Q4_K || T == Q6_K) {
+        const uint32_t w = *reinterpret_cast<const uint32_t *>(sa + (u * GQ_BM + R) * 16 + 4 * t);
+        if constexpr (T == Q4_0) {
+            const uint32_t d = *reinterpret_cast<const unsigned short *>(s1 + R * 4 + 2 * u);
+            const __half2 dd = u2h2(d | d << 16), off = u2h2(0x64086408u); // 1032 = 1024 + 8
+#pragma unroll
+            for (int m = 0; m < 4; m++) {
+                uint32_t v = ((w >> (4 * m)) & 0x000F000Fu) | 0x64006400u;
+                P[m] = h22u(__hmul2(__hsub2(u2h2(v), off), dd));
+            }
+        } else if constexpr (T == Q4_K) {
+            const __half2 dm = u2h2(tab[R * 2 + u]); // (d1, m1)
+            const __half2 d1 = __low2half2(dm), nm1 = __hneg2(__high2half2(dm)), off = u2h2(0x64006400u);
+#pragma unroll
+            for (int m = 0; m < 4; m++) {
+                uint32_t v = ((w >> (4 * m)) & 0x000F000Fu) | 0x64006400u;
+                P[m] = h22u(__hfma2(__hsub2(u2h2(v), off), d1, nm1));
+            }
+        } else {
+            const uint32_t hw = *reinterpret_cast<const uint32_t *>(s1 + R * 16 + u * 8 + 4 * (t >> 1)) >> (4 * (t & 1));
+            const __half2 ss = u2h2(tab[R * 2 + u]); // (d * scale of elements 0-15, d * scale of 16-31)
+            const __half2 sc = t < 2 ? __low2half2(ss) : __high2half2(ss), off = u2h2(0x64206420u); // 1056 = 1024 + 32
+#pragma unroll
+            for (int m = 0; m < 4; m++) {
+                uint32_t hi = (hw >> (8 * (m >> 1) + 2 * (m & 1))) & 0x00030003u;
+                uint32_t v = ((w >> (4 * m)) & 0x000F000Fu) | (hi << 4) | 0x64006400u;
+                P[m] = h22u(__hmul2(__hsub2(u2h2(v), off), sc));
+            }
+        }
+    } else { // Q8_0: word 2t = elements 8t + {0,2,4,6}, word 2t+1 = 8t + {1,3,5,7}
+        const uint2 q = *reinterpret_cast<const uint2 *>(sa + (u * GQ_BM + R) * 32 + 8 * t);
+        const uint32_t d = *reinterpret_cast<const unsigned short *>(s1 + R * 4 + 2 * u);
+        const __half2 dd = u2h2(d | d << 16), off = u2h2(0x64806480u); // 1152 = 1024 + 128
+        const uint32_t a = q.x ^ 0x80808080u, b = q.y ^ 0x80808080u;   // int8 + 128 as unsigned bytes
+        const uint32_t v[4] = {__byte_perm(a, 0x64646464u, 0x4240), __byte_perm(b, 0x64646464u, 0x4240),
+                               __byte_perm(a, 0x64646464u, 0x4341), __byte_perm(b, 0x64646464u, 0x4341)};
+#pragma unroll
+        for (int m = 0; m < 4; m++) P[m] = h22u(__hmul2(__hsub2(u2h2(v[m]), off), dd));
+    }
+}
+
+template <int T, int BN>
+__global__ void __launch_bounds__(kThreads, 2) gemm_q(const uint8_t *__restrict__ w, Layout L, int64_t n_out,
+                                                      int64_t n_in, const __half *__restrict__ x16, int64_t n_tok,
+                                                      float *__restrict__ y) {
+    using G = GQ<T>;
+    constexpr int WN = BN / 2, NT8 = WN / 8, MT = 2;
+    constexpr int SB = BN * 128, SA0 = 2 * GQ_BM * G::UB, STAGE = gq_stage<T, BN>();
+    constexpr int BCH = BN * 8 / kThreads, ACH = SA0 / 16 / kThreads; // 16-byte copies per thread and tile
+    static_assert(BCH >= 1 && ACH >= 1 && NT8 % 2 == 0, "tile shape");
+    static_assert(gq_smem<T, BN>() <= 99 * 1024, "shared memory of sm_86 / sm_89");
+    extern __shared__ uint4 smem[];
+    uint8_t *sm = reinterpret_cast<uint8_t *>(smem);
+    uint32_t *tab = reinterpret_cast<uint32_t *>(sm + GQ_S * STAGE); // [2][128][2]
+    const uint32_t sbase = (uint32_t) __cvta_generic_to_shared(sm);
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wm = warp >> 1, wn = warp & 1;
+    const int g = lane >> 2, t = lane & 3;
+    const int64_t n0 = (int64_t) blockIdx.x * BN, m0 = (int64_t) blockIdx.y * GQ_BM;
+    const int ktiles = (int) (n_in / GQ_BK);
+
+    // Loader sources at k tile 0 (each thread copies the same tile positions every k step). Activations: copy i is
+    // token (tid >> 3) + 32 i, 16-byte chunk tid & 7; a token past n_tok is zero-filled (source size 0).
+    const int btok = tid >> 3, bc = tid & 7;
+    const __half *bsrc = x16 + (n0 + btok) * n_in + bc * 8;
+    const int64_t bstep = 32 * n_in;
+    const uint32_t bdst = btok * 128 + ((bc ^ (btok & 7)) << 4); // + 32 * 128 per copy (same swizzle row & 7)
+    // Quants, in [unit][row][UB]: 16-byte part apart of row arow, unit aunit + i * USTEP for copy i.
+    constexpr int per = G::UB / 16, USTEP = kThreads / (GQ_BM * per);
+    static_assert(ACH * USTEP == 2, "the two units of a tile");
+    const int arow = (tid / per) % GQ_BM, apart = tid % per, aunit = tid / (GQ_BM * per);
+    const uint8_t *asrc = w + L.off[0] + min(m0 + arow, n_out - 1) * L.row[0] + aunit * G::UB + apart * 16;
+    const uint32_t adst = SB + (aunit * GQ_BM + arow) * G::UB + apart * 16;
+    const int lrow = tid & (GQ_BM - 1);
+    const int64_t lgrow = min(m0 + lrow, n_out - 1);
+    const uint8_t *s1src = tid < GQ_BM ? w + L.off[1] + lgrow * L.row[1] : w + L.off[2] + lgrow * L.row[2];
+
+    auto load = [&](int kt, int st) {
+        const uint32_t sb = sbase + st * STAGE;
+#pragma unroll
+        for (int i = 0; i < BCH; i++) {
+            const bool ok = n0 + btok + 32 * i < n_tok;
+            cp_async16(sb + bdst + i * 32 * 128, ok ? bsrc + i * bstep + kt * GQ_BK : x16, ok ? 16 : 0);
+        }
+#pragma unroll
+        for (int i = 0; i < ACH; i++)
+            cp_async16(sb + adst + i * USTEP * GQ_BM * G::UB, asrc + (2 * kt + i * USTEP) * G::UB, 16);
+        const uint32_t s1 = sb + SB + SA0 + lrow * (G::A1 / GQ_BM);
+        if (tid < GQ_BM) {
+            if constexpr (T == Q4_0 || T == Q8_0) cp_async4(s1, s1src + kt * 4);
+            else if constexpr (T == Q4_K) cp_async16(s1, s1src + (kt >> 2) * 16, 16);
+            else cp_async16(s1, s1src + kt * 16, 16);
+        } else if constexpr (T == Q6_K) {
+            cp_async4(sb + SB + SA0 + G::A1 + lrow * 4, s1src + (kt >> 2) * 16 + (kt & 3) * 4);
+        }
+    };
+    // Scale table of tile kt (one (row, unit) per thread), from stage st.
+    auto prep = [&](int kt, int st) {
+        if constexpr (G::kPrep) {
+            const int row = tid >> 1, unit = tid & 1;
+            const uint8_t *s1 = sm + st * STAGE + SB + SA0;
+            uint32_t out;
+            if constexpr (T == Q4_K) {
+                typename Q<Q4_K>::Raw r;
+                r.h = *reinterpret_cast<const uint4 *>(s1 + row * 16);
+                r.j = (2 * kt + unit) & 7;
+                int sc, mn;
+                Q<Q4_K>::scale_min(r, sc, mn);
+                out = pack_half2(h2f(r.h.x & 0xFFFF) * (float) sc, h2f(r.h.x >> 16) * (float) mn);
+            } else {
+                const uint32_t scw = *reinterpret_cast<const uint32_t *>(s1 + G::A1 + row * 4) >> (16 * unit);
+                const int64_t grow = min(m0 + row, n_out - 1);
+                const float d = h2f(ld2(w + L.off[3] + grow * L.row[3] + (kt >> 2) * 2));
+                out = pack_half2(d * (float) (signed char) (scw & 0xFF), d * (float) (signed char) ((scw >> 8) & 0xFF));
+            }
+            tab[(kt & 1) * GQ_BM * 2 + tid] = out; // tid = row * 2 + unit
+        }
+    };
+
+    float acc[MT][NT8][4];
+#pragma unroll
+    for (int i = 0; i < MT; i++)
+#pragma unroll
+        for (int j = 0; j < NT8; j++)
+#pragma unroll
+            for (int k = 0; k < 4; k++) acc[i][j][k] = 0.0f;
+
+#pragma unroll
+    for (int s = 0; s < GQ_S - 1; s++) {
+        if (s < ktiles) load(s, s);
+        cp_async_commit();
+    }
+    cp_async_wait<GQ_S - 2>(); // tile 0
+    __syncthreads();
+    prep(0, 0);
+
+    const int lm = lane >> 3, lr = lane & 7;
+    for (int kt = 0; kt < ktiles; kt++) {
+        cp_async_wait<GQ_S - 3>(); // tile kt + 1 (this thread's copies)
+        __syncthreads();           // everyone's copies of kt + 1; everyone done with tile kt - 1 (its stage is free)
+        if (kt + GQ_S - 1 < ktiles) load(kt + GQ_S - 1, (kt + GQ_S - 1) % GQ_S);
+        cp_async_commit();
+        if (kt + 1 < ktiles) prep(kt + 1, (kt + 1) % GQ_S);
+
+        const int st = kt % GQ_S;
+        const uint8_t *sa = sm + st * STAGE + SB, *s1 = sa + SA0;
+        const uint32_t *tb = tab + (kt & 1) * GQ_BM * 2;
+        const uint32_t bs = sbase + st * STAGE;
+#pragma unroll
+        for (int u = 0; u < 2; u++) {
+            uint32_t P[MT][2][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                for (int hr = 0; hr < 2; hr++) gq_decode<T>(sa, s1, tb, wm * 32 + mt * 16 + hr * 8 + g, u, t, P[mt][hr]);
+#pragma unroll
+            for (int s = 0; s < 2; s++) {
+                const int ks = 2 * u + s;
+                uint32_t bf[NT8][2];
+#pragma unroll
+                for (int np = 0; np < NT8 / 2; np++) { // tokens 0-7 k 0-7, k 8-15, tokens 8-15 k 0-7, k 8-15
+                    int r = wn * WN + np * 16 + (lm >> 1) * 8 + lr, chunk = ks * 2 + (lm & 1);
+                    ldmatrix_x4(bs + (uint32_t) (r * 128 + ((chunk ^ (r & 7)) << 4)), bf[2 * np][0], bf[2 * np][1],
+                                bf[2 * np + 1][0], bf[2 * np + 1][1]);
+                }
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    const uint32_t a[4] = {P[mt][0][2 * s], P[mt][1][2 * s], P[mt][0][2 * s + 1], P[mt][1][2 * s + 1]};
+#pragma unroll
+                    for (int nt = 0; nt < NT8; nt++) mma16816(acc[mt][nt], a, bf[nt][0], bf[nt][1]);
+                }
+            }
+        }
+    }
+    cp_async_wait<0>();
+
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int nt = 0; nt < NT8; nt++) {
+            int64_t o = m0 + wm * 32 + mt * 16 + g;
+            int64_t tk = n0 + wn * WN + nt * 8 + 2 * t;
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                int64_t oo = o + (k >> 1) * 8, tt = tk + (k & 1);
+                if (oo < n_out && tt < n_tok) y[tt * n_out + oo] = acc[mt][nt][k];
+            }
+        }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Embedding lookup: one block per id, one thread per 32-weight unit.
 
 template <int T>
@@ -554,42 +903,117 @@ template <int T> constexpr bool has_int_path() {
     return T == Q4_0 || T == Q8_0 || T == Q4_K || T == Q6_K || T == IQ4_NL;
 }
 
-// Blocks for a persistent GEMV: all that can be resident, but no more than there are tasks for.
+// Per-device caches of kernel attributes, so that no call queries or sets them again (nor during a graph capture).
+constexpr int kMaxDevices = 64;
+
+// Raises a kernel's dynamic shared-memory limit to `smem` once per device, before its first launch, whenever its
+// static shared memory plus smem passes the default 48 KB (gemm<NF4, 64>: 48 KB dynamic + the 64-byte codebook).
+// `done` is that kernel's own per-device flags; it records the largest smem already allowed (a race only repeats the
+// set). Neither call is a stream operation, so this is also safe while a graph is being captured.
 template <class K>
-int gemv_grid(nb_cuda *ctx, K kernel, size_t smem, int64_t n_out) {
-    int per_sm = 0;
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem) != cudaSuccess || per_sm < 1)
-        per_sm = 1;
+nb_status ensure_smem(nb_cuda *ctx, K kernel, size_t smem, int *done, const char *what) {
+    int dev = ctx->device;
+    const bool cache = dev >= 0 && dev < kMaxDevices;
+    if (smem == 0 || (cache && (size_t) done[dev] >= smem)) return NB_OK;
+    cudaFuncAttributes fa;
+    nb_status s = nb_cuda_check(ctx, cudaFuncGetAttributes(&fa, kernel), what);
+    if (s != NB_OK) return s;
+    if (fa.sharedSizeBytes + smem > 48 * 1024 && (size_t) fa.maxDynamicSharedSizeBytes < smem)
+        s = nb_cuda_check(ctx, cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem), what);
+    if (s == NB_OK && cache) done[dev] = (int) smem;
+    return s;
+}
+
+// Blocks for a persistent float GEMV: all that can be resident, but no more than there are tasks for.
+// `cached` is that kernel's own per-device occupancy.
+template <class K>
+int gemv_grid(nb_cuda *ctx, K kernel, int64_t n_out, int *cached) {
+    int dev = ctx->device, per_sm = dev >= 0 && dev < kMaxDevices ? cached[dev] : 0;
+    if (per_sm == 0) {
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, 0) != cudaSuccess || per_sm < 1)
+            per_sm = 1;
+        if (dev >= 0 && dev < kMaxDevices) cached[dev] = per_sm;
+    }
     int64_t want = ((n_out + kRows - 1) / kRows + kWarps - 1) / kWarps;
     int64_t have = (int64_t) per_sm * (ctx->sm_count > 0 ? ctx->sm_count : 1);
     return (int) (want < have ? want : have);
 }
 
-template <int T, int NT>
-nb_status launch_gemv_int(nb_cuda *ctx, const uint8_t *w, const Layout &L, int64_t n_out, int64_t n_in,
-                          const float *x, int64_t n_tok, bool xvec, float *y) {
-    auto kernel = gemv_int<T, NT>;
-    size_t smem = gemv_int_smem<NT>(n_in / 32);
-    if (smem > 48 * 1024) {
-        nb_status s = nb_cuda_check(ctx, cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                              (int) smem), "gemv_int: shared memory");
-        if (s != NB_OK) return s;
+// Quantizes n_tok (<= 8) activation rows into the scratch buffer for gemv_int.
+nb_status quantize_activations(nb_cuda *ctx, const float *x, int64_t n_in, int64_t n_tok, bool xvec) {
+    const int U = (int) (n_in / 32);
+    int64_t total = n_tok * U * 4;
+    quantize_x<<<(unsigned) ((total + kThreads - 1) / kThreads), kThreads, 0, ctx->stream>>>(
+        x, n_in, (int) n_tok, U, xvec, (uint4 *) ctx->scratch);
+    return nb_cuda_launched(ctx, "quantize_x");
+}
+
+// Whether the integer GEMV takes this call: few tokens, and their int8 activations fit in the scratch buffer.
+bool gemv_int_fits(int64_t n_in, int64_t n_tok) {
+    return n_tok <= 8 && n_in % 32 == 0 && n_in / 32 <= 0x7FFFFFFF / 64 &&
+           xq_bytes(n_tok, n_in / 32) <= (size_t) NB_CUDA_SCRATCH_BYTES;
+}
+
+// Launches gemv_int for a job whose n_w, w, L, n_out and y are set; fills job.first. quantize_activations must
+// have run first.
+template <int T>
+nb_status launch_gemv_int(nb_cuda *ctx, GemvJob job, bool swiglu, int64_t n_in, int64_t n_tok) {
+    const int U = (int) (n_in / 32), steps = (U + 31) / 32;
+    const int rpg = swiglu ? kRows / 2 : kRows;
+    int64_t groups = 0;
+    for (int j = 0; j < job.n_w; j++) groups += (job.n_out[j] + rpg - 1) / rpg;
+    // K slices per row group: split until the warps make about one full wave (24 warps per SM), keeping every slice
+    // at least one 32-unit step.
+    const int64_t target = (int64_t) (ctx->sm_count > 0 ? ctx->sm_count : 1) * 24;
+    int ks = 1;
+    while (ks < kWarps && groups * ks < target && ks * 2 <= steps) ks *= 2;
+    const int su = (steps + ks - 1) / ks * 32, per_block = (kWarps / ks) * rpg;
+    int64_t at = 0;
+    for (int j = 0; j < 4; j++) {
+        job.first[j] = at;
+        if (j < job.n_w) at += (job.n_out[j] + per_block - 1) / per_block;
     }
-    int grid = gemv_grid(ctx, kernel, smem, n_out);
-    for (int64_t t0 = 0; t0 < n_tok; t0 += NT) {
-        int nt = (int) (n_tok - t0 < NT ? n_tok - t0 : NT);
-        kernel<<<grid, kThreads, smem, ctx->stream>>>(w, L, n_out, n_in, x + t0 * n_in, nt, xvec, y + t0 * n_out);
-        nb_status s = nb_cuda_launched(ctx, "gemv_int");
-        if (s != NB_OK) return s;
+    job.first[4] = at;
+    if (at > 0x7FFFFFFF) return nb_cuda_fail(ctx, NB_ERR_UNSUPPORTED, "nb_cuda_matmul: too many rows");
+
+    const uint4 *xq = (const uint4 *) ctx->scratch;
+    const int nt = (int) n_tok;
+    auto go = [&](auto kernel) { kernel<<<(unsigned) at, kThreads, 0, ctx->stream>>>(job, xq, U, su, ks, nt); };
+    if (swiglu) {
+        if (n_tok <= 1) go(gemv_int<T, 1, true>);
+        else if (n_tok <= 2) go(gemv_int<T, 2, true>);
+        else if (n_tok <= 4) go(gemv_int<T, 4, true>);
+        else go(gemv_int<T, 8, true>);
+    } else {
+        if (n_tok <= 1) go(gemv_int<T, 1, false>);
+        else if (n_tok <= 2) go(gemv_int<T, 2, false>);
+        else if (n_tok <= 4) go(gemv_int<T, 4, false>);
+        else go(gemv_int<T, 8, false>);
     }
-    return NB_OK;
+    return nb_cuda_launched(ctx, "gemv_int");
+}
+
+// One weight, one GEMV.
+template <int T>
+nb_status launch_gemv_int1(nb_cuda *ctx, const uint8_t *w, const Layout &L, int64_t n_out, int64_t n_in,
+                           int64_t n_tok, float *y, const float *x, bool xvec) {
+    nb_status s = quantize_activations(ctx, x, n_in, n_tok, xvec);
+    if (s != NB_OK) return s;
+    GemvJob job = {};
+    job.n_w = 1;
+    job.w[0] = w;
+    job.L[0] = L;
+    job.n_out[0] = n_out;
+    job.y[0] = y;
+    return launch_gemv_int<T>(ctx, job, false, n_in, n_tok);
 }
 
 template <int T, int NT>
 nb_status launch_gemv_float(nb_cuda *ctx, const uint8_t *w, const Layout &L, int64_t n_out, int64_t n_in,
                             const float *x, int64_t n_tok, bool xvec, float *y) {
     auto kernel = gemv_float<T, NT>;
-    int grid = gemv_grid(ctx, kernel, 0, n_out);
+    static int cached[kMaxDevices] = {}; // one per instantiation, i.e. per kernel
+    int grid = gemv_grid(ctx, kernel, n_out, cached);
     for (int64_t t0 = 0; t0 < n_tok; t0 += NT) {
         int nt = (int) (n_tok - t0 < NT ? n_tok - t0 : NT);
         kernel<<<grid, kThreads, 0, ctx->stream>>>(w, L, n_out, n_in, x + t0 * n_in, nt, xvec, y + t0 * n_out);
@@ -604,8 +1028,8 @@ nb_status launch_gemm(nb_cuda *ctx, const uint8_t *w, const Layout &L, int64_t n
                       int64_t n_tok, bool xvec, float *y) {
     auto kernel = gemm<T, BN>;
     constexpr size_t smem = gemm_smem<BN>();
-    nb_status s = nb_cuda_check(ctx, cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                          (int) smem), "gemm: shared memory");
+    static int done[kMaxDevices] = {}; // one per instantiation, i.e. per kernel
+    nb_status s = ensure_smem(ctx, kernel, smem, done, "gemm: shared memory");
     if (s != NB_OK) return s;
     int64_t gy = (n_tok + BN - 1) / BN, gx = (n_out + BM - 1) / BM;
     if (gy > 65535 || gx > 0x7FFFFFFF) return nb_cuda_fail(ctx, NB_ERR_UNSUPPORTED, "nb_cuda_matmul: too many tokens or rows");
@@ -613,18 +1037,104 @@ nb_status launch_gemm(nb_cuda *ctx, const uint8_t *w, const Layout &L, int64_t n
     return nb_cuda_launched(ctx, "gemm");
 }
 
-// Largest tokens-per-pass (8, 4, 2, 1) whose int8 activations fit in the shared memory a block may use; 0 if none.
-int gemv_int_tokens(nb_cuda *ctx, int64_t n_in, int64_t n_tok) {
-    int optin = 48 * 1024;
-    cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, ctx->device);
-    int want = n_tok <= 1 ? 1 : n_tok <= 2 ? 2 : n_tok <= 4 ? 4 : 8;
-    for (int nt = want; nt >= 1; nt /= 2)
-        if (gemv_int_smem<1>(n_in / 32) * nt <= (size_t) optin) return nt;
-    return 0;
+template <int T> constexpr bool has_gemm_q() { return T == Q4_0 || T == Q8_0 || T == Q4_K || T == Q6_K; }
+bool gemm_q_fits(int64_t n_out, int64_t n_in) { return n_in % GQ_BK == 0 && (n_out + GQ_BM - 1) / GQ_BM <= 65535; }
+
+template <int T, int BN>
+nb_status launch_gemm_q(nb_cuda *ctx, const uint8_t *w, const Layout &L, int64_t n_out, int64_t n_in,
+                        const __half *x16, int64_t n_tok, float *y) {
+    auto kernel = gemm_q<T, BN>;
+    constexpr size_t smem = gq_smem<T, BN>();
+    static int done[kMaxDevices] = {};
+    nb_status s = ensure_smem(ctx, kernel, smem, done, "gemm_q: shared memory");
+    if (s != NB_OK) return s;
+    int64_t gx = (n_tok + BN - 1) / BN, gy = (n_out + GQ_BM - 1) / GQ_BM;
+    if (gx > 0x7FFFFFFF || gy > 65535) return nb_cuda_fail(ctx, NB_ERR_UNSUPPORTED, "nb_cuda_matmul: too many tokens or rows");
+    kernel<<<dim3((unsigned) gx, (unsigned) gy), kThreads, smem, ctx->stream>>>(w, L, n_out, n_in, x16, n_tok, y);
+    return nb_cuda_launched(ctx, "gemm_q");
 }
 
-// Makes the context's device current: the caller's thread may have used another device since.
-nb_status bind(nb_cuda *ctx) { return nb_cuda_check(ctx, cudaSetDevice(ctx->device), "cudaSetDevice"); }
+// The quantized GEMM: the activations converted to f16 into the first x16_cap bytes of the scratch buffer, as many
+// tokens at a time as fit, each chunk followed by its GEMM.
+template <int T>
+nb_status run_gemm_q(nb_cuda *ctx, const uint8_t *w, const Layout &L, int64_t n_out, int64_t n_in, const float *x,
+                     int64_t n_tok, bool xvec, float *y, size_t x16_cap) {
+    const int64_t chunk = (int64_t) (x16_cap / ((size_t) n_in * 2));
+    if (chunk < 1) return nb_cuda_fail(ctx, NB_ERR_UNSUPPORTED, "nb_cuda_matmul: n_in %lld too large", (long long) n_in);
+    __half *x16 = (__half *) ctx->scratch;
+    for (int64_t t0 = 0; t0 < n_tok; t0 += chunk) {
+        const int64_t nt = n_tok - t0 < chunk ? n_tok - t0 : chunk, units = nt * n_in / 32;
+        convert_x16<<<(unsigned) ((units + kThreads - 1) / kThreads), kThreads, 0, ctx->stream>>>(
+            x + t0 * n_in, units, xvec, (uint4 *) x16);
+        nb_status s = nb_cuda_launched(ctx, "convert_x16");
+        if (s == NB_OK) {
+            // The widest token tile that still gives at least half as many blocks as SMs (a 4096-row weight at 128
+            // tokens: BN = 128 would make 32 blocks, BN = 32 makes 128).
+            const int64_t row_tiles = (n_out + GQ_BM - 1) / GQ_BM, half_sms = (ctx->sm_count > 0 ? ctx->sm_count : 2) / 2;
+            auto blocks = [&](int64_t bn) { return (nt + bn - 1) / bn * row_tiles; };
+            if (nt > 64 && blocks(128) >= half_sms) s = launch_gemm_q<T, 128>(ctx, w, L, n_out, n_in, x16, nt, y + t0 * n_out);
+            else if (nt > 32 && blocks(64) >= half_sms) s = launch_gemm_q<T, 64>(ctx, w, L, n_out, n_in, x16, nt, y + t0 * n_out);
+            else s = launch_gemm_q<T, 32>(ctx, w, L, n_out, n_in, x16, nt, y + t0 * n_out);
+        }
+        if (s != NB_OK) return s;
+    }
+    return NB_OK;
+}
+
+// y = W x for one weight, everything checked; the body of nb_cuda_matmul. The GEMMs may use the first x16_cap bytes
+// of the scratch buffer.
+nb_status matmul(nb_cuda *ctx, int32_t wtype, const uint8_t *w, const Layout &L, int64_t n_out, int64_t n_in,
+                 const float *d_x, int64_t n_tok, float *d_y, size_t x16_cap = (size_t) NB_CUDA_SCRATCH_BYTES) {
+    const bool xvec = (n_in % 4) == 0 && ((uintptr_t) d_x & 15) == 0; // every activation row 16-byte aligned
+    nb_status s = NB_OK;
+    dispatch(wtype, [&](auto tc) {
+        constexpr int T = decltype(tc)::value;
+        if (n_tok <= 8) {
+            if constexpr (has_int_path<T>()) {
+                if (gemv_int_fits(n_in, n_tok)) {
+                    s = launch_gemv_int1<T>(ctx, w, L, n_out, n_in, n_tok, d_y, d_x, xvec);
+                    return;
+                }
+            } else {
+                if (n_tok <= 1) s = launch_gemv_float<T, 1>(ctx, w, L, n_out, n_in, d_x, n_tok, xvec, d_y);
+                else if (n_tok <= 2) s = launch_gemv_float<T, 2>(ctx, w, L, n_out, n_in, d_x, n_tok, xvec, d_y);
+                else if (n_tok <= 4) s = launch_gemv_float<T, 4>(ctx, w, L, n_out, n_in, d_x, n_tok, xvec, d_y);
+                else s = launch_gemv_float<T, 8>(ctx, w, L, n_out, n_in, d_x, n_tok, xvec, d_y);
+                return;
+            }
+        }
+        if constexpr (has_gemm_q<T>()) {
+            if (gemm_q_fits(n_out, n_in)) {
+                s = run_gemm_q<T>(ctx, w, L, n_out, n_in, d_x, n_tok, xvec, d_y, x16_cap);
+                return;
+            }
+        }
+        if (n_tok <= 64) s = launch_gemm<T, 64>(ctx, w, L, n_out, n_in, d_x, n_tok, xvec, d_y);
+        else s = launch_gemm<T, 128>(ctx, w, L, n_out, n_in, d_x, n_tok, xvec, d_y);
+    });
+    return s;
+}
+
+// out = silu(g) * u, n floats (the tail of the unfused nb_cuda_matmul_swiglu).
+__global__ void swiglu_kernel(const float *__restrict__ g, const float *__restrict__ u, int64_t n,
+                              float *__restrict__ out) {
+    for (int64_t i = (int64_t) blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t) gridDim.x * blockDim.x) {
+        float v = g[i];
+        out[i] = v / (1.0f + expf(-v)) * u[i];
+    }
+}
+
+// The argument checks every matmul entry point shares; fills L.
+nb_status check_weight(nb_cuda *ctx, const char *fn, int32_t wtype, const void *d_w, int64_t n_out, int64_t n_in,
+                       Layout *L) {
+    if (block_size(wtype) == 0) return nb_cuda_fail(ctx, NB_ERR_UNSUPPORTED, "%s: type %d", fn, wtype);
+    NB_CUDA_REQUIRE(ctx, d_w != nullptr, "%s: null weight", fn);
+    NB_CUDA_REQUIRE(ctx, n_out >= 1 && n_in >= 1, "%s: bad sizes %lld x %lld", fn, (long long) n_out, (long long) n_in);
+    NB_CUDA_REQUIRE(ctx, layout_of(wtype, n_out, n_in, L), "%s: n_in %lld not a multiple of %d", fn, (long long) n_in,
+                    block_size(wtype));
+    NB_CUDA_REQUIRE(ctx, ((uintptr_t) d_w & 15) == 0, "%s: weight not 16-byte aligned", fn);
+    return NB_OK;
+}
 
 } // namespace
 
@@ -635,7 +1145,7 @@ extern "C" NB_API int64_t nb_cuda_weight_bytes(int32_t wtype, int64_t n_out, int
 
 extern "C" NB_API nb_status nb_cuda_upload_weight(nb_cuda *ctx, int32_t wtype, const void *src, int64_t n_out,
                                                   int64_t n_in, void *d_dst) {
-    if (ctx == nullptr) return NB_ERR_ARGUMENT;
+    if (nb_status b = nb_cuda_use(ctx)) return b;
     NB_CUDA_REQUIRE(ctx, src != nullptr && d_dst != nullptr, "nb_cuda_upload_weight: null pointer");
     NB_CUDA_REQUIRE(ctx, !ctx->capturing, "nb_cuda_upload_weight: not allowed while a graph is being captured");
     if (block_size(wtype) == 0) return nb_cuda_fail(ctx, NB_ERR_UNSUPPORTED, "nb_cuda_upload_weight: type %d", wtype);
@@ -643,7 +1153,6 @@ extern "C" NB_API nb_status nb_cuda_upload_weight(nb_cuda *ctx, int32_t wtype, c
     NB_CUDA_REQUIRE(ctx, layout_of(wtype, n_out, n_in, &L),
                     "nb_cuda_upload_weight: bad shape %lld x %lld for type %d", (long long) n_out, (long long) n_in, wtype);
     NB_CUDA_REQUIRE(ctx, ((uintptr_t) d_dst & 15) == 0, "nb_cuda_upload_weight: destination not 16-byte aligned");
-    if (nb_status b = bind(ctx)) return b;
     const int64_t raw_row = n_in / block_size(wtype) * block_bytes(wtype);
     uint8_t *dst = (uint8_t *) d_dst;
     nb_status s = nb_cuda_memset(ctx, dst, 0, L.total); // the padding of float rows and of the planes reads as 0
@@ -689,48 +1198,122 @@ extern "C" NB_API nb_status nb_cuda_upload_weight(nb_cuda *ctx, int32_t wtype, c
 
 extern "C" NB_API nb_status nb_cuda_matmul(nb_cuda *ctx, int32_t wtype, const void *d_w, int64_t n_out, int64_t n_in,
                                            const float *d_x, int64_t n_tok, float *d_y) {
-    if (ctx == nullptr) return NB_ERR_ARGUMENT;
-    NB_CUDA_REQUIRE(ctx, d_w != nullptr && d_x != nullptr && d_y != nullptr, "nb_cuda_matmul: null pointer");
-    NB_CUDA_REQUIRE(ctx, n_out >= 1 && n_in >= 1 && n_tok >= 1, "nb_cuda_matmul: bad sizes %lld x %lld, %lld tokens",
-                    (long long) n_out, (long long) n_in, (long long) n_tok);
-    if (block_size(wtype) == 0) return nb_cuda_fail(ctx, NB_ERR_UNSUPPORTED, "nb_cuda_matmul: type %d", wtype);
+    if (nb_status b = nb_cuda_use(ctx)) return b;
     Layout L;
-    NB_CUDA_REQUIRE(ctx, layout_of(wtype, n_out, n_in, &L), "nb_cuda_matmul: n_in %lld not a multiple of %d",
-                    (long long) n_in, block_size(wtype));
-    NB_CUDA_REQUIRE(ctx, ((uintptr_t) d_w & 15) == 0, "nb_cuda_matmul: weight not 16-byte aligned");
+    if (nb_status s = check_weight(ctx, "nb_cuda_matmul", wtype, d_w, n_out, n_in, &L)) return s;
+    NB_CUDA_REQUIRE(ctx, d_x != nullptr && d_y != nullptr, "nb_cuda_matmul: null pointer");
+    NB_CUDA_REQUIRE(ctx, n_tok >= 1, "nb_cuda_matmul: bad token count %lld", (long long) n_tok);
     NB_CUDA_REQUIRE(ctx, ((uintptr_t) d_x & 3) == 0 && ((uintptr_t) d_y & 3) == 0, "nb_cuda_matmul: misaligned x or y");
-    const uint8_t *w = (const uint8_t *) d_w;
-    const bool xvec = (n_in % 4) == 0 && ((uintptr_t) d_x & 15) == 0; // every activation row 16-byte aligned
-    if (nb_status b = bind(ctx)) return b;
-    nb_status s = NB_OK;
-    dispatch(wtype, [&](auto tc) {
-        constexpr int T = decltype(tc)::value;
-        if (n_tok <= 8) {
-            if constexpr (has_int_path<T>()) {
-                switch (gemv_int_tokens(ctx, n_in, n_tok)) {
-                    case 1: s = launch_gemv_int<T, 1>(ctx, w, L, n_out, n_in, d_x, n_tok, xvec, d_y); return;
-                    case 2: s = launch_gemv_int<T, 2>(ctx, w, L, n_out, n_in, d_x, n_tok, xvec, d_y); return;
-                    case 4: s = launch_gemv_int<T, 4>(ctx, w, L, n_out, n_in, d_x, n_tok, xvec, d_y); return;
-                    case 8: s = launch_gemv_int<T, 8>(ctx, w, L, n_out, n_in, d_x, n_tok, xvec, d_y); return;
-                    default: break; // rows too long for shared memory: the GEMM handles any shape
-                }
-            } else {
-                if (n_tok <= 1) s = launch_gemv_float<T, 1>(ctx, w, L, n_out, n_in, d_x, n_tok, xvec, d_y);
-                else if (n_tok <= 2) s = launch_gemv_float<T, 2>(ctx, w, L, n_out, n_in, d_x, n_tok, xvec, d_y);
-                else if (n_tok <= 4) s = launch_gemv_float<T, 4>(ctx, w, L, n_out, n_in, d_x, n_tok, xvec, d_y);
-                else s = launch_gemv_float<T, 8>(ctx, w, L, n_out, n_in, d_x, n_tok, xvec, d_y);
-                return;
-            }
+    return matmul(ctx, wtype, (const uint8_t *) d_w, L, n_out, n_in, d_x, n_tok, d_y);
+}
+
+extern "C" NB_API nb_status nb_cuda_matmul_shared_input(nb_cuda *ctx, int32_t n_w, const int32_t *wtypes,
+                                                        const void *const *d_ws, const int64_t *n_outs, int64_t n_in,
+                                                        const float *d_x, int64_t n_tok, float *const *d_ys) {
+    static const char *fn = "nb_cuda_matmul_shared_input";
+    if (nb_status b = nb_cuda_use(ctx)) return b;
+    NB_CUDA_REQUIRE(ctx, n_w >= 1 && n_w <= 4, "%s: n_w %d not in [1, 4]", fn, n_w);
+    NB_CUDA_REQUIRE(ctx, wtypes != nullptr && d_ws != nullptr && n_outs != nullptr && d_ys != nullptr && d_x != nullptr,
+                    "%s: null pointer", fn);
+    NB_CUDA_REQUIRE(ctx, n_tok >= 1, "%s: bad token count %lld", fn, (long long) n_tok);
+    NB_CUDA_REQUIRE(ctx, ((uintptr_t) d_x & 3) == 0, "%s: misaligned x", fn);
+    Layout L[4];
+    for (int j = 0; j < n_w; j++) {
+        if (nb_status s = check_weight(ctx, fn, wtypes[j], d_ws[j], n_outs[j], n_in, &L[j])) return s;
+        NB_CUDA_REQUIRE(ctx, d_ys[j] != nullptr && ((uintptr_t) d_ys[j] & 3) == 0, "%s: null or misaligned y", fn);
+    }
+    bool int_path = gemv_int_fits(n_in, n_tok);
+    for (int j = 0; j < n_w && int_path; j++)
+        dispatch(wtypes[j], [&](auto tc) { if constexpr (!has_int_path<decltype(tc)::value>()) int_path = false; });
+    if (!int_path) { // the GEMMs (or float GEMVs) one weight at a time
+        for (int j = 0; j < n_w; j++) {
+            nb_status s = matmul(ctx, wtypes[j], (const uint8_t *) d_ws[j], L[j], n_outs[j], n_in, d_x, n_tok, d_ys[j]);
+            if (s != NB_OK) return s;
         }
-        if (n_tok <= 64) s = launch_gemm<T, 64>(ctx, w, L, n_out, n_in, d_x, n_tok, xvec, d_y);
-        else s = launch_gemm<T, 128>(ctx, w, L, n_out, n_in, d_x, n_tok, xvec, d_y);
-    });
+        return NB_OK;
+    }
+    // Integer GEMVs: the activations quantized once, then one launch per distinct weight type.
+    const bool xvec = (n_in % 4) == 0 && ((uintptr_t) d_x & 15) == 0;
+    nb_status s = quantize_activations(ctx, d_x, n_in, n_tok, xvec);
+    bool done[4] = {false, false, false, false};
+    for (int j = 0; j < n_w && s == NB_OK; j++) {
+        if (done[j]) continue;
+        GemvJob job = {};
+        for (int k = j; k < n_w; k++) {
+            if (done[k] || wtypes[k] != wtypes[j]) continue;
+            job.w[job.n_w] = (const uint8_t *) d_ws[k];
+            job.L[job.n_w] = L[k];
+            job.n_out[job.n_w] = n_outs[k];
+            job.y[job.n_w] = d_ys[k];
+            job.n_w++;
+            done[k] = true;
+        }
+        dispatch(wtypes[j], [&](auto tc) {
+            constexpr int T = decltype(tc)::value;
+            if constexpr (has_int_path<T>()) s = launch_gemv_int<T>(ctx, job, false, n_in, n_tok);
+        });
+    }
+    return s;
+}
+
+extern "C" NB_API nb_status nb_cuda_matmul_swiglu(nb_cuda *ctx, int32_t wtype, const void *d_gate, const void *d_up,
+                                                  int64_t n_out, int64_t n_in, const float *d_x, int64_t n_tok,
+                                                  float *d_y) {
+    static const char *fn = "nb_cuda_matmul_swiglu";
+    if (nb_status b = nb_cuda_use(ctx)) return b;
+    Layout L;
+    if (nb_status s = check_weight(ctx, fn, wtype, d_gate, n_out, n_in, &L)) return s;
+    NB_CUDA_REQUIRE(ctx, d_up != nullptr && ((uintptr_t) d_up & 15) == 0, "%s: null or misaligned up weight", fn);
+    NB_CUDA_REQUIRE(ctx, d_x != nullptr && d_y != nullptr, "%s: null pointer", fn);
+    NB_CUDA_REQUIRE(ctx, n_tok >= 1, "%s: bad token count %lld", fn, (long long) n_tok);
+    NB_CUDA_REQUIRE(ctx, ((uintptr_t) d_x & 3) == 0 && ((uintptr_t) d_y & 3) == 0, "%s: misaligned x or y", fn);
+    bool fused = false;
+    nb_status s = NB_OK;
+    if (gemv_int_fits(n_in, n_tok)) {
+        dispatch(wtype, [&](auto tc) {
+            constexpr int T = decltype(tc)::value;
+            if constexpr (has_int_path<T>()) {
+                fused = true;
+                const bool xvec = (n_in % 4) == 0 && ((uintptr_t) d_x & 15) == 0;
+                s = quantize_activations(ctx, d_x, n_in, n_tok, xvec);
+                if (s != NB_OK) return;
+                GemvJob job = {};
+                job.n_w = 2;
+                job.w[0] = (const uint8_t *) d_gate;
+                job.w[1] = (const uint8_t *) d_up;
+                job.L[0] = job.L[1] = L;
+                job.n_out[0] = job.n_out[1] = n_out;
+                job.y[0] = job.y[1] = d_y;
+                s = launch_gemv_int<T>(ctx, job, true, n_in, n_tok);
+            }
+        });
+    }
+    if (fused) return s;
+    // Unfused: G x and U x for a chunk of tokens into the scratch buffer, then silu(g) * u into y. The first part of
+    // the scratch buffer is left to the GEMMs for the chunk's f16 activations.
+    const int64_t per_tok = 2 * n_out * (int64_t) sizeof(float) + n_in * 2;
+    int64_t chunk = (NB_CUDA_SCRATCH_BYTES - 256) / per_tok;
+    if (chunk < 1) return nb_cuda_fail(ctx, NB_ERR_UNSUPPORTED, "%s: n_out %lld too large", fn, (long long) n_out);
+    const size_t x16_cap = (size_t) (chunk * n_in * 2 + 255) / 256 * 256;
+    float *g = (float *) ((uint8_t *) ctx->scratch + x16_cap);
+    for (int64_t t0 = 0; t0 < n_tok && s == NB_OK; t0 += chunk) {
+        int64_t nt = n_tok - t0 < chunk ? n_tok - t0 : chunk;
+        float *u = g + nt * n_out;
+        s = matmul(ctx, wtype, (const uint8_t *) d_gate, L, n_out, n_in, d_x + t0 * n_in, nt, g, x16_cap);
+        if (s == NB_OK) s = matmul(ctx, wtype, (const uint8_t *) d_up, L, n_out, n_in, d_x + t0 * n_in, nt, u, x16_cap);
+        if (s == NB_OK) {
+            int64_t n = nt * n_out, blocks = (n + kThreads - 1) / kThreads;
+            int grid = (int) (blocks < 4096 ? blocks : 4096);
+            swiglu_kernel<<<grid, kThreads, 0, ctx->stream>>>(g, u, n, d_y + t0 * n_out);
+            s = nb_cuda_launched(ctx, "swiglu");
+        }
+    }
     return s;
 }
 
 extern "C" NB_API nb_status nb_cuda_embed(nb_cuda *ctx, int32_t wtype, const void *d_table, int64_t n_rows,
                                           int64_t n_cols, const int32_t *d_ids, int64_t n_ids, float *d_out) {
-    if (ctx == nullptr) return NB_ERR_ARGUMENT;
+    if (nb_status b = nb_cuda_use(ctx)) return b;
     NB_CUDA_REQUIRE(ctx, d_table != nullptr && d_ids != nullptr && d_out != nullptr, "nb_cuda_embed: null pointer");
     NB_CUDA_REQUIRE(ctx, n_rows >= 1 && n_cols >= 1 && n_ids >= 0, "nb_cuda_embed: bad sizes");
     if (block_size(wtype) == 0) return nb_cuda_fail(ctx, NB_ERR_UNSUPPORTED, "nb_cuda_embed: type %d", wtype);
@@ -740,7 +1323,6 @@ extern "C" NB_API nb_status nb_cuda_embed(nb_cuda *ctx, int32_t wtype, const voi
     NB_CUDA_REQUIRE(ctx, ((uintptr_t) d_table & 15) == 0, "nb_cuda_embed: table not 16-byte aligned");
     NB_CUDA_REQUIRE(ctx, n_ids <= 0x7FFFFFFF, "nb_cuda_embed: too many ids");
     if (n_ids == 0) return NB_OK;
-    if (nb_status b = bind(ctx)) return b;
     const bool ovec = (n_cols % 4) == 0 && ((uintptr_t) d_out & 15) == 0;
     nb_status s = NB_OK;
     dispatch(wtype, [&](auto tc) {

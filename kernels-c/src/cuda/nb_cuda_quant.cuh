@@ -115,6 +115,8 @@ __device__ __forceinline__ void split_nibbles(uint32_t w, int &even, int &odd) {
 // ---------------------------------------------------------------------------------------------------------------
 // Per-type access to one unit (32 consecutive weights of a row, unit index u = first weight / 32).
 //   Raw load(w, L, row, u)            reads what the unit needs (one 16-byte load plus scales)
+//   Raw load_p(p, u)                  the same from the row's plane starts p[k] = w + L.off[k] + row * L.row[k]
+//                                     (integer types only; the integer GEMV keeps them per row)
 //   void to_float(raw, out[32], lut)  the 32 weights in order, exactly as Dequantizer.java computes them
 //   void to_int(raw, IntUnit&)        (integer types only)
 // The float types use F<T> instead (any n_in, see below).
@@ -124,6 +126,7 @@ template <int T> struct Q;
 template <> struct Q<Q4_0> {
     static constexpr bool kInt = true;
     struct Raw { uint4 q; uint32_t d; };
+    __device__ static Raw load_p(const uint8_t *const *p, int u) { return {ld16(p[0] + u * 16), ld2(p[1] + u * 2)}; }
     __device__ static Raw load(const uint8_t *w, const Layout &L, int64_t row, int64_t u) {
         return {ld16(w + L.off[0] + row * L.row[0] + u * 16), ld2(w + L.off[1] + row * L.row[1] + u * 2)};
     }
@@ -148,6 +151,7 @@ template <> struct Q<IQ4_NL> {
     __device__ static Raw load(const uint8_t *w, const Layout &L, int64_t row, int64_t u) {
         return Q<Q4_0>::load(w, L, row, u);
     }
+    __device__ static Raw load_p(const uint8_t *const *p, int u) { return Q<Q4_0>::load_p(p, u); }
     static constexpr uint32_t T0 = 0xBFAD9881u, T1 = 0xF6EADDCFu, T2 = 0x26190D01u, T3 = 0x71594535u;
     // Four codes (nibbles of a 16-bit selector) -> four int8 levels: pick from levels 0-7 and 8-15 with the low three
     // bits, then choose between the two by bit 3 of each code (byte k or k+4 of the pair).
@@ -188,6 +192,9 @@ template <> struct Q<Q8_0> {
         const uint8_t *p = w + L.off[0] + row * L.row[0] + u * 32;
         return {ld16(p), ld16(p + 16), ld2(w + L.off[1] + row * L.row[1] + u * 2)};
     }
+    __device__ static Raw load_p(const uint8_t *const *p, int u) {
+        return {ld16(p[0] + u * 32), ld16(p[0] + u * 32 + 16), ld2(p[1] + u * 2)};
+    }
     __device__ static void to_float(const Raw &r, float *out, const float *) {
         float d = h2f(r.d);
 #pragma unroll
@@ -213,6 +220,9 @@ template <> struct Q<Q4_K> {
     __device__ static Raw load(const uint8_t *w, const Layout &L, int64_t row, int64_t u) {
         return {ld16(w + L.off[0] + row * L.row[0] + u * 16), ld16(w + L.off[1] + row * L.row[1] + (u >> 3) * 16),
                 (int) (u & 7)};
+    }
+    __device__ static Raw load_p(const uint8_t *const *p, int u) {
+        return {ld16(p[0] + u * 16), ld16(p[1] + (u >> 3) * 16), u & 7};
     }
     // Sub-block j's 6-bit scale and min (the packing of Dequantizer.q4KScaleMin).
     __device__ static void scale_min(const Raw &r, int &sc, int &m) {
@@ -255,6 +265,9 @@ template <> struct Q<Q6_K> {
         int64_t s = u >> 3;
         return {ld16(w + L.off[0] + row * L.row[0] + u * 16), ld8(w + L.off[1] + row * L.row[1] + u * 8),
                 ld2(w + L.off[2] + row * L.row[2] + s * 16 + (u & 7) * 2), ld2(w + L.off[3] + row * L.row[3] + s * 2)};
+    }
+    __device__ static Raw load_p(const uint8_t *const *p, int u) {
+        return {ld16(p[0] + u * 16), ld8(p[1] + u * 8), ld2(p[2] + u * 2), ld2(p[3] + (u >> 3) * 2)};
     }
     // int8 word k as values 0..63 (before the -32).
     __device__ static uint32_t q6word(const Raw &r, int k) {

@@ -71,6 +71,24 @@ public interface Backend extends AutoCloseable {
     /** {@code out[t][r] = sum_c w[r][c] * x[t][c]} for every token {@code t < tokens}; x is tokens × cols, out tokens × rows. */
     void matmul(Matrix w, MemorySegment x, int tokens, MemorySegment out);
 
+    /** {@code outs[j] = ws[j] x} for every j: the projections that share one input (Q, K and V), maybe in one pass. */
+    default void matmulSharedInput(Matrix[] ws, MemorySegment x, int tokens, MemorySegment[] outs) {
+        for (int j = 0; j < ws.length; j++) {
+            matmul(ws[j], x, tokens, outs[j]);
+        }
+    }
+
+    /**
+     * The first half of the feed-forward: {@code out = silu(gate x) * (up x)}, tokens × gate.rows; {@code scratch}
+     * holds as many floats and may be overwritten.
+     */
+    default void matmulSwiglu(Matrix gate, Matrix up, MemorySegment x, int tokens, MemorySegment out,
+                              MemorySegment scratch) {
+        matmul(gate, x, tokens, out);
+        matmul(up, x, tokens, scratch);
+        swiglu(out, scratch, (long) tokens * gate.rows(), out);
+    }
+
     /** Copies (dequantizing) row {@code ids[i]} (int32) of {@code table} into row i of {@code out}, for {@code i < count}. */
     void embed(Matrix table, MemorySegment ids, int count, MemorySegment out);
 
@@ -97,6 +115,19 @@ public interface Backend extends AutoCloseable {
      * {@link #cacheType()}; the row width is the cache's.
      */
     void storeKv(MemorySegment rows, int tokens, MemorySegment slots, MemorySegment cache, int rowLength);
+
+    /**
+     * RoPE on the queries (in place) and keys of {@code tokens} tokens, then the keys and values stored at rows
+     * {@code positions[t]} of one layer's caches; k may be changed.
+     */
+    default void ropeStore(MemorySegment q, MemorySegment k, MemorySegment v, int tokens, int heads, int kvHeads,
+                           int headDim, MemorySegment positions, float theta, float freqScale, MemorySegment freqFactors,
+                           MemorySegment keyCache, MemorySegment valueCache) {
+        rope(q, tokens, heads, headDim, positions, theta, freqScale, freqFactors);
+        rope(k, tokens, kvHeads, headDim, positions, theta, freqScale, freqFactors);
+        storeKv(k, tokens, positions, keyCache, kvHeads * headDim);
+        storeKv(v, tokens, positions, valueCache, kvHeads * headDim);
+    }
 
     /** Workspace {@link #attention} needs for {@code tokens} queries over a cache of {@code capacity} positions. */
     long attentionWorkBytes(int tokens, int heads, int headDim, int capacity);

@@ -165,6 +165,40 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
+    public void matmulSharedInput(Matrix[] ws, MemorySegment x, int tokens, MemorySegment[] outs) {
+        GgmlType[] types = new GgmlType[ws.length];
+        MemorySegment[] data = new MemorySegment[ws.length];
+        long[] rows = new long[ws.length];
+        for (int j = 0; j < ws.length; j++) {
+            if (ws[j].cols() != ws[0].cols()) {
+                throw new IllegalArgumentException(ws[j].name() + " does not share the input of " + ws[0].name());
+            }
+            types[j] = ws[j].type();
+            data[j] = ws[j].data();
+            rows[j] = ws[j].rows();
+        }
+        cuda.matmulSharedInput(types, data, rows, ws[0].cols(), x, tokens, outs);
+    }
+
+    @Override
+    public void matmulSwiglu(Matrix gate, Matrix up, MemorySegment x, int tokens, MemorySegment out,
+                             MemorySegment scratch) {
+        if (gate.type() != up.type() || gate.rows() != up.rows() || gate.cols() != up.cols()) {
+            Backend.super.matmulSwiglu(gate, up, x, tokens, out, scratch);
+            return;
+        }
+        cuda.matmulSwiglu(gate.type(), gate.data(), up.data(), gate.rows(), gate.cols(), x, tokens, out);
+    }
+
+    @Override
+    public void ropeStore(MemorySegment q, MemorySegment k, MemorySegment v, int tokens, int heads, int kvHeads,
+                          int headDim, MemorySegment positions, float theta, float freqScale, MemorySegment freqFactors,
+                          MemorySegment keyCache, MemorySegment valueCache) {
+        cuda.ropeStore(q, k, v, tokens, heads, kvHeads, headDim, positions, theta, freqScale,
+                freqFactors == null ? MemorySegment.NULL : freqFactors, keyCache, valueCache);
+    }
+
+    @Override
     public void embed(Matrix table, MemorySegment ids, int count, MemorySegment out) {
         cuda.embed(table.type(), table.data(), table.rows(), table.cols(), ids, count, out);
     }

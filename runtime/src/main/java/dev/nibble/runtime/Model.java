@@ -33,7 +33,7 @@ public final class Model implements AutoCloseable {
     private final MemorySegment v;       // values, likewise
     private final MemorySegment att;     // attention output, batch × dim
     private final MemorySegment hb;      // SwiGLU gate, batch × ffnDim
-    private final MemorySegment hb2;     // SwiGLU up, batch × ffnDim
+    private final MemorySegment hb2;     // SwiGLU up (scratch), batch × ffnDim
     private final MemorySegment logits;  // batch × vocab
     private final MemorySegment ids;     // token ids of the batch, int32
     private final MemorySegment positions; // their positions, int32
@@ -259,22 +259,16 @@ public final class Model implements AutoCloseable {
             } else {
                 backend.addRmsNorm(x, xb, w.attentionNorm(), n, dim, eps, xb);
             }
-            backend.matmul(w.wq(), xb, n, q);
-            backend.matmul(w.wk(), xb, n, k);
-            backend.matmul(w.wv(), xb, n, v);
-            backend.rope(q, n, c.heads(), c.headDim(), positions, c.ropeTheta(), c.ropeScale(), weights.ropeFactors());
-            backend.rope(k, n, c.kvHeads(), c.headDim(), positions, c.ropeTheta(), c.ropeScale(), weights.ropeFactors());
-            backend.storeKv(k, n, positions, cache.keys(l), c.kvDim());
-            backend.storeKv(v, n, positions, cache.values(l), c.kvDim());
+            backend.matmulSharedInput(new Matrix[] {w.wq(), w.wk(), w.wv()}, xb, n, new MemorySegment[] {q, k, v});
+            backend.ropeStore(q, k, v, n, c.heads(), c.kvHeads(), c.headDim(), positions, c.ropeTheta(), c.ropeScale(),
+                    weights.ropeFactors(), cache.keys(l), cache.values(l));
             backend.attention(q, n, positions, c.heads(), c.kvHeads(), c.headDim(), cache.keys(l), cache.values(l),
                     cache.capacity(), cache.work(), att);
             backend.matmul(w.wo(), att, n, xb);
 
             // feed-forward: down(silu(gate(x)) * up(x))
             backend.addRmsNorm(x, xb, w.ffnNorm(), n, dim, eps, xb);
-            backend.matmul(w.gate(), xb, n, hb);
-            backend.matmul(w.up(), xb, n, hb2);
-            backend.swiglu(hb, hb2, (long) n * c.ffnDim(), hb);
+            backend.matmulSwiglu(w.gate(), w.up(), xb, n, hb, hb2);
             backend.matmul(w.down(), hb, n, xb);
         }
         backend.addRmsNorm(x, xb, weights.outputNorm(), n, dim, eps, xb);

@@ -2,10 +2,9 @@ package dev.nibble.runtime;
 
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import dev.nibble.runtime.nativelib.NibbleCuda;
+import dev.nibble.runtime.nativelib.GpuTests;
 import java.io.IOException;
 import java.nio.file.Path;
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
 import dev.nibble.testing.TestData;
 
@@ -18,8 +17,7 @@ class TinyLlamaOnCudaTest extends TinyLlamaEndToEnd {
 
     @Override
     Backend newBackend() {
-        String why = NibbleCuda.unavailable().orElse(null);
-        Assumptions.assumeTrue(why == null, () -> "CUDA end-to-end tests need a GPU: " + why);
+        GpuTests.assumeGpu(TinyLlamaOnCudaTest.class);
         return new CudaBackend(0, 0);
     }
 
@@ -43,7 +41,9 @@ class TinyLlamaOnCudaTest extends TinyLlamaEndToEnd {
                 want = onCpu.forward(new int[] {next}, cpuCache, false);
                 got = onGpu.forward(new int[] {next}, gpuCache, false);
                 err = TinyLlamaRefs.relativeError(got, want);
-                assertTrue(err < 1e-2, "decode logits after " + next + ": relative error " + err);
+                // Both sides round the activations of every 8-bit matmul to 8 bits, each its own way (~0.5% per
+                // matmul), through six layers: 1.4% was measured on the H200; a wrong position or cache gives ~100%.
+                assertTrue(err < 3e-2, "decode logits after " + next + ": relative error " + err);
             }
         }
     }

@@ -340,6 +340,59 @@ public final class NibbleCuda implements AutoCloseable {
         }
     }
 
+    /** {@code ys[j] = W_j x} for up to four uploaded weights of {@code nIn} columns sharing the input x. */
+    public void matmulSharedInput(GgmlType[] types, MemorySegment[] ws, long[] nOuts, long nIn, MemorySegment x,
+                                  long nTok, MemorySegment[] ys) {
+        String call = "nb_cuda_matmul_shared_input";
+        int n = types.length;
+        if (n < 1 || n > 4 || ws.length != n || nOuts.length != n || ys.length != n) {
+            throw new IllegalArgumentException(call + ": 1 to 4 weights, each with its rows and output");
+        }
+        nonNegative(call, "nTok", nTok);
+        requireFloats(call, "x", x, product(call, nTok, nIn));
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment typeArray = arena.allocate(I32, n);
+            MemorySegment wArray = arena.allocate(PTR, n);
+            MemorySegment outArray = arena.allocate(I64, n);
+            MemorySegment yArray = arena.allocate(PTR, n);
+            for (int j = 0; j < n; j++) {
+                nonNegative(call, "nOut", nOuts[j]);
+                requireBytes(call, "w" + j, ws[j], weightBytes(types[j], nOuts[j], nIn), 1);
+                requireFloats(call, "y" + j, ys[j], product(call, nTok, nOuts[j]));
+                typeArray.setAtIndex(I32, j, types[j].id());
+                wArray.setAtIndex(PTR, j, ws[j]);
+                outArray.setAtIndex(I64, j, nOuts[j]);
+                yArray.setAtIndex(PTR, j, ys[j]);
+            }
+            check(call, (int) H.nb_cuda_matmul_shared_input.invokeExact(ctx(), n, typeArray, wArray, outArray, nIn, x,
+                    nTok, yArray));
+        } catch (RuntimeException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw failure(call, t);
+        }
+    }
+
+    /** {@code y = silu(G x) * (U x)} for uploaded G and U of one type, {@code nOut} rows of {@code nIn}. */
+    public void matmulSwiglu(GgmlType type, MemorySegment gate, MemorySegment up, long nOut, long nIn, MemorySegment x,
+                             long nTok, MemorySegment y) {
+        String call = "nb_cuda_matmul_swiglu";
+        nonNegative(call, "nOut", nOut);
+        nonNegative(call, "nTok", nTok);
+        long bytes = weightBytes(type, nOut, nIn);
+        requireBytes(call, "gate", gate, bytes, 1);
+        requireBytes(call, "up", up, bytes, 1);
+        requireFloats(call, "x", x, product(call, nTok, nIn));
+        requireFloats(call, "y", y, product(call, nTok, nOut));
+        try {
+            check(call, (int) H.nb_cuda_matmul_swiglu.invokeExact(ctx(), type.id(), gate, up, nOut, nIn, x, nTok, y));
+        } catch (RuntimeException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw failure(call, t);
+        }
+    }
+
     /** Rows {@code ids[0..nIds)} (int32, on the device) of an uploaded table, as floats into {@code out}. */
     public void embed(GgmlType type, MemorySegment table, long nRows, long nCols, MemorySegment ids, long nIds,
                       MemorySegment out) {
@@ -472,6 +525,42 @@ public final class NibbleCuda implements AutoCloseable {
         }
     }
 
+    /**
+     * RoPE on q (in place) and k, then k and v stored as f16 at rows {@code pos[t]} of the caches (rows of
+     * {@code nKvHeads * headDim}); see nb_cuda_rope_store.
+     */
+    public void ropeStore(MemorySegment q, MemorySegment k, MemorySegment v, long nTok, long nHeads, long nKvHeads,
+                          long headDim, MemorySegment pos, float theta, float freqScale, MemorySegment freqFactors,
+                          MemorySegment kCache, MemorySegment vCache) {
+        String call = "nb_cuda_rope_store";
+        nonNegative(call, "nTok", nTok);
+        if (nHeads <= 0 || nKvHeads <= 0 || headDim <= 0 || headDim % 2 != 0 || headDim > 512) {
+            throw new IllegalArgumentException(call + ": " + nHeads + " heads, " + nKvHeads + " KV heads of " + headDim);
+        }
+        if (!(theta > 0) || !Float.isFinite(freqScale)) {
+            throw new IllegalArgumentException(call + ": theta " + theta + " must be > 0 and freqScale finite");
+        }
+        long rowLen = product(call, nKvHeads, headDim);
+        requireFloats(call, "q", q, product(call, product(call, nTok, nHeads), headDim));
+        requireFloats(call, "k", k, product(call, nTok, rowLen));
+        requireFloats(call, "v", v, product(call, nTok, rowLen));
+        requireBytes(call, "pos", pos, product(call, nTok, 4), 4);
+        if (!freqFactors.equals(MemorySegment.NULL)) {
+            requireFloats(call, "freqFactors", freqFactors, headDim / 2);
+        }
+        long capacity = kCache.byteSize() / product(call, rowLen, 2);
+        requireBytes(call, "kCache", kCache, product(call, capacity, rowLen * 2), 2);
+        requireBytes(call, "vCache", vCache, product(call, capacity, rowLen * 2), 2);
+        try {
+            check(call, (int) H.nb_cuda_rope_store.invokeExact(ctx(), q, k, v, nTok, nHeads, nKvHeads, headDim, pos,
+                    theta, freqScale, freqFactors, kCache, vCache, capacity));
+        } catch (RuntimeException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw failure(call, t);
+        }
+    }
+
     /** Workspace bytes {@link #attention} needs. */
     public static long attentionWorkBytes(long nTok, long nHeads, long headDim, long nKv) {
         try {
@@ -573,7 +662,8 @@ public final class NibbleCuda implements AutoCloseable {
                 nb_cuda_capture_begin, nb_cuda_capture_end, nb_cuda_graph_launch, nb_cuda_graph_free,
                 nb_cuda_weight_bytes, nb_cuda_upload_weight, nb_cuda_matmul, nb_cuda_embed, nb_cuda_rmsnorm,
                 nb_cuda_add_rmsnorm, nb_cuda_rope, nb_cuda_swiglu, nb_cuda_add, nb_cuda_kv_store,
-                nb_cuda_attention_work_bytes, nb_cuda_attention;
+                nb_cuda_attention_work_bytes, nb_cuda_attention, nb_cuda_matmul_shared_input, nb_cuda_matmul_swiglu,
+                nb_cuda_rope_store;
 
         private final SymbolLookup lib;
 
@@ -605,6 +695,12 @@ public final class NibbleCuda implements AutoCloseable {
                     FunctionDescriptor.of(I32, PTR, I32, PTR, I64, I64, PTR));
             // Kernel launches only queue work and return in microseconds.
             nb_cuda_matmul = fast("nb_cuda_matmul", FunctionDescriptor.of(I32, PTR, I32, PTR, I64, I64, PTR, I64, PTR));
+            nb_cuda_matmul_shared_input = fast("nb_cuda_matmul_shared_input",
+                    FunctionDescriptor.of(I32, PTR, I32, PTR, PTR, PTR, I64, PTR, I64, PTR));
+            nb_cuda_matmul_swiglu = fast("nb_cuda_matmul_swiglu",
+                    FunctionDescriptor.of(I32, PTR, I32, PTR, PTR, I64, I64, PTR, I64, PTR));
+            nb_cuda_rope_store = fast("nb_cuda_rope_store", FunctionDescriptor.of(I32, PTR, PTR, PTR, PTR, I64, I64, I64,
+                    I64, PTR, F32, F32, PTR, PTR, PTR, I64));
             nb_cuda_embed = fast("nb_cuda_embed", FunctionDescriptor.of(I32, PTR, I32, PTR, I64, I64, PTR, I64, PTR));
             nb_cuda_rmsnorm = fast("nb_cuda_rmsnorm", FunctionDescriptor.of(I32, PTR, PTR, PTR, I64, I64, F32, PTR));
             nb_cuda_add_rmsnorm = fast("nb_cuda_add_rmsnorm",
