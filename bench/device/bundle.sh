@@ -16,7 +16,7 @@ mkdir -p "$out"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 
 if [ ! -f "$out/jre.tar.xz" ]; then
-  "$JAVA_HOME/bin/jlink" --add-modules java.base,java.logging,java.management,jdk.unsupported \
+  "$JAVA_HOME/bin/jlink" --add-modules java.base,java.logging,java.management,jdk.management,jdk.unsupported \
     --compress zip-0 --strip-debug --no-header-files --no-man-pages --output "$tmp/jre"
   tar -C "$tmp" -cf - jre | xz -9e -T0 > "$out/jre.tar.xz"
 fi

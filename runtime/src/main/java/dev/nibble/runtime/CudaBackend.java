@@ -49,7 +49,7 @@ public final class CudaBackend implements Backend {
     @Override
     public String description() {
         return "cuda:" + info.index() + " " + info.name() + " (sm_" + info.computeCapability() + ", "
-                + Model.gib(info.totalBytes()) + (cap == Long.MAX_VALUE ? "" : ", --gpu-memory " + Model.gib(cap)) + ")";
+                + Model.size(info.totalBytes()) + (cap == Long.MAX_VALUE ? "" : ", --gpu-memory " + Model.size(cap)) + ")";
     }
 
     /** Prompts go through in batches of 512: enough rows to keep the tensor cores busy. */
@@ -61,16 +61,16 @@ public final class CudaBackend implements Backend {
     @Override
     public MemorySegment allocate(long bytes, Arena arena) {
         if (allocated + overhead + bytes > cap) {
-            throw new InsufficientMemoryException("not enough memory on " + description() + ": " + Model.gib(bytes)
-                    + " more would bring nibble's use to " + Model.gib(allocated + overhead + bytes)
+            throw new InsufficientMemoryException("not enough memory on " + description() + ": " + Model.size(bytes)
+                    + " more would bring nibble's use to " + Model.size(allocated + overhead + bytes)
                     + ", over the --gpu-memory cap");
         }
         MemorySegment d;
         try {
             d = cuda.alloc(bytes);
         } catch (RuntimeException e) {
-            throw new InsufficientMemoryException("not enough memory on " + description() + " for " + Model.gib(bytes)
-                    + " more (" + Model.gib(cuda.memInfo()[0]) + " free): " + e.getMessage());
+            throw new InsufficientMemoryException("not enough memory on " + description() + " for " + Model.size(bytes)
+                    + " more (" + Model.size(cuda.memInfo()[0]) + " free): " + e.getMessage());
         }
         allocated += bytes;
         peak = Math.max(peak, allocated + overhead);

@@ -112,9 +112,11 @@ public final class Model implements AutoCloseable {
         void check(Backend backend) {
             long available = backend.availableBytes();
             if (total() > available) {
+                String cache = contextTokens > 0 ? ", KV cache " + size(cacheBytes) + " for " + contextTokens + " tokens"
+                        : "; the KV cache comes on top";
                 throw new InsufficientMemoryException("not enough memory on " + backend.description() + ": the model needs "
-                        + gib(total()) + " (weights " + gib(weightBytes) + ", KV cache " + gib(cacheBytes) + " for "
-                        + contextTokens + " tokens, workspace " + gib(workspaceBytes) + ") and " + gib(available)
+                        + size(total()) + " (weights " + size(weightBytes) + ", workspace " + size(workspaceBytes)
+                        + cache + ") and " + size(available)
                         + " is free; use a smaller --ctx, a smaller model, or another device");
             }
         }
@@ -132,9 +134,15 @@ public final class Model implements AutoCloseable {
         return new MemoryPlan(weightBytes, workspace, cache, contextTokens);
     }
 
-    /** A size in GiB with one decimal, for messages. */
-    public static String gib(long bytes) {
-        return String.format(java.util.Locale.ROOT, "%.1f GiB", bytes / (double) (1L << 30));
+    /** A size for messages: GiB or MiB with one decimal, or KiB. */
+    public static String size(long bytes) {
+        if (bytes >= 1L << 30) {
+            return String.format(java.util.Locale.ROOT, "%.1f GiB", bytes / (double) (1L << 30));
+        }
+        if (bytes >= 1L << 20) {
+            return String.format(java.util.Locale.ROOT, "%.1f MiB", bytes / (double) (1L << 20));
+        }
+        return (bytes + 1023) / 1024 + " KiB";
     }
 
     public LlamaConfig config() {

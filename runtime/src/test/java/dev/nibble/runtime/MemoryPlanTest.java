@@ -55,8 +55,8 @@ class MemoryPlanTest {
                 () -> Model.load(file, device, 128, LoadProgress.NONE));
         String m = e.getMessage();
         assertTrue(m.startsWith("not enough memory on java reference: the model needs "), m);
-        // 2 layers × 7 matrices + embedding + output, and 2 × 2 norms + the output norm, at 1,000 bytes each
-        assertTrue(m.contains("weights 0.0 GiB") && m.contains("KV cache") && m.contains("for 128 tokens")
+        // 2 layers × 7 matrices + embedding + output, and 2 × 2 norms + the output norm, at 1,000 bytes each: 21,000
+        assertTrue(m.contains("weights 21 KiB") && m.contains("KV cache") && m.contains("for 128 tokens")
                 && m.contains("workspace") && m.contains("is free; use a smaller --ctx"), m);
         assertEquals(0, device.placed, "nothing was copied");
     }

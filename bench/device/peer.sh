@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# nibble and llama.cpp side by side on the GPU machine, in one call, on the same synthetic GGUF files.
+# Here: fetch a llama.cpp snapshot (not committed), pack its sources into .device/llama.tar.xz (see the README's GPU
+# section), run bench/device/bundle.sh; there: bash bench/device/peer.sh, carrying .device.
+# Each model: nibble bench writes it (--save) and measures, then llama-bench measures the same file (-ngl 99).
+set -uo pipefail
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+log="$OUT/peer.txt"
+tar -xJf .device/jre.tar.xz -C /tmp && tar -xJf .device/app.tar.xz -C /tmp && tar -xJf .device/llama.tar.xz -C /tmp || exit 2
+nibble() { /tmp/jre/bin/java --enable-native-access=ALL-UNNAMED -Dnibble.native.dir=/tmp/app/cp/native/linux-x86_64 \
+  -cp /tmp/app/cp dev.nibble.cli.Nibble "$@"; }
+t0=$(date +%s)
+(cd /tmp/lc && cmake -B b -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF \
+  -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DCMAKE_BUILD_TYPE=Release > /tmp/cmake.log 2>&1 \
+  && cmake --build b -j"$(nproc)" --target llama-bench > /tmp/build.log 2>&1) || { tail -20 /tmp/cmake.log /tmp/build.log; exit 3; }
+echo "llama.cpp built in $(( $(date +%s) - t0 )) s" | tee -a "$log"
+LB=/tmp/lc/b/bin/llama-bench
+run() { # SPEC NIBBLE_ARGS LLAMA_ARGS
+  f=/tmp/model-${1//:/-}.gguf
+  nibble bench --synthetic "$1" --save "$f" --device cuda $2 2>&1 | grep -E '^\||error' | tee -a "$log"
+  $LB -m "$f" -ngl 99 $3 2>&1 | grep -E '^\||error' | tee -a "$log"
+  rm -f "$f"
+}
+run 7b:q4_0 "-p 512 -n 128 -r 5" "-p 512 -n 128 -r 5 -fa 0,1"
+run 7b:q4_k "-p 512 -n 128 -r 5" "-p 512 -n 128 -r 5 -fa 1"
+run 70b:q4_0 "-p 512 -n 128 -r 3 --ctx 4096 --gpu-memory 48G" "-p 512 -n 128 -r 3 -fa 1"
+echo "all done in $(( $(date +%s) - t0 )) s" | tee -a "$log"
