@@ -512,6 +512,127 @@ void check_embed(nb_cuda *ctx, int t, int64_t n_rows, int64_t n_cols, Rng &rng) 
 }
 
 // ---- timing -----------------------------------------------------------------------------------------------------
+// The rmsnorms leave their output quantized in the scratch buffer for a matmul as the very next call (a host-side
+// record; any call in between makes it stale). For each consumer (matmul, shared_input, swiglu), bit for bit:
+//  A  add_rmsnorm (or rmsnorm) then the consumer at once: quantize_x skipped when the rows fit the integer GEMV;
+//  B  the same with an empty call in between (rmsnorm of 0 rows: no launch), which forces quantize_x;
+//  G  A captured as a graph and launched;
+//  S  A's norm, then y overwritten by nb_cuda_write with B's y (same values: the record must be dropped, and the
+//     result is still B's), and D: y overwritten with other data and the consumer against a fresh B on that data.
+void check_norm_fused(nb_cuda *ctx, int64_t n, int64_t rows, bool add, Rng &rng) {
+    const float eps = 1e-5f;
+    const bool k256 = n % 256 == 0;
+    const int t1 = k256 ? Q4_K : Q4_0, t2 = k256 ? Q6_K : Q8_0;
+    const int64_t n_out = 37, ff = 45;
+    const bool int_ok = n % 32 == 0;
+    std::vector<HostWeight> ws;
+    if (int_ok) {
+        ws.push_back(make_weight(ctx, t1, n_out, n, rng, false));
+        ws.push_back(make_weight(ctx, t2, 11, n, rng, false));
+        ws.push_back(make_weight(ctx, t1, 5, n, rng, false));
+        ws.push_back(make_weight(ctx, t1, ff, n, rng, false));
+        ws.push_back(make_weight(ctx, t1, ff, n, rng, false));
+    }
+    const int64_t xn = rows * n;
+    std::vector<float> x((size_t) xn), b((size_t) xn), w((size_t) n), other((size_t) xn);
+    for (auto &v : x) v = rng.sym();
+    for (auto &v : b) v = rng.sym();
+    for (auto &v : w) v = 0.5f + rng.uni();
+    for (auto &v : other) v = 3.0f * rng.sym();
+    DevBuf dx(ctx, xn * 4), db(ctx, xn * 4), dw(ctx, n * 4), dy(ctx, xn * 4);
+    const int64_t out_len = rows * (n_out + 11 + 5 + ff) * 4;
+    DevBuf dout(ctx, out_len);
+    CHECK_OK(nb_cuda_upload(ctx, db.p, b.data(), xn * 4));
+    CHECK_OK(nb_cuda_upload(ctx, dw.p, w.data(), n * 4));
+    float *y = (float *) dy.p, *o = (float *) dout.p;
+    float *o1 = o, *o2 = o1 + rows * n_out, *o3 = o2 + rows * 11, *o4 = o3 + rows * 5;
+    auto norm = [&]() {
+        if (add) CHECK_OK(nb_cuda_add_rmsnorm(ctx, (float *) dx.p, (const float *) db.p, (const float *) dw.p, rows, n, eps, y));
+        else CHECK_OK(nb_cuda_rmsnorm(ctx, (const float *) dx.p, (const float *) dw.p, rows, n, eps, y));
+    };
+    auto between = [&]() { CHECK_OK(nb_cuda_rmsnorm(ctx, (const float *) dx.p, (const float *) dw.p, 0, n, eps, y)); };
+    auto consume = [&](int which) {
+        if (which == 0) {
+            CHECK_OK(nb_cuda_matmul(ctx, t1, ws[0].d->p, n_out, n, y, rows, o1));
+        } else if (which == 1) {
+            int32_t types[3] = {t1, t2, t1};
+            const void *wp[3] = {ws[0].d->p, ws[1].d->p, ws[2].d->p};
+            int64_t outs[3] = {n_out, 11, 5};
+            float *yp[3] = {o1, o2, o3};
+            CHECK_OK(nb_cuda_matmul_shared_input(ctx, 3, types, wp, outs, n, y, rows, yp));
+        } else {
+            CHECK_OK(nb_cuda_matmul_swiglu(ctx, t1, ws[3].d->p, ws[4].d->p, ff, n, y, rows, o4));
+        }
+    };
+    // One run: fresh x, output cleared, then `body`; returns y, x after the call and the outputs.
+    auto run = [&](auto body) {
+        CHECK_OK(nb_cuda_upload(ctx, dx.p, x.data(), xn * 4));
+        CHECK_OK(nb_cuda_memset(ctx, dout.p, 0xFF, out_len));
+        body();
+        std::vector<uint8_t> r((size_t) (2 * xn * 4 + out_len));
+        CHECK_OK(nb_cuda_read(ctx, r.data(), y, xn * 4));
+        CHECK_OK(nb_cuda_read(ctx, r.data() + xn * 4, dx.p, xn * 4));
+        CHECK_OK(nb_cuda_read(ctx, r.data() + 2 * xn * 4, dout.p, out_len));
+        return r;
+    };
+    static const char *names[3] = {"matmul", "shared_input", "swiglu"};
+    for (int which = 0; which < (int_ok ? 3 : 1); which++) {
+        if (!int_ok) { // no consumer of the integer path: the norm alone, eager vs graph
+            g_cases++;
+            auto ra = run([&] { norm(); });
+            auto rg = run([&] {
+                void *graph = nullptr;
+                CHECK_OK(nb_cuda_capture_begin(ctx));
+                norm();
+                CHECK_OK(nb_cuda_capture_end(ctx, &graph));
+                CHECK_OK(nb_cuda_graph_launch(ctx, graph));
+                CHECK_OK(nb_cuda_sync(ctx));
+                nb_cuda_graph_free(graph);
+            });
+            bool ok = ra == rg;
+            if (!ok) g_failures++;
+            printf("%s %s n %5lld rows %lld (no integer GEMV shape) graph == eager\n", ok ? "PASS" : "FAIL",
+                   add ? "add_rmsnorm" : "rmsnorm", (long long) n, (long long) rows);
+            break;
+        }
+        g_cases++;
+        auto ra = run([&] { norm(); consume(which); });
+        auto rb = run([&] { norm(); between(); consume(which); });
+        auto rg = run([&] {
+            void *graph = nullptr;
+            CHECK_OK(nb_cuda_capture_begin(ctx));
+            norm();
+            consume(which);
+            CHECK_OK(nb_cuda_capture_end(ctx, &graph));
+            CHECK_OK(nb_cuda_graph_launch(ctx, graph));
+            CHECK_OK(nb_cuda_sync(ctx));
+            nb_cuda_graph_free(graph);
+        });
+        std::vector<float> yb((size_t) xn);
+        memcpy(yb.data(), rb.data(), (size_t) xn * 4);
+        auto rs = run([&] { norm(); CHECK_OK(nb_cuda_write(ctx, y, yb.data(), xn * 4)); consume(which); });
+        // D: y replaced by other data after the norm; the reference quantizes that data itself.
+        auto rd = run([&] { norm(); CHECK_OK(nb_cuda_write(ctx, y, other.data(), xn * 4)); consume(which); });
+        auto re = run([&] { CHECK_OK(nb_cuda_write(ctx, y, other.data(), xn * 4)); between(); consume(which); });
+        const size_t ob = (size_t) (2 * xn * 4);
+        bool written = true;
+        // The consumer's outputs must have been written (0xFF bytes are a NaN pattern left by the memset).
+        std::vector<float> oa((size_t) (out_len / 4));
+        memcpy(oa.data(), ra.data() + ob, (size_t) out_len);
+        const float *first = which == 2 ? oa.data() + (o4 - o) : oa.data();
+        const int64_t len = which == 0 ? rows * n_out : which == 1 ? rows * (n_out + 11 + 5) : rows * ff;
+        for (int64_t i = 0; i < len; i++) written = written && std::isfinite(first[i]);
+        bool ok_b = ra == rb, ok_g = rg == ra, ok_s = rs == rb;
+        bool ok_d = memcmp(rd.data() + ob, re.data() + ob, (size_t) out_len) == 0;
+        bool ok = written && ok_b && ok_g && ok_s && ok_d;
+        if (!ok) g_failures++;
+        printf("%s %s + %-12s n %5lld rows %lld  fused == unfused %s, graph %s, rewritten y %s, other y %s%s\n",
+               ok ? "PASS" : "FAIL", add ? "add_rmsnorm" : "rmsnorm", names[which], (long long) n, (long long) rows,
+               ok_b ? "ok" : "DIFFER", ok_g ? "ok" : "DIFFER", ok_s ? "ok" : "DIFFER", ok_d ? "ok" : "DIFFER",
+               written ? "" : "  NOT WRITTEN");
+    }
+    for (auto &h : ws) delete h.d;
+}
 
 struct Timing { std::string what; double us, rate; const char *unit; };
 std::vector<Timing> g_timings;
@@ -579,15 +700,30 @@ void time_fused(nb_cuda *ctx, int t, int64_t n, int64_t ff, Rng &rng) {
         for (int j = 0; j < 3; j++) ws.push_back(make_weight(ctx, t, n, n, rng, false));
         for (int j = 0; j < 2; j++) ws.push_back(make_weight(ctx, t, ff, n, rng, false));
     }
-    DevBuf dx(ctx, n * 4), dy(ctx, 3 * ff * 4);
+    DevBuf dx(ctx, n * 4), dy(ctx, 3 * ff * 4), dres(ctx, n * 4), dzero(ctx, n * 4), dnw(ctx, n * 4);
     CHECK_OK(nb_cuda_memset(ctx, dx.p, 0, n * 4));
-    for (int which = 0; which < 2; which++) {
+    CHECK_OK(nb_cuda_memset(ctx, dres.p, 0, n * 4));
+    CHECK_OK(nb_cuda_memset(ctx, dzero.p, 0, n * 4));
+    std::vector<float> nw((size_t) n, 1.0f);
+    CHECK_OK(nb_cuda_upload(ctx, dnw.p, nw.data(), n * 4));
+    // which 0/1: qkv, gate/up alone; 2/3: each after an add_rmsnorm writing its input (the norm then quantizes it
+    // and the GEMV skips quantize_x); 4/5: the same with an empty call in between (quantize_x runs): 2 vs 4 and
+    // 3 vs 5 show the node saved. x += 0 each time, so replays keep the same values.
+    static const char *labels[6] = {"qkv 3x4096x4096  ", "swiglu 2x11008x4096", "add_rmsnorm + qkv",
+                                    "add_rmsnorm + gate/up", "add_rmsnorm | qkv", "add_rmsnorm | gate/up"};
+    for (int which = 0; which < 6; which++) {
         void *graph = nullptr;
         const int calls = 12 * copies;
         CHECK_OK(nb_cuda_capture_begin(ctx));
         for (int i = 0; i < calls; i++) {
             HostWeight *w = &ws[(i % copies) * 5];
-            if (which == 0) {
+            if (which >= 2) {
+                CHECK_OK(nb_cuda_add_rmsnorm(ctx, (float *) dres.p, (const float *) dzero.p, (const float *) dnw.p, 1,
+                                             n, 1e-5f, (float *) dx.p));
+                if (which >= 4) CHECK_OK(nb_cuda_rmsnorm(ctx, (const float *) dres.p, (const float *) dnw.p, 0, n, 1e-5f,
+                                                         (float *) dx.p));
+            }
+            if (which % 2 == 0) {
                 int32_t types[3] = {t, t, t};
                 const void *wp[3] = {w[0].d->p, w[1].d->p, w[2].d->p};
                 int64_t outs[3] = {n, n, n};
@@ -613,8 +749,8 @@ void time_fused(nb_cuda *ctx, int t, int64_t n, int64_t ff, Rng &rng) {
         std::sort(samples.begin(), samples.end());
         double us = samples[samples.size() / 2];
         char what[96];
-        snprintf(what, sizeof what, "%-6s %s tok   1", type_name(t), which == 0 ? "qkv 3x4096x4096  " : "swiglu 2x11008x4096");
-        Timing tm{what, us, (double) (which == 0 ? qkv_bytes : ffn_bytes) / (us * 1e-6) / 1e9, "GB/s (weight bytes)"};
+        snprintf(what, sizeof what, "%-6s %s tok   1", type_name(t), labels[which]);
+        Timing tm{what, us, (double) (which % 2 == 0 ? qkv_bytes : ffn_bytes) / (us * 1e-6) / 1e9, "GB/s (weight bytes)"};
         printf("TIME %s  %9.2f us  %8.1f %s\n", what, tm.us, tm.rate, tm.unit);
         fflush(stdout);
         g_timings.push_back(tm);
@@ -698,6 +834,13 @@ int main(int argc, char **argv) {
             check_swiglu(ctx, t, 37, n_in, ftoks, rng);
         }
         check_swiglu(ctx, Q4_K, 301, 11008, {1, 4, 17}, rng);
+        // rmsnorm output quantized for the next matmul: bit-identical to quantize_x, and the record dropped when stale.
+        for (bool add : {true, false})
+            for (int64_t rows : {1, 2, 3, 8, 9}) check_norm_fused(ctx, 4096, rows, add, rng);
+        check_norm_fused(ctx, 352, 1, true, rng);  // 11 units: lanes past the row in the norm's warps
+        check_norm_fused(ctx, 11008, 2, true, rng); // past the 2048 cached floats, a partial last round
+        check_norm_fused(ctx, 96, 8, false, rng);
+        check_norm_fused(ctx, 100, 2, true, rng);   // n % 32 != 0: nothing quantized, the norm alone
         printf("\n%d of %d checks failed\n", g_failures, g_cases);
     }
 

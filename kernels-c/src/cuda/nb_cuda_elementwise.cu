@@ -43,10 +43,47 @@ __device__ __forceinline__ float block_sum(float v, float *red) {
     return red[32];
 }
 
-/* One block per row. ADD: x += b first (written back to x). VEC: n % 4 == 0 and 16-byte aligned rows. */
-template <bool ADD, bool VEC>
+/* The integer GEMV's int8 form of one float4 of a normalized row: float4 i of row t (floats 4i..4i+3), into the
+ * layout quantize_x of nb_cuda_matmul.cu writes, with the same arithmetic, so the bytes are identical: unit u = i / 8
+ * (32 floats: the same float4 slot of 8 consecutive lanes), part (i / 2) % 4 (8 floats: a lane pair). amax and sum
+ * meet over the 8 lanes, the pair's int8 words over the 2. All 32 lanes of the warp call it (those past the row with
+ * ok = false); the row length is a multiple of 32 floats, so a unit's 8 lanes are all in the row or all past it. */
+__device__ __forceinline__ void quantize4(float4 v, int64_t i, bool ok, int64_t t, int64_t U, uint4 *xa, uint4 *xb,
+                                          float2 *xs) {
+    float amax = 0.0f;
+    amax = fmaxf(amax, fabsf(v.x));
+    amax = fmaxf(amax, fabsf(v.y));
+    amax = fmaxf(amax, fabsf(v.z));
+    amax = fmaxf(amax, fabsf(v.w));
+#pragma unroll
+    for (int o = 1; o < 8; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    const int q0 = __float2int_rn(v.x * inv), q1 = __float2int_rn(v.y * inv), q2 = __float2int_rn(v.z * inv),
+              q3 = __float2int_rn(v.w * inv);
+    int sum = q0 + q1 + q2 + q3;
+#pragma unroll
+    for (int o = 1; o < 8; o <<= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    // The even lane holds values 0-3 of the part, the odd one 4-7; word x takes the even-indexed values, word y the
+    // odd ones (quantize_x's pk).
+    const uint32_t ex = (uint32_t)(q0 & 0xFF) | (uint32_t)(q2 & 0xFF) << 8;
+    const uint32_t ey = (uint32_t)(q1 & 0xFF) | (uint32_t)(q3 & 0xFF) << 8;
+    const uint32_t ox = __shfl_xor_sync(0xffffffffu, ex, 1), oy = __shfl_xor_sync(0xffffffffu, ey, 1);
+    if (ok && (i & 1) == 0) {
+        const int64_t u = i >> 3;
+        const int part = (int)((i >> 1) & 3);
+        reinterpret_cast<uint2 *>((part < 2 ? xa : xb) + t * U + u)[part & 1] = make_uint2(ex | ox << 16, ey | oy << 16);
+        if (part == 0) {
+            const float dx = amax / 127.0f;
+            xs[t * U + u] = make_float2(dx, dx * (float)sum);
+        }
+    }
+}
+
+/* One block per row. ADD: x += b first (written back to x). VEC: n % 4 == 0 and 16-byte aligned rows. Q (VEC only,
+ * n % 32 == 0): y is also written to xq in the integer GEMV's int8 layout for n_rows tokens (quantize4). */
+template <bool ADD, bool VEC, bool Q = false>
 __global__ void __launch_bounds__(NORM_THREADS) rmsnorm_kernel(float *x, const float *b, const float *w,
-                                                               int64_t n, float eps, float *y) {
+                                                               int64_t n, float eps, float *y, uint4 *xq = nullptr) {
     __shared__ float red[33];
     const int64_t row = blockIdx.x;
     float *xr = x + row * n;
@@ -56,6 +93,10 @@ __global__ void __launch_bounds__(NORM_THREADS) rmsnorm_kernel(float *x, const f
     float ss = 0.0f;
     if (VEC) {
         const int64_t n4 = n >> 2;
+        // Q: planes A and B, then the (dx, sx) pairs, of gridDim.x tokens of U units (quantize_x's layout).
+        const int64_t U = n >> 5, nu = (int64_t)gridDim.x * U;
+        uint4 *xa = xq, *xb = Q ? xq + nu : nullptr;
+        float2 *xs = Q ? reinterpret_cast<float2 *>(xq + 2 * nu) : nullptr;
         float4 cache[NORM_CACHE];
 #pragma unroll
         for (int c = 0; c < NORM_CACHE; c++) {
@@ -84,15 +125,26 @@ __global__ void __launch_bounds__(NORM_THREADS) rmsnorm_kernel(float *x, const f
 #pragma unroll
         for (int c = 0; c < NORM_CACHE; c++) {
             const int64_t i = tid + (int64_t)c * NORM_THREADS;
+            float4 r = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
             if (i < n4) {
                 const float4 v = cache[c], g = reinterpret_cast<const float4 *>(w)[i];
-                reinterpret_cast<float4 *>(yr)[i] = make_float4(v.x * s * g.x, v.y * s * g.y, v.z * s * g.z, v.w * s * g.w);
+                r = make_float4(v.x * s * g.x, v.y * s * g.y, v.z * s * g.z, v.w * s * g.w);
+                reinterpret_cast<float4 *>(yr)[i] = r;
             }
+            // Block-uniform condition: the whole warp takes part in quantize4's shuffles.
+            if (Q && (int64_t)c * NORM_THREADS < n4) quantize4(r, i, i < n4, row, U, xa, xb, xs);
         }
-        // Beyond the cached part: x was written by this same thread above (or is unchanged), read it again.
-        for (int64_t i = tid + (int64_t)NORM_CACHE * NORM_THREADS; i < n4; i += NORM_THREADS) {
-            const float4 v = reinterpret_cast<const float4 *>(xr)[i], g = reinterpret_cast<const float4 *>(w)[i];
-            reinterpret_cast<float4 *>(yr)[i] = make_float4(v.x * s * g.x, v.y * s * g.y, v.z * s * g.z, v.w * s * g.w);
+        // Beyond the cached part: x was written by this same thread above (or is unchanged), read it again. The loop
+        // runs the same number of times in every thread (quantize4's shuffles).
+        for (int64_t i0 = (int64_t)NORM_CACHE * NORM_THREADS; i0 < n4; i0 += NORM_THREADS) {
+            const int64_t i = i0 + tid;
+            float4 r = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            if (i < n4) {
+                const float4 v = reinterpret_cast<const float4 *>(xr)[i], g = reinterpret_cast<const float4 *>(w)[i];
+                r = make_float4(v.x * s * g.x, v.y * s * g.y, v.z * s * g.z, v.w * s * g.w);
+                reinterpret_cast<float4 *>(yr)[i] = r;
+            }
+            if (Q) quantize4(r, i, i < n4, row, U, xa, xb, xs);
         }
     } else {
         for (int64_t i = tid; i < n; i += NORM_THREADS) {
@@ -108,6 +160,9 @@ __global__ void __launch_bounds__(NORM_THREADS) rmsnorm_kernel(float *x, const f
     }
 }
 
+/* When the rows are few enough for the integer GEMV (nb_cuda_xq_fits) and the vector path runs, the kernel also
+ * leaves y quantized in the scratch buffer and the call records it (nb_cuda_xq_set), so that a matmul on y as the
+ * very next call skips its quantize_x launch: one graph node fewer per rmsnorm + matmul pair in decoding. */
 template <bool ADD>
 nb_status launch_rmsnorm(nb_cuda *ctx, float *x, const float *b, const float *w, int64_t n_rows, int64_t n, float eps,
                          float *y, const char *name) {
@@ -118,11 +173,17 @@ nb_status launch_rmsnorm(nb_cuda *ctx, float *x, const float *b, const float *w,
     NB_CUDA_REQUIRE(ctx, n_rows <= 0x7fffffff, "%s: too many rows (%lld)", name, (long long)n_rows);
     if (n_rows == 0 || n == 0) return NB_OK;
     const bool vec = n % 4 == 0 && aligned16(x) && aligned16(w) && aligned16(y) && (!ADD || aligned16(b));
-    if (vec)
+    const bool quant = vec && nb_cuda_xq_fits(n_rows, n);
+    if (quant)
+        rmsnorm_kernel<ADD, true, true><<<(unsigned)n_rows, NORM_THREADS, 0, ctx->stream>>>(x, b, w, n, eps, y,
+                                                                                           (uint4 *)ctx->scratch);
+    else if (vec)
         rmsnorm_kernel<ADD, true><<<(unsigned)n_rows, NORM_THREADS, 0, ctx->stream>>>(x, b, w, n, eps, y);
     else
         rmsnorm_kernel<ADD, false><<<(unsigned)n_rows, NORM_THREADS, 0, ctx->stream>>>(x, b, w, n, eps, y);
-    return nb_cuda_launched(ctx, name);
+    nb_status st = nb_cuda_launched(ctx, name);
+    if (st == NB_OK && quant) nb_cuda_xq_set(ctx, y, n_rows, n);
+    return st;
 }
 
 // ------------------------------------------------------------------------------- rope

@@ -140,6 +140,8 @@ __global__ void repack_kernel(const uint8_t *__restrict__ src, int64_t rows, int
 // n_in = 11008, no gain at 4096), L2 prefetch of the next weight steps (doubled the fused gate/up time) and
 // programmatic dependent launch (~0.5 us per isolated kernel, nothing end to end).
 
+// The rmsnorm kernels of nb_cuda_elementwise.cu write this same layout, with the same arithmetic, for their output when
+// it fits (nb_cuda_xq_fits): the matmul entry points then skip quantize_x (see nb_cuda_xq_ready).
 // Bytes of scratch the quantized activations of nt tokens of U units take.
 inline size_t xq_bytes(int64_t nt, int64_t units) { return (size_t) nt * units * (16 + 16 + 8); }
 
@@ -993,11 +995,11 @@ nb_status launch_gemv_int(nb_cuda *ctx, GemvJob job, bool swiglu, int64_t n_in, 
     return nb_cuda_launched(ctx, "gemv_int");
 }
 
-// One weight, one GEMV.
+// One weight, one GEMV; xq_ready: the scratch buffer already holds x quantized (left by the previous call).
 template <int T>
 nb_status launch_gemv_int1(nb_cuda *ctx, const uint8_t *w, const Layout &L, int64_t n_out, int64_t n_in,
-                           int64_t n_tok, float *y, const float *x, bool xvec) {
-    nb_status s = quantize_activations(ctx, x, n_in, n_tok, xvec);
+                           int64_t n_tok, float *y, const float *x, bool xvec, bool xq_ready) {
+    nb_status s = xq_ready ? NB_OK : quantize_activations(ctx, x, n_in, n_tok, xvec);
     if (s != NB_OK) return s;
     GemvJob job = {};
     job.n_w = 1;
@@ -1082,9 +1084,10 @@ nb_status run_gemm_q(nb_cuda *ctx, const uint8_t *w, const Layout &L, int64_t n_
 }
 
 // y = W x for one weight, everything checked; the body of nb_cuda_matmul. The GEMMs may use the first x16_cap bytes
-// of the scratch buffer.
+// of the scratch buffer. xq_ready: the scratch buffer holds d_x quantized already (only nb_cuda_matmul passes it).
 nb_status matmul(nb_cuda *ctx, int32_t wtype, const uint8_t *w, const Layout &L, int64_t n_out, int64_t n_in,
-                 const float *d_x, int64_t n_tok, float *d_y, size_t x16_cap = (size_t) NB_CUDA_SCRATCH_BYTES) {
+                 const float *d_x, int64_t n_tok, float *d_y, size_t x16_cap = (size_t) NB_CUDA_SCRATCH_BYTES,
+                 bool xq_ready = false) {
     const bool xvec = (n_in % 4) == 0 && ((uintptr_t) d_x & 15) == 0; // every activation row 16-byte aligned
     nb_status s = NB_OK;
     dispatch(wtype, [&](auto tc) {
@@ -1092,7 +1095,7 @@ nb_status matmul(nb_cuda *ctx, int32_t wtype, const uint8_t *w, const Layout &L,
         if (n_tok <= 8) {
             if constexpr (has_int_path<T>()) {
                 if (gemv_int_fits(n_in, n_tok)) {
-                    s = launch_gemv_int1<T>(ctx, w, L, n_out, n_in, n_tok, d_y, d_x, xvec);
+                    s = launch_gemv_int1<T>(ctx, w, L, n_out, n_in, n_tok, d_y, d_x, xvec, xq_ready);
                     return;
                 }
             } else {
@@ -1204,7 +1207,10 @@ extern "C" NB_API nb_status nb_cuda_matmul(nb_cuda *ctx, int32_t wtype, const vo
     NB_CUDA_REQUIRE(ctx, d_x != nullptr && d_y != nullptr, "nb_cuda_matmul: null pointer");
     NB_CUDA_REQUIRE(ctx, n_tok >= 1, "nb_cuda_matmul: bad token count %lld", (long long) n_tok);
     NB_CUDA_REQUIRE(ctx, ((uintptr_t) d_x & 3) == 0 && ((uintptr_t) d_y & 3) == 0, "nb_cuda_matmul: misaligned x or y");
-    return matmul(ctx, wtype, (const uint8_t *) d_w, L, n_out, n_in, d_x, n_tok, d_y);
+    // The previous call (an rmsnorm writing d_x) may have left d_x quantized in the scratch buffer: host-side record,
+    // capture-safe (see struct nb_cuda).
+    return matmul(ctx, wtype, (const uint8_t *) d_w, L, n_out, n_in, d_x, n_tok, d_y, (size_t) NB_CUDA_SCRATCH_BYTES,
+                  nb_cuda_xq_ready(ctx, d_x, n_tok, n_in));
 }
 
 extern "C" NB_API nb_status nb_cuda_matmul_shared_input(nb_cuda *ctx, int32_t n_w, const int32_t *wtypes,
@@ -1232,9 +1238,10 @@ extern "C" NB_API nb_status nb_cuda_matmul_shared_input(nb_cuda *ctx, int32_t n_
         }
         return NB_OK;
     }
-    // Integer GEMVs: the activations quantized once, then one launch per distinct weight type.
+    // Integer GEMVs: the activations quantized once (or by the previous call, an rmsnorm writing d_x: host-side
+    // record, capture-safe, see struct nb_cuda), then one launch per distinct weight type.
     const bool xvec = (n_in % 4) == 0 && ((uintptr_t) d_x & 15) == 0;
-    nb_status s = quantize_activations(ctx, d_x, n_in, n_tok, xvec);
+    nb_status s = nb_cuda_xq_ready(ctx, d_x, n_tok, n_in) ? NB_OK : quantize_activations(ctx, d_x, n_in, n_tok, xvec);
     bool done[4] = {false, false, false, false};
     for (int j = 0; j < n_w && s == NB_OK; j++) {
         if (done[j]) continue;
@@ -1275,7 +1282,9 @@ extern "C" NB_API nb_status nb_cuda_matmul_swiglu(nb_cuda *ctx, int32_t wtype, c
             if constexpr (has_int_path<T>()) {
                 fused = true;
                 const bool xvec = (n_in % 4) == 0 && ((uintptr_t) d_x & 15) == 0;
-                s = quantize_activations(ctx, d_x, n_in, n_tok, xvec);
+                // Skipped when the previous call (an rmsnorm writing d_x) left d_x quantized in the scratch buffer:
+                // host-side record, capture-safe (see struct nb_cuda).
+                if (!nb_cuda_xq_ready(ctx, d_x, n_tok, n_in)) s = quantize_activations(ctx, d_x, n_in, n_tok, xvec);
                 if (s != NB_OK) return;
                 GemvJob job = {};
                 job.n_w = 2;
