@@ -62,9 +62,18 @@ public final class NibbleCuda implements AutoCloseable {
         }
         try {
             int n = deviceCount();
-            return n > 0 ? Optional.empty() : Optional.of("the CUDA driver sees no GPU");
+            return n > 0 ? Optional.empty() : Optional.of("the NVIDIA driver sees no GPU");
         } catch (NativeKernelException e) {
-            return Optional.of("no usable CUDA driver: " + e.getMessage());
+            String m = e.getMessage();
+            int cuda = runtimeVersion();
+            if (m.contains("cudaErrorInsufficientDriver")) {
+                return Optional.of("no NVIDIA driver for CUDA " + cuda / 1000 + "." + cuda % 1000 / 10
+                        + " (none is installed, or an older one)");
+            }
+            if (m.contains("cudaErrorNoDevice")) {
+                return Optional.of("the NVIDIA driver sees no GPU");
+            }
+            return Optional.of("CUDA does not start here: " + m);
         }
     }
 
