@@ -2,9 +2,9 @@ package dev.nibble.cli;
 
 import dev.nibble.runtime.Backend;
 import dev.nibble.runtime.Devices;
+import dev.nibble.runtime.LoadProgress;
 import java.io.PrintWriter;
 import java.util.Locale;
-import dev.nibble.runtime.LoadProgress;
 import picocli.CommandLine.Option;
 
 /** {@code --device}, {@code --gpu-memory} and {@code --threads}: where a command runs the model. */

@@ -71,7 +71,7 @@ public final class Generator implements AutoCloseable {
     }
 
     /** Physical memory free now, or the JVM's view of it when the platform does not say. */
-    public static long freeMemory() {
+    static long freeMemory() {
         if (ManagementFactory.getOperatingSystemMXBean() instanceof com.sun.management.OperatingSystemMXBean os) {
             return os.getFreeMemorySize();
         }
