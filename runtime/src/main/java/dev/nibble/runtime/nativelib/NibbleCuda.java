@@ -65,8 +65,8 @@ public final class NibbleCuda implements AutoCloseable {
             return n > 0 ? Optional.empty() : Optional.of("the NVIDIA driver sees no GPU");
         } catch (NativeKernelException e) {
             String m = e.getMessage();
-            int cuda = runtimeVersion();
             if (m.contains("cudaErrorInsufficientDriver")) {
+                int cuda = runtimeVersion();
                 return Optional.of("no NVIDIA driver for CUDA " + cuda / 1000 + "." + cuda % 1000 / 10
                         + " (none is installed, or an older one)");
             }

@@ -5,7 +5,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.nibble.formats.GgmlType;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
@@ -64,10 +63,8 @@ class AttentionKernelTest {
             float[] kf = KernelData.randomFloats(rnd, (int) (nKv * stride), 1);
             float[] vf = KernelData.randomFloats(rnd, (int) (nKv * stride), 2);
             if (kvType == GgmlType.F16) { // the reference sees exactly the values the cache holds
-                for (int i = 0; i < kf.length; i++) {
-                    kf[i] = Float.float16ToFloat(Float.floatToFloat16(kf[i]));
-                    vf[i] = Float.float16ToFloat(Float.floatToFloat16(vf[i]));
-                }
+                KernelData.roundToHalf(kf);
+                KernelData.roundToHalf(vf);
             }
             int[] pos = new int[nTok];
             for (int t = 0; t < nTok; t++) {
@@ -76,7 +73,7 @@ class AttentionKernelTest {
             float scale = (float) (1 / Math.sqrt(hd));
             MemorySegment out = KernelData.poisoned(arena, (long) nTok * nHeads * hd);
             cpu.attention(KernelData.floats(arena, q), nTok, KernelData.ints(arena, pos), nHeads, nKvHeads, hd, kvType,
-                    cache(arena, kf, kvType), cache(arena, vf, kvType), nKv, stride, scale, out);
+                    KernelData.cache(arena, kf, kvType), KernelData.cache(arena, vf, kvType), nKv, stride, scale, out);
 
             double[] ref = reference(q, kf, vf, pos, nHeads, nKvHeads, hd, nKv, stride, scale);
             double err = KernelData.relativeError(KernelData.toArray(out, q.length), ref);
@@ -115,16 +112,5 @@ class AttentionKernelTest {
             }
         }
         return ref;
-    }
-
-    private static MemorySegment cache(Arena arena, float[] values, GgmlType type) {
-        if (type == GgmlType.F32) {
-            return KernelData.floats(arena, values);
-        }
-        MemorySegment s = arena.allocate(2L * values.length, 64);
-        for (int i = 0; i < values.length; i++) {
-            s.setAtIndex(ValueLayout.JAVA_SHORT, i, Float.floatToFloat16(values[i]));
-        }
-        return s;
     }
 }

@@ -93,26 +93,13 @@ class CudaKernelTest {
             MemorySegment y = poisoned(arena, (long) tokens * rows);
             cuda.matmul(type, dw, rows, cols, device(arena, x), tokens, y);
 
-            float[][] wf = KernelData.dequantize(type, w, rows, cols);
-            double[] ref = new double[tokens * rows];
-            double termNorm2 = 0;
-            for (int t = 0; t < tokens; t++) {
-                for (int r = 0; r < rows; r++) {
-                    double sum = 0;
-                    for (int c = 0; c < cols; c++) {
-                        double term = (double) wf[r][c] * x[t * cols + c];
-                        sum += term;
-                        termNorm2 += term * term;
-                    }
-                    ref[t * rows + r] = sum;
-                }
-            }
+            KernelData.MatmulReference ref = KernelData.matmul(KernelData.dequantize(type, w, rows, cols), x, rows, cols,
+                    tokens);
             // Rounded operands (activations to 8 bits for few tokens on quantized types, both operands to f16 on the
-            // tensor cores) move each output by a fraction of the norm of its terms w·x, as in MatmulKernelTest;
-            // measured against the outputs themselves, cancellation could make that arbitrarily large.
+            // tensor cores) are measured against the norm of the terms, as in MatmulKernelTest.
             boolean floatPath = tokens <= 8 && !type.isQuantized() || type == GgmlType.NF4 && tokens <= 8;
-            double err = KernelData.relativeError(read(arena, y, tokens * rows), ref)
-                    * (floatPath ? 1 : KernelData.norm(ref) / Math.sqrt(termNorm2));
+            float[] got = read(arena, y, tokens * rows);
+            double err = floatPath ? KernelData.relativeError(got, ref.out()) : ref.errorAgainstTerms(got);
             double tolerance = floatPath ? 1e-4 : tokens <= 8 ? 1e-2 : 3e-3;
             assertTrue(err < tolerance, type + " relative error " + err + " exceeds " + tolerance);
         }
@@ -419,14 +406,10 @@ class CudaKernelTest {
             float[] q = KernelData.randomFloats(rnd, nTok * heads * hd, 1);
             float[] kf = KernelData.randomFloats(rnd, (int) (nKv * stride), 1);
             float[] vf = KernelData.randomFloats(rnd, (int) (nKv * stride), 2);
-            MemorySegment k = arena.allocate(2L * kf.length, 64);
-            MemorySegment v = arena.allocate(2L * vf.length, 64);
-            for (int i = 0; i < kf.length; i++) { // the reference sees exactly the values the f16 cache holds
-                kf[i] = Float.float16ToFloat(Float.floatToFloat16(kf[i]));
-                vf[i] = Float.float16ToFloat(Float.floatToFloat16(vf[i]));
-                k.setAtIndex(ValueLayout.JAVA_SHORT, i, Float.floatToFloat16(kf[i]));
-                v.setAtIndex(ValueLayout.JAVA_SHORT, i, Float.floatToFloat16(vf[i]));
-            }
+            KernelData.roundToHalf(kf); // the reference sees exactly the values the f16 cache holds
+            KernelData.roundToHalf(vf);
+            MemorySegment k = KernelData.cache(arena, kf, GgmlType.F16);
+            MemorySegment v = KernelData.cache(arena, vf, GgmlType.F16);
             int[] pos = new int[nTok];
             for (int t = 0; t < nTok; t++) {
                 pos[t] = first + t;

@@ -109,6 +109,55 @@ final class KernelData {
         return out;
     }
 
+    /** {@code y = W x} in float64 for {@code tokens} rows of x, and the norm of all the terms {@code w·x} summed. */
+    record MatmulReference(double[] out, double termNorm) {
+
+        /**
+         * The error of {@code got} measured against the norm of the terms instead of the outputs: rounded operands
+         * (8-bit or f16) move each output by a fraction of that norm, and cancellation can make an output itself
+         * arbitrarily small when there are few.
+         */
+        double errorAgainstTerms(float[] got) {
+            return relativeError(got, out) * norm(out) / termNorm;
+        }
+    }
+
+    static MatmulReference matmul(float[][] w, float[] x, int rows, int cols, int tokens) {
+        double[] out = new double[tokens * rows];
+        double termNorm2 = 0;
+        for (int t = 0; t < tokens; t++) {
+            for (int r = 0; r < rows; r++) {
+                double sum = 0;
+                for (int c = 0; c < cols; c++) {
+                    double term = (double) w[r][c] * x[t * cols + c];
+                    sum += term;
+                    termNorm2 += term * term;
+                }
+                out[t * rows + r] = sum;
+            }
+        }
+        return new MatmulReference(out, Math.sqrt(termNorm2));
+    }
+
+    /** Rounds every value to the nearest f16, in place: what a half-precision cache holds. */
+    static void roundToHalf(float[] values) {
+        for (int i = 0; i < values.length; i++) {
+            values[i] = Float.float16ToFloat(Float.floatToFloat16(values[i]));
+        }
+    }
+
+    /** The values as F32 or F16 elements in native memory (a KV cache of that type). */
+    static MemorySegment cache(Arena arena, float[] values, GgmlType type) {
+        if (type == GgmlType.F32) {
+            return floats(arena, values);
+        }
+        MemorySegment s = arena.allocate(2L * values.length, 64);
+        for (int i = 0; i < values.length; i++) {
+            s.setAtIndex(ValueLayout.JAVA_SHORT, i, Float.floatToFloat16(values[i]));
+        }
+        return s;
+    }
+
     static double norm(double[] v) {
         double s = 0;
         for (double d : v) {

@@ -71,24 +71,11 @@ class MatmulKernelTest {
             MemorySegment y = KernelData.poisoned(arena, (long) nTok * nOut);
             cpu.matmul(type, w, nOut, nIn, KernelData.floats(arena, x), nTok, y);
 
-            float[][] wf = KernelData.dequantize(type, w, nOut, nIn);
-            double[] ref = new double[nTok * nOut];
-            double termNorm2 = 0;
-            for (int t = 0; t < nTok; t++) {
-                for (int o = 0; o < nOut; o++) {
-                    double s = 0;
-                    for (int i = 0; i < nIn; i++) {
-                        double term = (double) wf[o][i] * x[t * nIn + i];
-                        s += term;
-                        termNorm2 += term * term;
-                    }
-                    ref[t * nOut + o] = s;
-                }
-            }
+            KernelData.MatmulReference ref = KernelData.matmul(KernelData.dequantize(type, w, nOut, nIn), x, nOut, nIn,
+                    nTok);
             float[] out = KernelData.toArray(y, nTok * nOut);
             boolean int8 = type.isQuantized() && type != GgmlType.NF4 && isaId(isa) != NibbleCpu.ISA_SCALAR;
-            double err = int8 ? KernelData.relativeError(out, ref) * KernelData.norm(ref) / Math.sqrt(termNorm2)
-                    : KernelData.relativeError(out, ref);
+            double err = int8 ? ref.errorAgainstTerms(out) : KernelData.relativeError(out, ref.out());
             double tolerance = int8 ? INT8_TOLERANCE : FLOAT_TOLERANCE;
             assertTrue(err < tolerance, "relative error " + err + " exceeds " + tolerance);
         }
