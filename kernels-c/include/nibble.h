@@ -121,15 +121,16 @@ NB_API nb_status nb_rope(nb_cpu *ctx, float *x, int64_t n_tok, int64_t n_heads, 
 /* In-place softmax over each of n_rows rows of n floats. */
 NB_API nb_status nb_softmax(nb_cpu *ctx, float *x, int64_t n_rows, int64_t n);
 
-/* [pool] Causal attention with grouped query heads.
- * q: [n_tok][n_heads][head_dim] f32; out: same shape. The cache holds positions 0..n_kv-1: key of
- * position j, kv head h at k + (j * kv_stride + h * head_dim) elements (likewise v), elements of type
- * kv_type (NB_F32 or NB_F16); kv_stride >= n_kv_heads * head_dim. Query head g uses kv head
+/* [pool] Causal attention with grouped query heads, for tokens of one or several sequences.
+ * q: [n_tok][n_heads][head_dim] f32; out: same shape. Token t's sequence begins at cache row
+ * b = start[t] (start NULL: b = 0 for every token), and holds its positions 0..n_kv-1 there: key of
+ * position j, kv head h at k + ((b + j) * kv_stride + h * head_dim) elements (likewise v), elements of
+ * type kv_type (NB_F32 or NB_F16); kv_stride >= n_kv_heads * head_dim. Query head g uses kv head
  * g / (n_heads / n_kv_heads); n_heads must be a multiple of n_kv_heads. Query t (at position pos[t])
- * attends to cache positions 0..min(pos[t], n_kv-1) with scores q.k * scale, softmaxed.
- * head_dim <= 512. */
-NB_API nb_status nb_attention(nb_cpu *ctx, const float *q, int64_t n_tok, const int32_t *pos, int64_t n_heads,
-                              int64_t n_kv_heads, int64_t head_dim, int32_t kv_type, const void *k,
+ * attends to its sequence's positions 0..min(pos[t], n_kv-1) with scores q.k * scale, softmaxed.
+ * head_dim <= 512; pos and start are >= 0 (NB_ERR_ARGUMENT otherwise). */
+NB_API nb_status nb_attention(nb_cpu *ctx, const float *q, int64_t n_tok, const int32_t *pos, const int32_t *start,
+                              int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int32_t kv_type, const void *k,
                               const void *v, int64_t n_kv, int64_t kv_stride, float scale, float *out);
 
 /* out = silu(gate) * up, n floats. out may alias either input. */

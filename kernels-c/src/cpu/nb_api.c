@@ -257,9 +257,9 @@ static void attention_task(void *ctx, int ith, int nth) {
     }
 }
 
-NB_API nb_status nb_attention(nb_cpu *ctx, const float *q, int64_t n_tok, const int32_t *pos, int64_t n_heads,
-                              int64_t n_kv_heads, int64_t head_dim, int32_t kv_type, const void *k, const void *v,
-                              int64_t n_kv, int64_t kv_stride, float scale, float *out) {
+NB_API nb_status nb_attention(nb_cpu *ctx, const float *q, int64_t n_tok, const int32_t *pos, const int32_t *start,
+                              int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int32_t kv_type, const void *k,
+                              const void *v, int64_t n_kv, int64_t kv_stride, float scale, float *out) {
     if (!ctx || !q || !pos || !k || !v || !out || n_tok < 0 || n_heads <= 0 || n_kv_heads <= 0 || head_dim <= 0 || n_kv < 0)
         return NB_ERR_ARGUMENT;
     if (kv_type != NB_F32 && kv_type != NB_F16) return NB_ERR_UNSUPPORTED;
@@ -267,10 +267,10 @@ NB_API nb_status nb_attention(nb_cpu *ctx, const float *q, int64_t n_tok, const 
         !fits(n_tok, n_heads, head_dim) || !fits(n_kv, kv_stride, 4))
         return NB_ERR_ARGUMENT;
     for (int64_t t = 0; t < n_tok; t++)
-        if (pos[t] < 0) return NB_ERR_ARGUMENT;
+        if (pos[t] < 0 || (start && start[t] < 0)) return NB_ERR_ARGUMENT;
     if (n_tok == 0) return NB_OK;
     pthread_mutex_lock(&ctx->lock);
-    attn_task m = {.a = {.q = q, .n_tok = n_tok, .pos = pos, .n_heads = n_heads, .n_kv_heads = n_kv_heads,
+    attn_task m = {.a = {.q = q, .n_tok = n_tok, .pos = pos, .start = start, .n_heads = n_heads, .n_kv_heads = n_kv_heads,
                          .head_dim = head_dim, .kv_type = kv_type, .k = k, .v = v, .n_kv = n_kv,
                          .kv_stride = kv_stride, .scale = scale, .out = out},
                    .k = K(ctx)};

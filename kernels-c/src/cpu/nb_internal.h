@@ -41,6 +41,7 @@ typedef struct {
     const float *q;
     int64_t n_tok;
     const int32_t *pos;
+    const int32_t *start; /* NULL: every token's sequence begins at row 0 */
     int64_t n_heads, n_kv_heads, head_dim;
     int32_t kv_type;
     const void *k, *v;

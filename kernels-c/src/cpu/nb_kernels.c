@@ -837,6 +837,12 @@ static void attention_one(const nb_attn_args *a, int64_t t, int64_t h) {
     int64_t group = a->n_heads / a->n_kv_heads, hd = a->head_dim;
     int64_t n_ctx = (int64_t)a->pos[t] + 1 < a->n_kv ? (int64_t)a->pos[t] + 1 : a->n_kv;
     int64_t esz = a->kv_type == NB_F16 ? 2 : 4;
+    /* the token's sequence begins at this cache row */
+    const uint8_t *kbase = (const uint8_t *)a->k, *vbase = (const uint8_t *)a->v;
+    if (a->start) {
+        kbase += (int64_t)a->start[t] * a->kv_stride * esz;
+        vbase += (int64_t)a->start[t] * a->kv_stride * esz;
+    }
     float acc[NB_ATT_GROUP][NB_MAX_HEAD_DIM];
     float s[NB_ATT_GROUP][NB_ATT_BLOCK];
     float m[NB_ATT_GROUP], l[NB_ATT_GROUP];
@@ -851,7 +857,7 @@ static void attention_one(const nb_attn_args *a, int64_t t, int64_t h) {
         for (int64_t j0 = 0; j0 < n_ctx; j0 += NB_ATT_BLOCK) {
             int64_t nj = n_ctx - j0 < NB_ATT_BLOCK ? n_ctx - j0 : NB_ATT_BLOCK;
             for (int64_t j = 0; j < nj; j++) {
-                const uint8_t *kr = (const uint8_t *)a->k + ((j0 + j) * a->kv_stride + h * hd) * esz;
+                const uint8_t *kr = kbase + ((j0 + j) * a->kv_stride + h * hd) * esz;
                 for (int64_t g = 0; g < ng; g++) s[g][j] = dot_any(q + g * hd, kr, a->kv_type, hd) * a->scale;
             }
             for (int64_t g = 0; g < ng; g++) {
@@ -860,7 +866,7 @@ static void attention_one(const nb_attn_args *a, int64_t t, int64_t h) {
                 float c = expf(m[g] - mb); /* rescales what came before to the new maximum */
                 m[g] = mb;
                 l[g] = l[g] * c + exp_shifted(s[g], mb, nj, s[g]);
-                const uint8_t *vr = (const uint8_t *)a->v + (j0 * a->kv_stride + h * hd) * esz;
+                const uint8_t *vr = vbase + (j0 * a->kv_stride + h * hd) * esz;
                 scale_axpy_rows(acc[g], c, s[g], vr, a->kv_stride * esz, nj, a->kv_type, hd);
             }
         }

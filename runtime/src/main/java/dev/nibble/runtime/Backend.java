@@ -111,35 +111,44 @@ public interface Backend extends AutoCloseable {
               float freqScale, MemorySegment freqFactors);
 
     /**
-     * Stores {@code tokens} rows of F32 into rows {@code slots[t]} (int32) of one layer's keys or values, in
-     * {@link #cacheType()}; the row width is the cache's.
+     * Stores {@code tokens} rows of F32 into one layer's keys or values, in {@link #cacheType()}: row t goes to cache
+     * row {@code starts[t] + positions[t]} (int32; {@code starts} null: {@code positions[t]}). The row width is the
+     * cache's.
      */
-    void storeKv(MemorySegment rows, int tokens, MemorySegment slots, MemorySegment cache, int rowLength);
+    void storeKv(MemorySegment rows, int tokens, MemorySegment positions, MemorySegment starts, MemorySegment cache,
+                 int rowLength);
 
     /**
-     * RoPE on the queries (in place) and keys of {@code tokens} tokens, then the keys and values stored at rows
-     * {@code positions[t]} of one layer's caches; k may be changed.
+     * RoPE on the queries (in place) and keys of {@code tokens} tokens at {@code positions}, then the keys and values
+     * stored into one layer's caches as {@link #storeKv} does; k may be changed.
      */
     default void ropeStore(MemorySegment q, MemorySegment k, MemorySegment v, int tokens, int heads, int kvHeads,
-                           int headDim, MemorySegment positions, float theta, float freqScale, MemorySegment freqFactors,
-                           MemorySegment keyCache, MemorySegment valueCache) {
+                           int headDim, MemorySegment positions, MemorySegment starts, float theta, float freqScale,
+                           MemorySegment freqFactors, MemorySegment keyCache, MemorySegment valueCache) {
         rope(q, tokens, heads, headDim, positions, theta, freqScale, freqFactors);
         rope(k, tokens, kvHeads, headDim, positions, theta, freqScale, freqFactors);
-        storeKv(k, tokens, positions, keyCache, kvHeads * headDim);
-        storeKv(v, tokens, positions, valueCache, kvHeads * headDim);
+        storeKv(k, tokens, positions, starts, keyCache, kvHeads * headDim);
+        storeKv(v, tokens, positions, starts, valueCache, kvHeads * headDim);
     }
 
-    /** Workspace {@link #attention} needs for {@code tokens} queries over a cache of {@code capacity} positions. */
-    long attentionWorkBytes(int tokens, int heads, int headDim, int capacity);
+    /**
+     * Workspace {@link #attention} needs for {@code tokens} queries, with or without starts, over sequences of up to
+     * {@code span} positions.
+     */
+    long attentionWorkBytes(int tokens, int heads, int headDim, int span);
 
     /**
-     * Causal attention of {@code tokens} query rows over the keys and values of one layer ({@code capacity} rows of
-     * {@code kvHeads * headDim} in {@link #cacheType()}, this batch's already stored): query t sees positions
-     * {@code 0 .. positions[t]}, and query head h reads KV head {@code h / (heads / kvHeads)}. Scores are scaled by
-     * {@code 1/sqrt(headDim)}. q and out are tokens × (heads × headDim); work holds {@link #attentionWorkBytes}.
+     * Causal attention of {@code tokens} query rows over one layer's keys and values (rows of {@code kvHeads * headDim}
+     * in {@link #cacheType()}, this batch's already stored). Token t's sequence begins at cache row {@code starts[t]}
+     * (int32; {@code starts} null: every token's at row 0, one sequence) and the token sees its positions
+     * {@code 0 .. min(positions[t], span - 1)}; query head h reads KV head {@code h / (heads / kvHeads)}. Scores are
+     * scaled by {@code 1/sqrt(headDim)}. q and out are tokens × (heads × headDim); work holds
+     * {@link #attentionWorkBytes}. The caller guarantees that every row a token sees lies inside keys and values.
+     * Without starts a device may share each key it loads between the tokens; with starts each token is its own.
      */
-    void attention(MemorySegment q, int tokens, MemorySegment positions, int heads, int kvHeads, int headDim,
-                   MemorySegment keys, MemorySegment values, int capacity, MemorySegment work, MemorySegment out);
+    void attention(MemorySegment q, int tokens, MemorySegment positions, MemorySegment starts, int heads, int kvHeads,
+                   int headDim, MemorySegment keys, MemorySegment values, int span, MemorySegment work,
+                   MemorySegment out);
 
     /** {@code out[i] = silu(gate[i]) * up[i]} for {@code i < n}; out may be gate. */
     void swiglu(MemorySegment gate, MemorySegment up, long n, MemorySegment out);

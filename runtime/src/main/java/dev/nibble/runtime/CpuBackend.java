@@ -49,11 +49,11 @@ public final class CpuBackend extends HostBackend {
     }
 
     @Override
-    public void attention(MemorySegment q, int tokens, MemorySegment positions, int heads, int kvHeads, int headDim,
-                          MemorySegment keys, MemorySegment values, int capacity, MemorySegment work,
-                          MemorySegment out) {
-        cpu.attention(q, tokens, positions, heads, kvHeads, headDim, GgmlType.F32, keys, values, capacity,
-                (long) kvHeads * headDim, (float) (1 / Math.sqrt(headDim)), out);
+    public void attention(MemorySegment q, int tokens, MemorySegment positions, MemorySegment starts, int heads,
+                          int kvHeads, int headDim, MemorySegment keys, MemorySegment values, int span,
+                          MemorySegment work, MemorySegment out) {
+        cpu.attention(q, tokens, positions, starts == null ? MemorySegment.NULL : starts, heads, kvHeads, headDim,
+                GgmlType.F32, keys, values, span, (long) kvHeads * headDim, (float) (1 / Math.sqrt(headDim)), out);
     }
 
     @Override

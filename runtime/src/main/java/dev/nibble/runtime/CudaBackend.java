@@ -192,8 +192,11 @@ public final class CudaBackend implements Backend {
 
     @Override
     public void ropeStore(MemorySegment q, MemorySegment k, MemorySegment v, int tokens, int heads, int kvHeads,
-                          int headDim, MemorySegment positions, float theta, float freqScale, MemorySegment freqFactors,
-                          MemorySegment keyCache, MemorySegment valueCache) {
+                          int headDim, MemorySegment positions, MemorySegment starts, float theta, float freqScale,
+                          MemorySegment freqFactors, MemorySegment keyCache, MemorySegment valueCache) {
+        if (starts != null) {
+            throw new UnsupportedOperationException("TODO(cuda starts)");
+        }
         cuda.ropeStore(q, k, v, tokens, heads, kvHeads, headDim, positions, theta, freqScale,
                 freqFactors == null ? MemorySegment.NULL : freqFactors, keyCache, valueCache);
     }
@@ -222,8 +225,12 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
-    public void storeKv(MemorySegment rows, int tokens, MemorySegment slots, MemorySegment cache, int rowLength) {
-        cuda.kvStore(rows, tokens, rowLength, slots, cache);
+    public void storeKv(MemorySegment rows, int tokens, MemorySegment positions, MemorySegment starts,
+                        MemorySegment cache, int rowLength) {
+        if (starts != null) {
+            throw new UnsupportedOperationException("TODO(cuda starts)");
+        }
+        cuda.kvStore(rows, tokens, rowLength, positions, cache);
     }
 
     @Override
@@ -241,9 +248,12 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
-    public void attention(MemorySegment q, int tokens, MemorySegment positions, int heads, int kvHeads, int headDim,
-                          MemorySegment keys, MemorySegment values, int capacity, MemorySegment work,
-                          MemorySegment out) {
+    public void attention(MemorySegment q, int tokens, MemorySegment positions, MemorySegment starts, int heads,
+                          int kvHeads, int headDim, MemorySegment keys, MemorySegment values, int capacity,
+                          MemorySegment work, MemorySegment out) {
+        if (starts != null) {
+            throw new UnsupportedOperationException("TODO(cuda starts)");
+        }
         cuda.attention(q, tokens, positions, heads, kvHeads, headDim, keys, values, capacity, (long) kvHeads * headDim,
                 (float) (1 / Math.sqrt(headDim)), work, out);
     }

@@ -71,20 +71,22 @@ public abstract class HostBackend implements Backend {
     }
 
     @Override
-    public void storeKv(MemorySegment rows, int tokens, MemorySegment slots, MemorySegment cache, int rowLength) {
+    public void storeKv(MemorySegment rows, int tokens, MemorySegment positions, MemorySegment starts,
+                        MemorySegment cache, int rowLength) {
         long rowBytes = (long) rowLength * Float.BYTES;
         long capacity = cache.byteSize() / rowBytes;
         for (int t = 0; t < tokens; t++) {
-            int slot = slots.getAtIndex(ValueLayout.JAVA_INT, t);
+            long slot = positions.getAtIndex(ValueLayout.JAVA_INT, t)
+                    + (starts == null ? 0L : starts.getAtIndex(ValueLayout.JAVA_INT, t));
             if (slot < 0 || slot >= capacity) {
-                throw new IllegalArgumentException("cache slot " + slot + " is outside the " + capacity + " of the cache");
+                throw new IllegalArgumentException("cache row " + slot + " is outside the " + capacity + " of the cache");
             }
             MemorySegment.copy(rows, t * rowBytes, cache, slot * rowBytes, rowBytes);
         }
     }
 
     @Override
-    public long attentionWorkBytes(int tokens, int heads, int headDim, int capacity) {
+    public long attentionWorkBytes(int tokens, int heads, int headDim, int span) {
         return 0;
     }
 }

@@ -268,9 +268,9 @@ public final class Model implements AutoCloseable {
                 backend.addRmsNorm(x, xb, w.attentionNorm(), n, dim, eps, xb);
             }
             backend.matmulSharedInput(new Matrix[] {w.wq(), w.wk(), w.wv()}, xb, n, new MemorySegment[] {q, k, v});
-            backend.ropeStore(q, k, v, n, c.heads(), c.kvHeads(), c.headDim(), positions, c.ropeTheta(), c.ropeScale(),
+            backend.ropeStore(q, k, v, n, c.heads(), c.kvHeads(), c.headDim(), positions, null, c.ropeTheta(), c.ropeScale(),
                     weights.ropeFactors(), cache.keys(l), cache.values(l));
-            backend.attention(q, n, positions, c.heads(), c.kvHeads(), c.headDim(), cache.keys(l), cache.values(l),
+            backend.attention(q, n, positions, null, c.heads(), c.kvHeads(), c.headDim(), cache.keys(l), cache.values(l),
                     cache.capacity(), cache.work(), att);
             backend.matmul(w.wo(), att, n, xb);
 

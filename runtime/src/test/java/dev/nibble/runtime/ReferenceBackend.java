@@ -93,12 +93,13 @@ class ReferenceBackend extends HostBackend {
     }
 
     @Override
-    public void attention(MemorySegment q, int tokens, MemorySegment positions, int heads, int kvHeads, int headDim,
-                          MemorySegment keys, MemorySegment values, int capacity, MemorySegment work,
-                          MemorySegment out) {
+    public void attention(MemorySegment q, int tokens, MemorySegment positions, MemorySegment starts, int heads,
+                          int kvHeads, int headDim, MemorySegment keys, MemorySegment values, int span,
+                          MemorySegment work, MemorySegment out) {
         int kvDim = kvHeads * headDim;
         for (int t = 0; t < tokens; t++) {
-            int len = Math.min(positions.getAtIndex(ValueLayout.JAVA_INT, t) + 1, capacity);
+            int len = Math.min(positions.getAtIndex(ValueLayout.JAVA_INT, t) + 1, span);
+            long first = starts == null ? 0 : starts.getAtIndex(ValueLayout.JAVA_INT, t); // the sequence's row 0
             for (int h = 0; h < heads; h++) {
                 int kvh = h / (heads / kvHeads);
                 long qBase = ((long) t * heads + h) * headDim;
@@ -107,7 +108,7 @@ class ReferenceBackend extends HostBackend {
                 for (int p = 0; p < len; p++) {
                     double dot = 0;
                     for (int i = 0; i < headDim; i++) {
-                        dot += (double) q.getAtIndex(ACT, qBase + i) * keys.getAtIndex(ACT, (long) p * kvDim + kvh * headDim + i);
+                        dot += (double) q.getAtIndex(ACT, qBase + i) * keys.getAtIndex(ACT, (first + p) * kvDim + kvh * headDim + i);
                     }
                     scores[p] = dot / Math.sqrt(headDim);
                     max = Math.max(max, scores[p]);
@@ -120,7 +121,7 @@ class ReferenceBackend extends HostBackend {
                 for (int i = 0; i < headDim; i++) {
                     double acc = 0;
                     for (int p = 0; p < len; p++) {
-                        acc += scores[p] * values.getAtIndex(ACT, (long) p * kvDim + kvh * headDim + i);
+                        acc += scores[p] * values.getAtIndex(ACT, (first + p) * kvDim + kvh * headDim + i);
                     }
                     out.setAtIndex(ACT, qBase + i, (float) (acc / sum));
                 }

@@ -57,7 +57,7 @@ public final class NibbleCpu implements AutoCloseable {
     private static final MethodHandle nb_softmax = bindShort("nb_softmax",
             FunctionDescriptor.of(I32, PTR, PTR, I64, I64));
     private static final MethodHandle nb_attention = bindLong("nb_attention",
-            FunctionDescriptor.of(I32, PTR, PTR, I64, PTR, I64, I64, I64, I32, PTR, PTR, I64, I64, F32, PTR));
+            FunctionDescriptor.of(I32, PTR, PTR, I64, PTR, PTR, I64, I64, I64, I32, PTR, PTR, I64, I64, F32, PTR));
     private static final MethodHandle nb_swiglu = bindShort("nb_swiglu",
             FunctionDescriptor.of(I32, PTR, PTR, PTR, I64, PTR));
     private static final MethodHandle nb_add = bindShort("nb_add", FunctionDescriptor.of(I32, PTR, PTR, PTR, I64, PTR));
@@ -349,12 +349,14 @@ public final class NibbleCpu implements AutoCloseable {
 
     /**
      * Causal attention with grouped query heads over a KV cache; see nb_attention in nibble.h. {@code q} and
-     * {@code out} are {@code [nTok][nHeads][headDim]} floats; the key of position j, kv head h starts at element
-     * {@code j * kvStride + h * headDim} of {@code k} (likewise {@code v}), of type {@code kvType} (F32 or F16).
+     * {@code out} are {@code [nTok][nHeads][headDim]} floats. Token t's sequence begins at cache row
+     * {@code start[t]} ({@code start} NULL: row 0 for every token): the key of its position j, kv head h starts at
+     * element {@code (start[t] + j) * kvStride + h * headDim} of {@code k} (likewise {@code v}), of type
+     * {@code kvType} (F32 or F16). pos and start are read here to check that every row a token sees is inside k and v.
      */
-    public void attention(MemorySegment q, long nTok, MemorySegment pos, long nHeads, long nKvHeads, long headDim,
-                                 GgmlType kvType, MemorySegment k, MemorySegment v, long nKv, long kvStride, float scale,
-                                 MemorySegment out) {
+    public void attention(MemorySegment q, long nTok, MemorySegment pos, MemorySegment start, long nHeads,
+                          long nKvHeads, long headDim, GgmlType kvType, MemorySegment k, MemorySegment v, long nKv,
+                          long kvStride, float scale, MemorySegment out) {
         String call = "nb_attention";
         nonNegative(call, "nTok", nTok);
         nonNegative(call, "nKv", nKv);
@@ -376,13 +378,28 @@ public final class NibbleCpu implements AutoCloseable {
         requireFloats(call, "out", out, qElems);
         requireWritable(call, "out", out);
         requireBytes(call, "pos", pos, product(call, nTok, 4), 4);
+        boolean starts = !MemorySegment.NULL.equals(start);
+        if (starts) {
+            requireBytes(call, "start", start, product(call, nTok, 4), 4);
+        }
+        // rows of the cache some token reads: its start + min(position, nKv - 1), +1
+        long rows = 0;
+        for (long t = 0; t < nTok && nKv > 0; t++) {
+            int p = pos.getAtIndex(I32, t);
+            int b = starts ? start.getAtIndex(I32, t) : 0;
+            if (p < 0 || b < 0) {
+                throw new IllegalArgumentException(call + ": token " + t + " has position " + p + " and start row " + b
+                        + "; both must be >= 0");
+            }
+            rows = Math.max(rows, (long) b + Math.min(p, nKv - 1) + 1);
+        }
         int esz = kvType == GgmlType.F16 ? 2 : 4;
-        long cacheBytes = nKv == 0 ? 0 : product(call, Math.addExact(product(call, nKv - 1, kvStride), rowElems), esz);
+        long cacheBytes = rows == 0 ? 0 : product(call, Math.addExact(product(call, rows - 1, kvStride), rowElems), esz);
         requireBytes(call, "k", k, cacheBytes, esz);
         requireBytes(call, "v", v, cacheBytes, esz);
         int status;
         try {
-            status = (int) nb_attention.invokeExact(ctx(), q, nTok, pos, nHeads, nKvHeads, headDim, kvType.id(), k, v, nKv, kvStride,
+            status = (int) nb_attention.invokeExact(ctx(), q, nTok, pos, start, nHeads, nKvHeads, headDim, kvType.id(), k, v, nKv, kvStride,
                     scale, out);
         } catch (RuntimeException e) {
             throw e;

@@ -1,5 +1,6 @@
 package dev.nibble.runtime.nativelib;
 
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.nibble.formats.GgmlType;
@@ -72,18 +73,70 @@ class AttentionKernelTest {
             }
             float scale = (float) (1 / Math.sqrt(hd));
             MemorySegment out = KernelData.poisoned(arena, (long) nTok * nHeads * hd);
-            cpu.attention(KernelData.floats(arena, q), nTok, KernelData.ints(arena, pos), nHeads, nKvHeads, hd, kvType,
-                    KernelData.cache(arena, kf, kvType), KernelData.cache(arena, vf, kvType), nKv, stride, scale, out);
+            cpu.attention(KernelData.floats(arena, q), nTok, KernelData.ints(arena, pos), MemorySegment.NULL, nHeads,
+                    nKvHeads, hd, kvType, KernelData.cache(arena, kf, kvType), KernelData.cache(arena, vf, kvType), nKv,
+                    stride, scale, out);
 
-            double[] ref = reference(q, kf, vf, pos, nHeads, nKvHeads, hd, nKv, stride, scale);
+            double[] ref = reference(q, kf, vf, pos, new int[nTok], nHeads, nKvHeads, hd, nKv, stride, scale);
             double err = KernelData.relativeError(KernelData.toArray(out, q.length), ref);
             assertTrue(err < 1e-5, "relative error " + err);
         }
     }
 
-    /** Softmax attention in float64: query t sees positions 0..min(pos[t], nKv - 1); head h reads KV head h / group. */
-    static double[] reference(float[] q, float[] kf, float[] vf, int[] pos, int nHeads, int nKvHeads, int hd, int nKv,
-                              long stride, float scale) {
+    /**
+     * Tokens of several sequences in one cache (a KV pool): each token has its own start row and position, in no
+     * particular order, several tokens of one sequence among them, and rows of other sequences in between.
+     */
+    @ParameterizedTest(name = "{0} {1}")
+    @MethodSource("pathsAndTypes")
+    void tokensOfManySequencesEachSeeTheirOwnRows(String isa, GgmlType kvType) {
+        cpu.setIsa(MatmulKernelTest.isaId(isa));
+        int nHeads = 6, nKvHeads = 2, hd = 40, nKv = 70, rows = 301, nTok = 9;
+        long stride = (long) nKvHeads * hd;
+        Random rnd = new Random(77);
+        int[] start = {0, 120, 120, 120, 33, 230, 7, 230, 200};
+        int[] pos = {5, 0, 1, 2, 69, 70, 0, 12, 99}; // 70 and 99 are past nKv: those tokens see nKv positions
+        try (Arena arena = Arena.ofConfined()) {
+            float[] q = KernelData.randomFloats(rnd, nTok * nHeads * hd, 1);
+            float[] kf = KernelData.randomFloats(rnd, (int) (rows * stride), 1);
+            float[] vf = KernelData.randomFloats(rnd, (int) (rows * stride), 2);
+            if (kvType == GgmlType.F16) {
+                KernelData.roundToHalf(kf);
+                KernelData.roundToHalf(vf);
+            }
+            float scale = (float) (1 / Math.sqrt(hd));
+            MemorySegment out = KernelData.poisoned(arena, (long) nTok * nHeads * hd);
+            cpu.attention(KernelData.floats(arena, q), nTok, KernelData.ints(arena, pos), KernelData.ints(arena, start),
+                    nHeads, nKvHeads, hd, kvType, KernelData.cache(arena, kf, kvType), KernelData.cache(arena, vf, kvType),
+                    nKv, stride, scale, out);
+            double[] ref = reference(q, kf, vf, pos, start, nHeads, nKvHeads, hd, nKv, stride, scale);
+            double err = KernelData.relativeError(KernelData.toArray(out, q.length), ref);
+            assertTrue(err < 1e-5, "relative error " + err);
+            // a token whose rows would end past the cache is refused before the call
+            int[] late = start.clone();
+            late[2] = rows - 1;
+            assertThrows(IllegalArgumentException.class, () -> cpu.attention(KernelData.floats(arena, q), nTok,
+                    KernelData.ints(arena, pos), KernelData.ints(arena, late), nHeads, nKvHeads, hd, kvType,
+                    KernelData.cache(arena, kf, kvType), KernelData.cache(arena, vf, kvType), nKv, stride, scale, out));
+        }
+    }
+
+    static Stream<Arguments> pathsAndTypes() {
+        List<Arguments> list = new ArrayList<>();
+        for (int isa : KernelData.paths().toArray()) {
+            for (GgmlType kv : new GgmlType[] {GgmlType.F32, GgmlType.F16}) {
+                list.add(Arguments.of(NibbleCpu.isaName(isa), kv));
+            }
+        }
+        return list.stream();
+    }
+
+    /**
+     * Softmax attention in float64: query t sees positions 0..min(pos[t], nKv - 1) of its sequence, which begins at
+     * row start[t]; head h reads KV head h / group.
+     */
+    static double[] reference(float[] q, float[] kf, float[] vf, int[] pos, int[] start, int nHeads, int nKvHeads,
+                              int hd, int nKv, long stride, float scale) {
         double[] ref = new double[q.length];
         int group = nHeads / nKvHeads;
         for (int t = 0; t < pos.length; t++) {
@@ -95,7 +148,7 @@ class AttentionKernelTest {
                 for (int j = 0; j < nCtx; j++) {
                     double d = 0;
                     for (int i = 0; i < hd; i++) {
-                        d += (double) q[(t * nHeads + h) * hd + i] * kf[(int) (j * stride) + kvh * hd + i];
+                        d += (double) q[(t * nHeads + h) * hd + i] * kf[(int) ((start[t] + j) * stride) + kvh * hd + i];
                     }
                     sc[j] = d * scale;
                     m = Math.max(m, sc[j]);
@@ -106,7 +159,7 @@ class AttentionKernelTest {
                 }
                 for (int j = 0; j < nCtx; j++) {
                     for (int i = 0; i < hd; i++) {
-                        ref[(t * nHeads + h) * hd + i] += sc[j] / sum * vf[(int) (j * stride) + kvh * hd + i];
+                        ref[(t * nHeads + h) * hd + i] += sc[j] / sum * vf[(int) ((start[t] + j) * stride) + kvh * hd + i];
                     }
                 }
             }

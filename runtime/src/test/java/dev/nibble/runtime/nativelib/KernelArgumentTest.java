@@ -88,9 +88,10 @@ class KernelArgumentTest {
             assertEquals("nb_embed", e.call());
             assertEquals(1, e.status());
             MemorySegment negative = KernelData.ints(arena, new int[] {-1});
-            var a = assertThrows(NativeKernelException.class, () -> cpu.attention(arena.allocate(4 * 8), 1, negative, 1, 1, 8,
-                    GgmlType.F32, arena.allocate(4 * 8), arena.allocate(4 * 8), 1, 8, 1f, arena.allocate(4 * 8)));
-            assertEquals("nb_attention", a.call());
+            var a = assertThrows(IllegalArgumentException.class, () -> cpu.attention(arena.allocate(4 * 8), 1, negative,
+                    MemorySegment.NULL, 1, 1, 8, GgmlType.F32, arena.allocate(4 * 8), arena.allocate(4 * 8), 1, 8, 1f,
+                    arena.allocate(4 * 8)));
+            assertTrue(a.getMessage().startsWith("nb_attention: token 0 has position -1"), a.getMessage());
         }
     }
 
@@ -98,15 +99,15 @@ class KernelArgumentTest {
     void attentionChecksHeadsCacheTypeAndCacheSize() {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment q = arena.allocate(4 * 6 * 8);
-            MemorySegment pos = KernelData.ints(arena, new int[] {0});
+            MemorySegment pos = KernelData.ints(arena, new int[] {1});
             MemorySegment cache = arena.allocate(4 * 2 * 8);
-            assertThrows(IllegalArgumentException.class, () -> cpu.attention(q, 1, pos, 6, 4, 8, GgmlType.F32, cache, cache,
+            assertThrows(IllegalArgumentException.class, () -> cpu.attention(q, 1, pos, MemorySegment.NULL, 6, 4, 8, GgmlType.F32, cache, cache,
                     1, 32, 1f, q));
-            assertThrows(IllegalArgumentException.class, () -> cpu.attention(q, 1, pos, 6, 2, 8, GgmlType.Q8_0, cache, cache,
+            assertThrows(IllegalArgumentException.class, () -> cpu.attention(q, 1, pos, MemorySegment.NULL, 6, 2, 8, GgmlType.Q8_0, cache, cache,
                     1, 16, 1f, q));
-            assertThrows(IllegalArgumentException.class, () -> cpu.attention(q, 1, pos, 6, 2, 8, GgmlType.F32, cache, cache,
+            assertThrows(IllegalArgumentException.class, () -> cpu.attention(q, 1, pos, MemorySegment.NULL, 6, 2, 8, GgmlType.F32, cache, cache,
                     2, 16, 1f, q));
-            assertThrows(IllegalArgumentException.class, () -> cpu.attention(q, 1, pos, 6, 2, 8, GgmlType.F32, cache, cache,
+            assertThrows(IllegalArgumentException.class, () -> cpu.attention(q, 1, pos, MemorySegment.NULL, 6, 2, 8, GgmlType.F32, cache, cache,
                     1, 15, 1f, q));
         }
     }

@@ -122,7 +122,7 @@ class WorkerPoolTest {
                     want[i] = KernelData.poisoned(arena, (long) tokens[i] * nOut);
                     one.matmul(GgmlType.Q4_K, w, nOut, nIn, xs[i], tokens[i], want[i]);
                 }
-                one.attention(q, 1, pos, heads, kvHeads, headDim, GgmlType.F32, kc, vc, nKv, kvHeads * headDim, scale,
+                one.attention(q, 1, pos, MemorySegment.NULL, heads, kvHeads, headDim, GgmlType.F32, kc, vc, nKv, kvHeads * headDim, scale,
                         wantAtt);
             }
 
@@ -147,7 +147,7 @@ class WorkerPoolTest {
                             cpu.matmul(GgmlType.Q4_K, w, nOut, nIn, xs[i], tokens[i], y[i]);
                             wrong += y[i].mismatch(want[i]) == -1 ? 0 : 1;
                             if (r % 4 == 0) {
-                                cpu.attention(q, 1, pos, heads, kvHeads, headDim, GgmlType.F32, kc, vc, nKv,
+                                cpu.attention(q, 1, pos, MemorySegment.NULL, heads, kvHeads, headDim, GgmlType.F32, kc, vc, nKv,
                                         kvHeads * headDim, scale, att);
                                 wrongAtt += att.mismatch(wantAtt) == -1 ? 0 : 1;
                             }
