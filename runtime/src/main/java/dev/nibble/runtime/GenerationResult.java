@@ -21,7 +21,9 @@ public record GenerationResult(String text, int promptTokens, int generatedToken
         /** The requested number of new tokens was generated. */
         MAX_TOKENS,
         /** Every position of the context is used. */
-        CONTEXT_FULL
+        CONTEXT_FULL,
+        /** Generation was cancelled (Ctrl-C, a client gone, the engine closed). */
+        CANCELLED
     }
 
     /** Prompt tokens per second. */

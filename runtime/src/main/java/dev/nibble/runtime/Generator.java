@@ -1,11 +1,13 @@
 package dev.nibble.runtime;
 
 import dev.nibble.formats.vocab.VocabularyGguf;
-import dev.nibble.runtime.tokenizer.StreamingDecoder;
+import dev.nibble.runtime.chat.PromptTooLongException;
 import dev.nibble.runtime.tokenizer.Tokenizer;
 import java.io.IOException;
 import java.lang.management.ManagementFactory;
 import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.function.Consumer;
 
 /**
@@ -15,7 +17,9 @@ import java.util.function.Consumer;
  *     g.generate("The jury", GenerationSettings.of(40, SamplerSettings.greedy()), System.out::print);
  * }
  * }</pre>
- * One generator runs one sequence at a time; each {@link #generate} call starts from an empty context.
+ * One generator runs one sequence at a time (a second thread's call is refused); each {@link #generate} call starts
+ * from an empty context. Generators on several threads may share one {@link Model}; for many sequences at once use
+ * {@link BatchEngine}.
  */
 public final class Generator implements AutoCloseable {
 
@@ -23,6 +27,7 @@ public final class Generator implements AutoCloseable {
     private final Tokenizer tokenizer;
     private final KvCache cache;
     private final Backend ownedBackend;
+    private final AtomicBoolean busy = new AtomicBoolean();
 
     /** Runs {@code model} with {@code tokenizer} in a context of {@code contextSize} tokens; the caller keeps the model. */
     public Generator(Model model, Tokenizer tokenizer, int contextSize) {
@@ -107,6 +112,7 @@ public final class Generator implements AutoCloseable {
     /**
      * Generates a continuation of {@code prompt}, passing each piece of text to {@code output} as soon as it is
      * complete (never a part of a stop string). A prompt that does not leave room for one new token is refused.
+     * A generator runs one sequence: a call while another thread's call runs is refused.
      */
     public GenerationResult generate(String prompt, GenerationSettings settings, Consumer<String> output)
             throws IOException {
@@ -115,68 +121,35 @@ public final class Generator implements AutoCloseable {
             throw new IllegalArgumentException("the prompt is empty and this model adds no BOS token; give some text");
         }
         if (promptIds.length >= cache.capacity()) {
-            throw new IllegalArgumentException("the prompt is " + promptIds.length + " tokens but the context holds "
+            throw new PromptTooLongException("the prompt is " + promptIds.length + " tokens but the context holds "
                     + cache.capacity() + " (prompt and output together); shorten the prompt or raise --ctx"
                     + (cache.capacity() < model.config().contextLength()
                     ? " (the model allows " + model.config().contextLength() + ")" : ""));
         }
-        cache.clear();
-        Sampler sampler = new Sampler(settings.sampler());
-        StopStringFilter filter = new StopStringFilter(settings.stopStrings(), output);
-        StreamingDecoder decoder = tokenizer.streamingDecoder(true);
-        for (int id : promptIds) {
-            decoder.next(id); // so the first new token's leading space is kept, as when decoding prompt and output together
-        }
-        int[] history = new int[cache.capacity() + 1]; // the last token is sampled but never run
-        System.arraycopy(promptIds, 0, history, 0, promptIds.length);
-        int length = promptIds.length;
-
-        long t0 = System.nanoTime();
-        float[] logits = model.forward(promptIds, cache, false);
-        long t1 = System.nanoTime();
-        int generated = 0;
-        GenerationResult.StopReason reason;
-        while (true) {
-            if (settings.maxTokens() >= 0 && generated == settings.maxTokens()) {
-                reason = GenerationResult.StopReason.MAX_TOKENS;
-                break;
-            }
-            int next = sampler.sample(logits, history, length);
-            generated++;
-            if (isEndToken(next)) {
-                reason = GenerationResult.StopReason.END_TOKEN;
-                break;
-            }
-            history[length++] = next;
-            if (filter.accept(decoder.next(next))) {
-                reason = GenerationResult.StopReason.STOP_STRING;
-                break;
-            }
-            if (cache.remaining() == 0) {
-                reason = GenerationResult.StopReason.CONTEXT_FULL;
-                break;
-            }
-            if (settings.maxTokens() >= 0 && generated == settings.maxTokens()) {
-                reason = GenerationResult.StopReason.MAX_TOKENS;
-                break;
-            }
-            logits = model.forward(new int[] {next}, cache, false);
-        }
-        if (reason != GenerationResult.StopReason.STOP_STRING) {
-            filter.accept(decoder.finish());
-            filter.flush();
-        }
-        long t2 = System.nanoTime();
-        return new GenerationResult(filter.text(), promptIds.length, generated, reason, t1 - t0, t2 - t1);
+        return run(Generation.continuing(promptIds, settings, tokenizer, model.config().eosIds(), cache.capacity(),
+                output), 0);
     }
 
-    private boolean isEndToken(int id) {
-        for (int eos : model.config().eosIds()) {
-            if (eos == id) {
-                return true;
-            }
+    /**
+     * Drives {@code generation} over this generator's cache, of which the first {@code reuse} positions already hold
+     * the prompt's first tokens: runs the rest of the prompt, then each token it samples, until it ends.
+     */
+    public GenerationResult run(Generation generation, int reuse) throws IOException {
+        if (!busy.compareAndSet(false, true)) {
+            throw new IllegalStateException("this Generator is already generating on another thread; a Generator runs one"
+                    + " sequence: make one per thread (they may share one Model)");
         }
-        return false;
+        try {
+            int[] prompt = generation.prompt();
+            cache.truncate(Math.min(Math.min(reuse, prompt.length - 1), cache.size())); // the last one runs for its logits
+            float[] logits = model.forward(Arrays.copyOfRange(prompt, cache.size(), prompt.length), cache, false);
+            while (generation.accept(logits)) {
+                logits = model.forward(new int[] {generation.next()}, cache, false);
+            }
+            return generation.result();
+        } finally {
+            busy.set(false);
+        }
     }
 
     /** Frees the KV cache; a generator made by {@link #open} also closes its model and backend. */

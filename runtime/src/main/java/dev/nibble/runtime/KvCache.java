@@ -1,49 +1,43 @@
 package dev.nibble.runtime;
 
 import dev.nibble.formats.GgmlType;
-import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
 
 /**
- * The keys and values of one sequence for every layer, in the backend's memory and its cache type: {@code capacity}
- * positions of {@code kvHeads * headDim}, and the attention workspace for them. Positions fill from 0;
- * {@link #size()} is how many are filled.
+ * The keys and values of one sequence: {@link #capacity()} contiguous positions of a {@link KvPool}, every layer.
+ * Positions fill from 0; {@link #size()} is how many are filled. Closing gives the positions back to the pool (and
+ * closes the pool when the cache was made alone by {@link Model#newCache}). Not thread-safe.
  */
 public final class KvCache implements AutoCloseable {
 
-    private final Arena arena = Arena.ofShared();
-    private final MemorySegment[] keys;
-    private final MemorySegment[] values;
-    private final MemorySegment work;
+    private final KvPool pool;
+    private final int start;
     private final int capacity;
+    private final boolean ownsPool;
     private int size;
-    private Backend.Recording decodeStep; // the model's one-token step over this cache, recorded on first use
-    private Object decodeStepOwner;
+    private boolean closed;
 
-    KvCache(LlamaConfig config, Backend backend, int capacity) {
+    KvCache(KvPool pool, int start, int capacity) {
+        this(pool, start, capacity, false);
+    }
+
+    private KvCache(KvPool pool, int start, int capacity, boolean ownsPool) {
+        this.pool = pool;
+        this.start = start;
+        this.capacity = capacity;
+        this.ownsPool = ownsPool;
+    }
+
+    /** A cache of {@code capacity} positions in a pool of its own, closed with it. */
+    static KvCache alone(LlamaConfig config, Backend backend, int capacity) {
         if (capacity < 1) {
             throw new IllegalArgumentException("context size must be at least 1, is " + capacity);
         }
-        this.capacity = capacity;
-        keys = new MemorySegment[config.layers()];
-        values = new MemorySegment[config.layers()];
-        long bytes = (long) capacity * config.kvDim() * backend.cacheType().byteSize(1);
-        try {
-            for (int l = 0; l < config.layers(); l++) {
-                keys[l] = backend.allocate(bytes, arena);
-                values[l] = backend.allocate(bytes, arena);
-            }
-            long workBytes = backend.attentionWorkBytes(backend.batchTokens(), config.heads(), config.headDim(), capacity);
-            work = workBytes > 0 ? backend.allocate(workBytes, arena) : MemorySegment.NULL;
-        } catch (RuntimeException e) {
-            arena.close();
-            throw e;
-        }
+        return new KvCache(new KvPool(config, backend, capacity, capacity), 0, capacity, true);
     }
 
     /** Bytes a cache of {@code capacity} positions of {@code type} takes for {@code config}. */
     public static long bytes(LlamaConfig config, long capacity, GgmlType type) {
-        return 2L * config.layers() * capacity * config.kvDim() * type.byteSize(1);
+        return KvPool.bytes(config, capacity, type);
     }
 
     /**
@@ -56,33 +50,13 @@ public final class KvCache implements AutoCloseable {
         return (int) Math.min(config.contextLength(), fits);
     }
 
-    /** Keys of {@code layer}: {@code capacity} rows of {@code kvDim} floats. */
-    public MemorySegment keys(int layer) {
-        return keys[layer];
+    KvPool pool() {
+        return pool;
     }
 
-    /** Values of {@code layer}, laid out like {@link #keys}. */
-    public MemorySegment values(int layer) {
-        return values[layer];
-    }
-
-    /** The attention workspace (see {@link Backend#attentionWorkBytes}). */
-    MemorySegment work() {
-        return work;
-    }
-
-    /** The one-token step {@code owner} recorded over this cache, or null. */
-    Backend.Recording decodeStep(Object owner) {
-        return decodeStepOwner == owner ? decodeStep : null;
-    }
-
-    /** Keeps {@code owner}'s recorded one-token step (closing one recorded before) until the cache closes. */
-    void decodeStep(Object owner, Backend.Recording step) {
-        if (decodeStep != null) {
-            decodeStep.close();
-        }
-        decodeStep = step;
-        decodeStepOwner = owner;
+    /** The pool row of this sequence's position 0. */
+    int start() {
+        return start;
     }
 
     public int capacity() {
@@ -119,15 +93,21 @@ public final class KvCache implements AutoCloseable {
         size = positions;
     }
 
-    /** Frees the cache. */
+    boolean isClosed() {
+        return closed;
+    }
+
+    /** Gives the positions back to the pool; a second close does nothing. */
     @Override
     public void close() {
-        if (decodeStep != null) {
-            decodeStep.close();
-            decodeStep = null;
+        if (closed) {
+            return;
         }
-        if (arena.scope().isAlive()) {
-            arena.close();
+        closed = true;
+        if (ownsPool) {
+            pool.close();
+        } else {
+            pool.release(start, capacity);
         }
     }
 }

@@ -9,12 +9,18 @@ import java.lang.foreign.ValueLayout;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.IdentityHashMap;
+import java.util.List;
+import java.util.Set;
 
 /**
- * A Llama model loaded from a GGUF file and its forward pass on one {@link Backend}. Prompt tokens go through in
- * batches of up to {@link #batch()} (matrix-matrix products, each weight read once per batch); generated tokens one at
- * a time, as a step the backend records once per cache and replays (a CUDA graph on a GPU).
- * Not thread-safe: the activation buffers are allocated once and reused by every call.
+ * A Llama model loaded from a GGUF file and its forward pass on one {@link Backend}. One pass ({@link #step}) runs up
+ * to {@link #batch()} tokens of any sequences of one {@link KvPool} (matrix-matrix products, each weight read once per
+ * pass); a pass of one token per sequence is recorded once per token count and replayed (a CUDA graph on a GPU).
+ * Safe to share between threads: passes take turns on the activation buffers, which are allocated once.
  */
 public final class Model implements AutoCloseable {
 
@@ -37,9 +43,11 @@ public final class Model implements AutoCloseable {
     private final MemorySegment logits;  // batch × vocab
     private final MemorySegment ids;     // token ids of the batch, int32
     private final MemorySegment positions; // their positions, int32
+    private final MemorySegment starts;  // the pool row of each one's sequence's position 0, int32
     // Host side of what crosses to and from the backend.
     private final MemorySegment hostIds;
     private final MemorySegment hostPositions;
+    private final MemorySegment hostStarts;
     private final MemorySegment hostLogits;
 
     private Model(GgufFile file, LlamaConfig config, ModelWeights weights, Backend backend, Arena arena) {
@@ -61,8 +69,10 @@ public final class Model implements AutoCloseable {
         logits = backend.allocate(sizes[3], arena);
         ids = backend.allocate(sizes[4], arena);
         positions = backend.allocate(sizes[4], arena);
+        starts = backend.allocate(sizes[4], arena);
         hostIds = arena.allocate(ValueLayout.JAVA_INT, batch);
         hostPositions = arena.allocate(ValueLayout.JAVA_INT, batch);
+        hostStarts = arena.allocate(ValueLayout.JAVA_INT, batch);
         hostLogits = arena.allocate(sizes[3], 64);
     }
 
@@ -127,7 +137,7 @@ public final class Model implements AutoCloseable {
         int batch = backend.batchTokens();
         long[] a = activationBytes(config, batch);
         // as allocated in the constructor, and the attention workspace of a cache as long as the model's context
-        long workspace = 4 * a[0] + 2 * a[1] + 2 * a[2] + a[3] + 2 * a[4]
+        long workspace = 4 * a[0] + 2 * a[1] + 2 * a[2] + a[3] + 3 * a[4]
                 + backend.attentionWorkBytes(batch, config.heads(), config.headDim(),
                 Math.max(contextTokens, config.contextLength()));
         long cache = KvCache.bytes(config, contextTokens, backend.cacheType());
@@ -179,14 +189,37 @@ public final class Model implements AutoCloseable {
         return KvCache.defaultCapacity(config, backend.cacheType(), budget);
     }
 
-    /** A cache for one sequence of up to {@code capacity} tokens, in the backend's memory. */
+    /** A cache for one sequence of up to {@code capacity} tokens, in a pool of its own in the backend's memory. */
     public KvCache newCache(int capacity) {
-        return new KvCache(config, backend, capacity);
+        return KvCache.alone(config, backend, capacity);
     }
 
     /**
-     * Runs {@code tokens} at the next positions of {@code cache} and appends them to it. Returns the logits of the last
-     * token ({@code vocab} floats), or with {@code allLogits} those of every token ({@code tokens.length × vocab}).
+     * A KV cache pool of {@code rows} positions in the backend's memory for many sequences of up to {@code span}
+     * positions each, which one {@link #step} may run together.
+     */
+    public KvPool newPool(int rows, int span) {
+        return new KvPool(config, backend, rows, span);
+    }
+
+    /** Which logits a segment of a {@link #step} wants. */
+    public enum Logits {
+        /** none: prompt tokens whose next token is already known */
+        NONE,
+        /** those of its last token: the distribution of the next one */
+        LAST,
+        /** those of every token (perplexity) */
+        ALL
+    }
+
+    /** Tokens of one sequence that a {@link #step} runs at the next positions of its cache and appends to it. */
+    public record Segment(KvCache cache, int[] tokens, Logits logits) {
+    }
+
+    /**
+     * Runs {@code tokens} at the next positions of {@code cache} and appends them to it, in passes of up to
+     * {@link #batch()} tokens. Returns the logits of the last token ({@code vocab} floats), or with {@code allLogits}
+     * those of every token ({@code tokens.length × vocab}).
      */
     public float[] forward(int[] tokens, KvCache cache, boolean allLogits) throws IOException {
         if (tokens.length == 0) {
@@ -196,68 +229,200 @@ public final class Model implements AutoCloseable {
             throw new IllegalArgumentException(tokens.length + " tokens do not fit in the " + cache.remaining()
                     + " free positions of the context (" + cache.capacity() + ")");
         }
-        for (int t : tokens) {
-            if (t < 0 || t >= config.vocabSize()) {
-                throw new IllegalArgumentException("token id " + t + " is outside the vocabulary of " + config.vocabSize());
-            }
-        }
-        checkFileIntact();
         int vocab = config.vocabSize();
         float[] result = new float[allLogits ? tokens.length * vocab : vocab];
         for (int from = 0; from < tokens.length; from += batch) {
             int n = Math.min(batch, tokens.length - from);
-            int start = cache.size();
-            for (int t = 0; t < n; t++) {
-                hostIds.setAtIndex(ValueLayout.JAVA_INT, t, tokens[from + t]);
-                hostPositions.setAtIndex(ValueLayout.JAVA_INT, t, start + t);
-            }
-            long intBytes = (long) n * Integer.BYTES;
-            backend.write(hostIds.asSlice(0, intBytes), ids.asSlice(0, intBytes));
-            backend.write(hostPositions.asSlice(0, intBytes), positions.asSlice(0, intBytes));
             boolean last = from + n == tokens.length;
-            if (n == 1 && !allLogits) {
-                decodeStep(cache).run();
-            } else {
-                layers(n, cache);
-                if (allLogits) {
-                    outputLogits(0, n);
-                } else if (last) {
-                    outputLogits(n - 1, 1);
-                }
-            }
-            cache.advance(n);
-            if (allLogits || last) {
-                int rows = allLogits ? n : 1;
-                long bytes = (long) rows * vocab * Float.BYTES;
-                backend.read(logits.asSlice(0, bytes), hostLogits.asSlice(0, bytes));
-                MemorySegment.copy(hostLogits, ValueLayout.JAVA_FLOAT, 0, result, allLogits ? from * vocab : 0,
-                        rows * vocab);
+            Logits wanted = allLogits ? Logits.ALL : last ? Logits.LAST : Logits.NONE;
+            float[] logits = step(List.of(new Segment(cache, Arrays.copyOfRange(tokens, from, from + n), wanted)))[0];
+            if (logits != null) {
+                System.arraycopy(logits, 0, result, allLogits ? from * vocab : 0, logits.length);
             }
         }
         return result;
     }
 
-    /** The one-token step over {@code cache}: recorded on first use, then replayed (positions are read on the device). */
-    private Backend.Recording decodeStep(KvCache cache) {
-        Backend.Recording step = cache.decodeStep(this);
-        if (step == null) {
-            step = backend.record(() -> {
-                layers(1, cache);
-                outputLogits(0, 1);
-            });
-            cache.decodeStep(this, step);
+    /**
+     * One forward pass over the tokens of several sequences of one pool (at most {@link #batch()} tokens in all, each
+     * sequence at most once): each segment's tokens run at the next positions of its cache and are appended to it.
+     * Returns, for segment i, null ({@link Logits#NONE}), the logits of its last token ({@code vocab} floats) or those
+     * of all its tokens. Every weight is read once for all the tokens. Safe to call from several threads: passes
+     * take turns.
+     */
+    public synchronized float[][] step(List<Segment> segments) throws IOException {
+        Layout layout = layout(segments);
+        checkFileIntact();
+        int n = layout.tokens;
+        for (int i = 0; i < n; i++) {
+            Segment seg = layout.order.get(layout.segmentOf[i]);
+            int j = i - layout.offset[layout.segmentOf[i]];
+            hostIds.setAtIndex(ValueLayout.JAVA_INT, i, seg.tokens()[j]);
+            hostPositions.setAtIndex(ValueLayout.JAVA_INT, i, seg.cache().size() + j);
+            hostStarts.setAtIndex(ValueLayout.JAVA_INT, i, seg.cache().start());
         }
-        return step;
+        long intBytes = (long) n * Integer.BYTES;
+        backend.write(hostIds.asSlice(0, intBytes), ids.asSlice(0, intBytes));
+        backend.write(hostPositions.asSlice(0, intBytes), positions.asSlice(0, intBytes));
+        backend.write(hostStarts.asSlice(0, intBytes), starts.asSlice(0, intBytes));
+        KvPool pool = layout.pool;
+        int logitRows;
+        if (layout.singles == n) {
+            // one token of each sequence, the decode step: recorded once per count and pool, then replayed
+            Backend.Recording step = pool.step(this, n);
+            if (step == null) {
+                step = backend.record(() -> {
+                    layers(layout);
+                    outputLogits(0, n, 0);
+                });
+                pool.step(this, n, step);
+            }
+            step.run();
+            logitRows = n;
+        } else {
+            layers(layout);
+            logitRows = layout.singles;
+            if (logitRows > 0) {
+                outputLogits(0, logitRows, 0);
+            }
+            for (int s = layout.singles; s < layout.order.size(); s++) {
+                Segment seg = layout.order.get(s);
+                int len = seg.tokens().length;
+                if (seg.logits() == Logits.LAST) {
+                    outputLogits(layout.offset[s] + len - 1, 1, logitRows++);
+                } else if (seg.logits() == Logits.ALL) {
+                    outputLogits(layout.offset[s], len, logitRows);
+                    logitRows += len;
+                }
+            }
+        }
+        for (Segment seg : segments) {
+            seg.cache().advance(seg.tokens().length);
+        }
+        int vocab = config.vocabSize();
+        long bytes = (long) logitRows * vocab * Float.BYTES;
+        if (bytes > 0) {
+            backend.read(logits.asSlice(0, bytes), hostLogits.asSlice(0, bytes));
+        }
+        float[][] result = new float[segments.size()][];
+        for (int s = 0; s < layout.order.size(); s++) {
+            Segment seg = layout.order.get(s);
+            if (seg.logits() == Logits.NONE) {
+                continue;
+            }
+            int rows = seg.logits() == Logits.ALL ? seg.tokens().length : 1;
+            float[] out = new float[rows * vocab];
+            MemorySegment.copy(hostLogits, ValueLayout.JAVA_FLOAT, (long) layout.logitRow[s] * vocab * Float.BYTES, out,
+                    0, out.length);
+            result[layout.index[s]] = out;
+        }
+        return result;
     }
 
     /**
-     * The transformer blocks over the n tokens in ids/positions; the residual stream ends in x and its final norm in
-     * xb. Nothing here depends on host values that change from step to step, so a backend may record it.
+     * Where each segment's tokens go in the pass: single tokens first (attention with a start row per token, the one
+     * decode kernel for any mix of sequences), then each longer segment (attention over its own rows, every key it
+     * loads shared by its tokens).
      */
-    private void layers(int n, KvCache cache) {
+    private static final class Layout {
+        KvPool pool;
+        int tokens;
+        int singles;
+        final List<Segment> order = new ArrayList<>();
+        int[] index;     // order position -> segment index in the caller's list
+        int[] offset;    // order position -> first row in the pass
+        int[] logitRow;  // order position -> first row of its logits
+        int[] segmentOf; // row -> order position
+    }
+
+    private Layout layout(List<Segment> segments) {
+        if (segments.isEmpty()) {
+            throw new IllegalArgumentException("no tokens to run");
+        }
+        Layout lay = new Layout();
+        List<Integer> index = new ArrayList<>();
+        for (int pass = 0; pass < 2; pass++) {
+            for (int i = 0; i < segments.size(); i++) {
+                Segment seg = segments.get(i);
+                if ((seg.tokens().length == 1) == (pass == 0)) {
+                    lay.order.add(seg);
+                    index.add(i);
+                }
+            }
+        }
+        int m = lay.order.size();
+        lay.index = index.stream().mapToInt(Integer::intValue).toArray();
+        lay.offset = new int[m];
+        lay.logitRow = new int[m];
+        Set<KvCache> seen = Collections.newSetFromMap(new IdentityHashMap<>());
+        int rows = 0;
+        for (int s = 0; s < m; s++) {
+            Segment seg = lay.order.get(s);
+            KvCache cache = seg.cache();
+            int len = seg.tokens().length;
+            if (len == 0) {
+                throw new IllegalArgumentException("a segment has no tokens");
+            }
+            if (cache.isClosed()) {
+                throw new IllegalStateException("a sequence's KV cache was closed");
+            }
+            if (lay.pool == null) {
+                lay.pool = cache.pool();
+            } else if (lay.pool != cache.pool()) {
+                throw new IllegalArgumentException("one pass runs sequences of one KV pool only");
+            }
+            if (!seen.add(cache)) {
+                throw new IllegalArgumentException("a sequence appears twice in one pass");
+            }
+            if (len > cache.remaining()) {
+                throw new IllegalArgumentException(len + " tokens do not fit in the " + cache.remaining()
+                        + " free positions of the context (" + cache.capacity() + ")");
+            }
+            for (int t : seg.tokens()) {
+                if (t < 0 || t >= config.vocabSize()) {
+                    throw new IllegalArgumentException("token id " + t + " is outside the vocabulary of "
+                            + config.vocabSize());
+                }
+            }
+            if (len == 1) {
+                lay.singles++;
+            }
+            lay.offset[s] = rows;
+            rows += len;
+        }
+        // logits: one row per single token (all of them, in order), then those the longer segments want
+        int logitRows = lay.singles;
+        for (int s = 0; s < m; s++) {
+            Segment seg = lay.order.get(s);
+            if (s < lay.singles) {
+                lay.logitRow[s] = s;
+            } else {
+                lay.logitRow[s] = logitRows;
+                logitRows += seg.logits() == Logits.ALL ? seg.tokens().length : seg.logits() == Logits.LAST ? 1 : 0;
+            }
+        }
+        if (rows > batch) {
+            throw new IllegalArgumentException(rows + " tokens in one pass; the backend takes at most " + batch);
+        }
+        lay.tokens = rows;
+        lay.segmentOf = new int[rows];
+        for (int s = 0; s < m; s++) {
+            Arrays.fill(lay.segmentOf, lay.offset[s], lay.offset[s] + lay.order.get(s).tokens().length, s);
+        }
+        return lay;
+    }
+
+    /**
+     * The transformer blocks over the tokens in ids/positions/starts; the residual stream ends in x and its final norm
+     * in xb. Nothing here depends on host values that change from step to step, so a backend may record it.
+     */
+    private void layers(Layout lay) {
         LlamaConfig c = config;
+        int n = lay.tokens;
         int dim = c.dim();
         float eps = c.rmsEps();
+        KvPool pool = lay.pool;
+        long rowBytes = (long) dim * Float.BYTES;
         backend.embed(weights.tokenEmbedding(), ids, n, x);
         for (int l = 0; l < c.layers(); l++) {
             ModelWeights.Layer w = weights.layers()[l];
@@ -268,10 +433,22 @@ public final class Model implements AutoCloseable {
                 backend.addRmsNorm(x, xb, w.attentionNorm(), n, dim, eps, xb);
             }
             backend.matmulSharedInput(new Matrix[] {w.wq(), w.wk(), w.wv()}, xb, n, new MemorySegment[] {q, k, v});
-            backend.ropeStore(q, k, v, n, c.heads(), c.kvHeads(), c.headDim(), positions, null, c.ropeTheta(), c.ropeScale(),
-                    weights.ropeFactors(), cache.keys(l), cache.values(l));
-            backend.attention(q, n, positions, null, c.heads(), c.kvHeads(), c.headDim(), cache.keys(l), cache.values(l),
-                    cache.capacity(), cache.work(), att);
+            backend.ropeStore(q, k, v, n, c.heads(), c.kvHeads(), c.headDim(), positions, starts, c.ropeTheta(),
+                    c.ropeScale(), weights.ropeFactors(), pool.keys(l), pool.values(l));
+            if (lay.singles > 0) {
+                backend.attention(q, lay.singles, positions, starts, c.heads(), c.kvHeads(), c.headDim(),
+                        pool.keys(l), pool.values(l), pool.span(), pool.work(), att);
+            }
+            for (int s = lay.singles; s < lay.order.size(); s++) {
+                KvCache cache = lay.order.get(s).cache();
+                int off = lay.offset[s];
+                int len = lay.order.get(s).tokens().length;
+                backend.attention(q.asSlice(off * rowBytes, len * rowBytes), len,
+                        positions.asSlice((long) off * Integer.BYTES, (long) len * Integer.BYTES), null, c.heads(),
+                        c.kvHeads(), c.headDim(), pool.range(pool.keys(l), cache.start(), cache.capacity()),
+                        pool.range(pool.values(l), cache.start(), cache.capacity()), cache.capacity(), pool.work(),
+                        att.asSlice(off * rowBytes, len * rowBytes));
+            }
             backend.matmul(w.wo(), att, n, xb);
 
             // feed-forward: down(silu(gate(x)) * up(x))
@@ -282,10 +459,12 @@ public final class Model implements AutoCloseable {
         backend.addRmsNorm(x, xb, weights.outputNorm(), n, dim, eps, xb);
     }
 
-    /** Output projection of rows [first, first + count) of the final norm (xb) into the first rows of logits. */
-    private void outputLogits(int first, int count) {
+    /** Output projection of rows [first, first + count) of the final norm (xb) into logits from row {@code to}. */
+    private void outputLogits(int first, int count, int to) {
         long rowBytes = (long) config.dim() * Float.BYTES;
-        backend.matmul(weights.output(), xb.asSlice(first * rowBytes, count * rowBytes), count, logits);
+        long logitBytes = (long) config.vocabSize() * Float.BYTES;
+        backend.matmul(weights.output(), xb.asSlice(first * rowBytes, count * rowBytes), count,
+                logits.asSlice(to * logitBytes, count * logitBytes));
     }
 
     /**

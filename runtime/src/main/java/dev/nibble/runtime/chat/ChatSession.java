@@ -1,7 +1,9 @@
 package dev.nibble.runtime.chat;
 
-import dev.nibble.runtime.StopStringFilter;
-import dev.nibble.runtime.tokenizer.StreamingDecoder;
+import dev.nibble.runtime.Generation;
+import dev.nibble.runtime.GenerationResult;
+import dev.nibble.runtime.GenerationSettings;
+import dev.nibble.runtime.SamplerSettings;
 import java.io.IOException;
 import java.util.Arrays;
 import java.util.List;
@@ -45,6 +47,7 @@ public final class ChatSession {
     private final int maxTokens;
     private final int answerRoom;
     private volatile boolean interrupted;
+    private volatile Generation current;
     /** The tokens now in the engine's KV cache, in order. */
     private int[] cached = new int[0];
 
@@ -90,6 +93,10 @@ public final class ChatSession {
      */
     public void interrupt() {
         interrupted = true;
+        Generation running = current;
+        if (running != null) {
+            running.cancel();
+        }
     }
 
     /**
@@ -131,55 +138,35 @@ public final class ChatSession {
     private Turn answer(int[] ids, int droppedMessages, Consumer<String> out) throws IOException {
         // At least the last prompt token is run again: its logits are needed to start the answer.
         int reused = Math.min(commonPrefix(cached, ids), ids.length - 1);
-        long t0 = System.nanoTime();
+        Generation generation = Generation.answering(ids, new GenerationSettings(maxTokens > 0 ? maxTokens : -1,
+                SamplerSettings.greedy(), List.of()), sampler, format, engine.contextSize(), out);
+        current = generation;
+        if (interrupted) { // Ctrl-C between the reset in send and here
+            generation.cancel();
+        }
         // Until the turn completes, what the cache holds beyond the reused prefix is not known for sure.
         cached = Arrays.copyOf(ids, reused);
-        engine.truncate(reused);
-        float[] logits = engine.append(Arrays.copyOfRange(ids, reused, ids.length));
-        long t1 = System.nanoTime();
-
-        int[] tokens = Arrays.copyOf(ids, engine.contextSize());
-        int length = ids.length;
-        StreamingDecoder decoder = format.tokenizer().streamingDecoder(true);
-        StopStringFilter filter = new StopStringFilter(format.stopStrings(), out);
-        boolean markerWritten = false;
-        StopReason reason;
-        while (true) {
-            if (interrupted) {
-                reason = StopReason.INTERRUPTED;
-                break;
+        try {
+            engine.truncate(reused);
+            float[] logits = engine.append(Arrays.copyOfRange(ids, reused, ids.length));
+            while (generation.accept(logits)) {
+                logits = engine.append(new int[] {generation.next()});
             }
-            if (maxTokens > 0 && length - ids.length == maxTokens) {
-                reason = StopReason.MAX_TOKENS;
-                break;
-            }
-            if (length == engine.contextSize()) {
-                reason = StopReason.CONTEXT_FULL;
-                break;
-            }
-            int token = sampler.sample(logits, tokens, length);
-            if (format.isEndOfTurn(token)) {
-                reason = StopReason.END_OF_TURN;
-                break;
-            }
-            if (format.isControl(token)) {
-                reason = StopReason.TEMPLATE_MARKER;
-                break;
-            }
-            if (filter.accept(decoder.next(token))) {
-                markerWritten = true;
-                reason = StopReason.TEMPLATE_MARKER;
-                break;
-            }
-            tokens[length++] = token;
-            logits = engine.append(new int[] {token});
+        } finally {
+            current = null;
         }
-        cached = Arrays.copyOf(tokens, length);
-        if (!markerWritten && !filter.accept(decoder.finish())) {
-            filter.flush();
-        }
-        long t2 = System.nanoTime();
-        return new Turn(filter.text(), reason, ids.length, reused, length - ids.length, t1 - t0, t2 - t1, droppedMessages);
+        cached = generation.tokensInCache();
+        GenerationResult r = generation.result();
+        StopReason reason = switch (r.stopReason()) {
+            case END_TOKEN -> format.isEndOfTurn(generation.endTokenId()) ? StopReason.END_OF_TURN
+                    : StopReason.TEMPLATE_MARKER;
+            case STOP_STRING -> StopReason.TEMPLATE_MARKER;
+            case MAX_TOKENS -> StopReason.MAX_TOKENS;
+            case CONTEXT_FULL -> StopReason.CONTEXT_FULL;
+            case CANCELLED -> StopReason.INTERRUPTED;
+        };
+        return new Turn(r.text(), reason, ids.length, reused, r.generatedTokens(), r.promptNanos(), r.generationNanos(),
+                droppedMessages);
     }
 
     private static int commonPrefix(int[] a, int[] b) {
