@@ -1,5 +1,6 @@
 package dev.nibble.cli;
 
+import dev.nibble.cli.batch.BatchCommand;
 import dev.nibble.cli.bench.BenchCommand;
 import dev.nibble.cli.chat.ChatCommand;
 import dev.nibble.cli.generate.GenerateCommand;
@@ -18,7 +19,7 @@ import picocli.CommandLine.Command;
         versionProvider = Nibble.Version.class,
         description = "Runs Llama-family language models in 4 bits on CPUs and NVIDIA GPUs.",
         subcommands = {ConvertCommand.class, InspectCommand.class, TokenizeCommand.class, GenerateCommand.class, ChatCommand.class,
-            PerplexityCommand.class, BenchCommand.class, CommandLine.HelpCommand.class})
+            BatchCommand.class, PerplexityCommand.class, BenchCommand.class, CommandLine.HelpCommand.class})
 public final class Nibble implements Runnable {
 
     @CommandLine.Spec

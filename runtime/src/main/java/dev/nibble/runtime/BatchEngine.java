@@ -14,6 +14,7 @@ import java.util.concurrent.CancellationException;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.function.Consumer;
+import java.util.function.IntFunction;
 
 /**
  * Many generations at once on one model (continuous batching): every forward pass carries one token of each sequence
@@ -175,25 +176,26 @@ public final class BatchEngine implements AutoCloseable {
     public CompletableFuture<GenerationResult> submit(String prompt, GenerationSettings settings,
                                                       Consumer<String> output) {
         int[] ids = tokenizer.encode(prompt, tokenizer.vocabulary().addBos(), true);
-        return submit(() -> Generation.continuing(ids, settings, tokenizer, model.config().eosIds(), context, output));
+        return submit(ctx -> Generation.continuing(ids, settings, tokenizer, model.config().eosIds(), ctx, output));
     }
 
     /** Answers the conversation {@code messages} (ending with a user message) in {@code format}. */
     public CompletableFuture<GenerationResult> submit(ChatFormat format, List<ChatMessage> messages,
                                                       GenerationSettings settings, Consumer<String> output) {
         int[] ids = format.encode(messages, true);
-        return submit(() -> Generation.answering(ids, settings, new Sampler(settings.sampler())::sample, format,
-                context, output));
+        return submit(ctx -> Generation.answering(ids, settings, new Sampler(settings.sampler())::sample, format, ctx,
+                output));
     }
 
-    private interface GenerationMaker {
-        Generation make();
-    }
-
-    private CompletableFuture<GenerationResult> submit(GenerationMaker maker) {
+    /**
+     * Runs the generation {@code maker} makes for a context of the engine's size (see {@link Generation#continuing}
+     * and {@link Generation#answering}): for callers that encode their prompts themselves. The future fails with
+     * {@link IllegalArgumentException} when the maker refuses the prompt (too long for the context).
+     */
+    public CompletableFuture<GenerationResult> submit(IntFunction<Generation> maker) {
         Generation generation;
         try {
-            generation = maker.make();
+            generation = maker.apply(context);
         } catch (IllegalArgumentException e) {
             return CompletableFuture.failedFuture(e);
         }

@@ -4,7 +4,6 @@ import dev.nibble.formats.vocab.VocabularyGguf;
 import dev.nibble.runtime.chat.PromptTooLongException;
 import dev.nibble.runtime.tokenizer.Tokenizer;
 import java.io.IOException;
-import java.lang.management.ManagementFactory;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.concurrent.atomic.AtomicBoolean;
@@ -64,7 +63,7 @@ public final class Generator implements AutoCloseable {
         try {
             model = Model.load(modelFile, backend, contextSize, progress);
             Tokenizer tokenizer = Tokenizer.from(VocabularyGguf.read(model.file()));
-            int ctx = contextSize > 0 ? contextSize : model.defaultContext(freeMemory());
+            int ctx = contextSize > 0 ? contextSize : model.defaultContext(Model.hostFreeMemory());
             return new Generator(model, tokenizer, ctx, backend);
         } catch (IOException | RuntimeException e) {
             if (model != null) {
@@ -73,14 +72,6 @@ public final class Generator implements AutoCloseable {
             backend.close();
             throw e;
         }
-    }
-
-    /** Physical memory free now, or the JVM's view of it when the platform does not say. */
-    static long freeMemory() {
-        if (ManagementFactory.getOperatingSystemMXBean() instanceof com.sun.management.OperatingSystemMXBean os) {
-            return os.getFreeMemorySize();
-        }
-        return Runtime.getRuntime().maxMemory();
     }
 
     public Model model() {

@@ -6,6 +6,7 @@ import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.lang.management.ManagementFactory;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
@@ -178,15 +179,29 @@ public final class Model implements AutoCloseable {
 
     /**
      * The context to use when the user gave none: the model's own context length, reduced so that the cache fits in
-     * what the backend has free now, or takes at most half of the machine's free memory when the backend computes
-     * in host memory.
+     * {@link #cacheBudget} for sequences of that length.
      */
     public int defaultContext(long hostFreeBytes) {
+        return KvCache.defaultCapacity(config, backend.cacheType(), cacheBudget(hostFreeBytes, config.contextLength()));
+    }
+
+    /**
+     * Bytes a KV cache of sequences of up to {@code span} positions may take: what the backend has free beside its
+     * attention workspace, or half of {@code hostFreeBytes} (the machine's free memory, see {@link #hostFreeMemory})
+     * when the backend computes in host memory, which is shared with everything else on the machine.
+     */
+    public long cacheBudget(long hostFreeBytes, int span) {
         long available = backend.availableBytes();
-        // host memory is shared with everything else on the machine; a device's is ours once the weights are placed
-        long budget = available == Long.MAX_VALUE ? hostFreeBytes / 2
-                : available - backend.attentionWorkBytes(batch, config.heads(), config.headDim(), config.contextLength());
-        return KvCache.defaultCapacity(config, backend.cacheType(), budget);
+        return available == Long.MAX_VALUE ? hostFreeBytes / 2
+                : available - backend.attentionWorkBytes(batch, config.heads(), config.headDim(), span);
+    }
+
+    /** Physical memory free now, or the JVM's view of it when the platform does not say. */
+    public static long hostFreeMemory() {
+        if (ManagementFactory.getOperatingSystemMXBean() instanceof com.sun.management.OperatingSystemMXBean os) {
+            return os.getFreeMemorySize();
+        }
+        return Runtime.getRuntime().maxMemory();
     }
 
     /** A cache for one sequence of up to {@code capacity} tokens, in a pool of its own in the backend's memory. */
