@@ -67,7 +67,7 @@ class TokenizeMessagesTest {
         Path dir = CliRun.testData().resolve("tiny-llama/safetensors");
         JsonNode ref = JSON.readTree(CliRun.testData().resolve("tiny-llama/refs.json").toFile()).get("chat_template");
         GgufMetadata.Builder b = GgufMetadata.builder().putString("general.architecture", "llama")
-                .putString(ModelChatFormat.GGUF_KEY, ref.get("template").asText());
+                .putString(VocabularyGguf.CHAT_TEMPLATE, ref.get("template").asText());
         VocabularyGguf.write(HuggingFaceVocabulary.load(dir), b);
         Path gguf = tmp.resolve("tiny-vocab.gguf");
         try (GgufWriter w = GgufWriter.create(gguf, b.build(), List.of(), false)) {

@@ -139,6 +139,8 @@ public final class BatchCommand implements Callable<Integer> {
                         : "every request has its result in " + output));
                 return 0;
             }
+            err.println("nibble: seed " + seed + " for requests that give none" + (sampling.seedGiven() ? ""
+                    : " (random; --seed to repeat)"));
             return run(pending, results, defaults, err);
         }
     }

@@ -7,6 +7,7 @@ import dev.nibble.cli.DeviceOptions;
 import dev.nibble.runtime.Backend;
 import dev.nibble.runtime.CudaBackend;
 import dev.nibble.runtime.KvCache;
+import dev.nibble.runtime.KvPool;
 import dev.nibble.runtime.Model;
 import java.io.IOException;
 import java.io.PrintWriter;
@@ -67,6 +68,12 @@ public final class BenchCommand implements Callable<Integer> {
             description = "With --synthetic: write the model to FILE and keep it (e.g. to run llama-bench on it).")
     Path save;
 
+    @Option(names = "--parallel", paramLabel = "N[,N...]", split = ",",
+            description = "Batched generation instead: for each N, N sequences each holding -p prompt tokens generate -n "
+                    + "tokens together (one token of each per pass); reports the aggregate tokens per second, as "
+                    + "llama-batched-bench's S_TG.")
+    List<Integer> parallel;
+
     @Option(names = "--json", description = "Print the results as JSON.")
     boolean json;
 
@@ -96,10 +103,15 @@ public final class BenchCommand implements Callable<Integer> {
         } else if (save != null) {
             throw new IllegalArgumentException("--save goes with --synthetic");
         }
-        int context = Math.max(ctx, Math.max(prompt, gen) + 1);
+        if (parallel != null && (gen == 0 || parallel.stream().anyMatch(n -> n < 1))) {
+            throw new IllegalArgumentException("--parallel needs counts of 1 or more and -n above 0");
+        }
+        int most = parallel == null ? 1 : parallel.stream().mapToInt(Integer::intValue).max().orElse(1);
+        int context = parallel == null ? Math.max(ctx, Math.max(prompt, gen) + 1) : most * (prompt + gen);
         try (Backend backend = device.open(err);
              Model model = Model.load(file, backend, context, DeviceOptions.loadProgress(err))) {
-            List<Map<String, Object>> results = run(model, backend, context);
+            List<Map<String, Object>> results = parallel == null ? run(model, backend, context)
+                    : runParallel(model, backend);
             print(results);
         } finally {
             if (temp != null) {
@@ -145,6 +157,55 @@ public final class BenchCommand implements Callable<Integer> {
                     rates[r] = gen * 1e9 / (System.nanoTime() - t0);
                 }
                 results.add(result(model, backend, bytes, params, "tg" + gen, rates));
+            }
+        }
+        return results;
+    }
+
+    /**
+     * For each count n: n sequences of one KV pool, each holding the same -p prompt tokens (run untimed), generate -n
+     * tokens together, one pass per token of all of them; the rate is n × gen over the time of those passes.
+     */
+    private List<Map<String, Object>> runParallel(Model model, Backend backend) throws IOException {
+        long bytes = 0, params = 0;
+        for (GgufTensor t : model.file().tensors()) {
+            bytes += t.info().byteSize();
+            params += t.info().elementCount();
+        }
+        SplittableRandom random = new SplittableRandom(7);
+        int[] ids = random.ints(Math.max(prompt, 1) + gen, 0, model.config().vocabSize()).toArray();
+        List<Map<String, Object>> results = new ArrayList<>();
+        int span = prompt + gen;
+        for (int n : parallel) {
+            if (n > model.batch()) {
+                throw new IllegalArgumentException("--parallel " + n + " is more than the " + model.batch()
+                        + " tokens one pass takes on " + backend.description());
+            }
+            try (KvPool pool = model.newPool(n * span, span)) {
+                List<KvCache> caches = new ArrayList<>();
+                for (int i = 0; i < n; i++) {
+                    caches.add(pool.open(span));
+                }
+                double[] rates = new double[repetitions + 1]; // the first run is the warm-up
+                for (int r = 0; r <= repetitions; r++) {
+                    for (KvCache cache : caches) {
+                        cache.clear();
+                        if (prompt > 0) {
+                            model.forward(Arrays.copyOf(ids, prompt), cache, false);
+                        }
+                    }
+                    long t0 = System.nanoTime();
+                    for (int i = 0; i < gen; i++) {
+                        List<Model.Segment> step = new ArrayList<>(n);
+                        for (KvCache cache : caches) {
+                            step.add(new Model.Segment(cache, new int[] {ids[prompt + i]}, Model.Logits.LAST));
+                        }
+                        model.step(step);
+                    }
+                    rates[r] = (double) n * gen * 1e9 / (System.nanoTime() - t0);
+                }
+                results.add(result(model, backend, bytes, params, "pp" + prompt + "+tg" + gen + " x" + n,
+                        Arrays.copyOfRange(rates, 1, rates.length)));
             }
         }
         return results;

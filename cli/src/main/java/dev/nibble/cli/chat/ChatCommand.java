@@ -2,6 +2,7 @@ package dev.nibble.cli.chat;
 
 import dev.nibble.cli.DeviceOptions;
 import dev.nibble.cli.generate.SamplingOptions;
+import dev.nibble.formats.vocab.VocabularyGguf;
 import dev.nibble.runtime.Generator;
 import dev.nibble.runtime.Sampler;
 import dev.nibble.runtime.chat.ChatHistory;
@@ -59,7 +60,7 @@ public final class ChatCommand implements Callable<Integer> {
         PrintWriter err = spec.commandLine().getErr();
         long seed = sampling.seed();
         try (Generator generator = Generator.open(model, device.open(err), ctx, DeviceOptions.loadProgress(err))) {
-            String own = generator.model().file().metadata().findString(ModelChatFormat.GGUF_KEY).orElse(null);
+            String own = generator.model().file().metadata().findString(VocabularyGguf.CHAT_TEMPLATE).orElse(null);
             ModelChatFormat chat = ModelChatFormat.of(own, generator.tokenizer(), template);
             Sampler sampler = new Sampler(sampling.settings(seed));
             int context = generator.contextSize();

@@ -2,6 +2,7 @@ package dev.nibble.cli.chat;
 
 import dev.nibble.converter.ChatTemplateSource;
 import dev.nibble.formats.gguf.GgufFile;
+import dev.nibble.formats.vocab.VocabularyGguf;
 import dev.nibble.runtime.chat.BuiltInTemplate;
 import dev.nibble.runtime.chat.ChatFormat;
 import dev.nibble.runtime.tokenizer.Tokenizer;
@@ -16,9 +17,6 @@ import java.nio.file.Path;
  * @param description which template it is, for users ("the model's own", "built-in llama2 (the model has none)")
  */
 public record ModelChatFormat(ChatFormat format, String description) {
-
-    /** The GGUF key llama.cpp and Hugging Face's GGUF export use for the template. */
-    public static final String GGUF_KEY = "tokenizer.chat_template";
 
     /** What {@code --template} says by default: the model's own template, else one chosen from the vocabulary. */
     public static final String AUTO = "auto";
@@ -56,7 +54,7 @@ public record ModelChatFormat(ChatFormat format, String description) {
             return ChatTemplateSource.find(model).orElse(null);
         }
         try (GgufFile gguf = GgufFile.open(model)) {
-            return gguf.metadata().findString(GGUF_KEY).orElse(null);
+            return gguf.metadata().findString(VocabularyGguf.CHAT_TEMPLATE).orElse(null);
         }
     }
 }

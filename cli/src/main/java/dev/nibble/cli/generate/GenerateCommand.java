@@ -2,6 +2,7 @@ package dev.nibble.cli.generate;
 
 import dev.nibble.cli.DeviceOptions;
 import dev.nibble.cli.chat.ModelChatFormat;
+import dev.nibble.formats.vocab.VocabularyGguf;
 import dev.nibble.runtime.GenerationResult;
 import dev.nibble.runtime.GenerationSettings;
 import dev.nibble.runtime.Generator;
@@ -150,7 +151,7 @@ public final class GenerateCommand implements Callable<Integer> {
     /** --chat: streams the model's answer in its chat format, and a timing line to stderr. */
     private void answer(Generator generator, List<ChatMessage> conversation, SamplerSettings sampler, PrintWriter out,
                         PrintWriter err) throws IOException {
-        String own = generator.model().file().metadata().findString(ModelChatFormat.GGUF_KEY).orElse(null);
+        String own = generator.model().file().metadata().findString(VocabularyGguf.CHAT_TEMPLATE).orElse(null);
         ModelChatFormat format = ModelChatFormat.of(own, generator.tokenizer(), template);
         ChatSession session = new ChatSession(format.format(), new ModelChatEngine(generator.model(), generator.cache()),
                 new Sampler(sampler)::sample, new ChatHistory(null), Math.max(0, maxTokens), 1);

@@ -30,6 +30,11 @@ public final class SamplingOptions {
     @Option(names = {"-s", "--seed"}, paramLabel = "SEED", description = "Seed for sampling (default: a random one, printed).")
     Long seed;
 
+    /** Whether --seed was given. */
+    public boolean seedGiven() {
+        return seed != null;
+    }
+
     /** The seed given, or a fresh one. */
     public long seed() {
         return seed != null ? seed : System.nanoTime();

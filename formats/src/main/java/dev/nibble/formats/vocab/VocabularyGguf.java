@@ -22,6 +22,8 @@ public final class VocabularyGguf {
     public static final String ADD_BOS = "tokenizer.ggml.add_bos_token";
     public static final String ADD_EOS = "tokenizer.ggml.add_eos_token";
     public static final String ADD_SPACE_PREFIX = "tokenizer.ggml.add_space_prefix";
+    /** The model's Jinja chat template, as llama.cpp and Hugging Face's GGUF export store it. */
+    public static final String CHAT_TEMPLATE = "tokenizer.chat_template";
 
     private VocabularyGguf() {
     }

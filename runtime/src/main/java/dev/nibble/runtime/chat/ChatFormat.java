@@ -1,6 +1,8 @@
 package dev.nibble.runtime.chat;
 
+import dev.nibble.formats.gguf.GgufFile;
 import dev.nibble.formats.vocab.Vocabulary;
+import dev.nibble.formats.vocab.VocabularyGguf;
 import dev.nibble.runtime.tokenizer.Tokenizer;
 import java.util.ArrayList;
 import java.util.LinkedHashSet;
@@ -55,6 +57,11 @@ public final class ChatFormat {
                 : modelTemplate != null && !modelTemplate.isBlank() ? modelTemplate
                 : BuiltInTemplate.forVocabulary(vocab).source();
         return of(ChatTemplate.of(source, tokenText(vocab, vocab.bosId()), tokenText(vocab, vocab.eosId())), tokenizer);
+    }
+
+    /** The format for a model file: its own template ({@code tokenizer.chat_template}), else the built-in its vocabulary suggests. */
+    public static ChatFormat forModel(GgufFile file, Tokenizer tokenizer) {
+        return forModel(tokenizer, file.metadata().findString(VocabularyGguf.CHAT_TEMPLATE).orElse(null), null);
     }
 
     private static String tokenText(Vocabulary vocab, int id) {
