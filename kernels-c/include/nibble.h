@@ -33,6 +33,7 @@ NB_API int32_t nb_version(void);
 #define NB_CPU_AVX512BW (1u << 4)
 #define NB_CPU_AVX512VNNI (1u << 5)
 #define NB_CPU_AVXVNNI (1u << 6)
+#define NB_CPU_AVX512VL (1u << 7)
 NB_API uint32_t nb_cpu_features(void);
 
 /* ---------------------------------------------------------------------------------------------
@@ -68,15 +69,16 @@ NB_API uint32_t nb_cpu_features(void);
  * environment variable NIBBLE_ISA=scalar|avx2|avx512 (read once per process) when the CPU has it. */
 #define NB_ISA_SCALAR 0
 #define NB_ISA_AVX2 1   /* AVX2 + FMA + F16C */
-#define NB_ISA_AVX512 2 /* AVX-512 F/BW/VL + VNNI */
+#define NB_ISA_AVX512 2 /* AVX-512 F/BW/VL + VNNI (and the AVX2 path's extensions) */
 /* Highest path this CPU supports. */
 NB_API int32_t nb_isa_best(void);
 
 typedef struct nb_cpu nb_cpu;
 
 /* Opens a context whose worker pool has n_threads threads in total, the calling thread included
- * (n_threads <= 0: one per online CPU; at most 256). NB_ERR_MEMORY when its threads cannot be started;
- * *ctx is NULL on any error. */
+ * (n_threads <= 0: one per CPU the process may use, i.e. its affinity mask, fewer under a cgroup v2 CPU quota;
+ * at most 256). NB_ERR_MEMORY when its threads cannot be started; *ctx is NULL on any error. Idle workers poll
+ * for about 100 microseconds after a call, then sleep. */
 NB_API nb_status nb_cpu_open(int32_t n_threads, nb_cpu **ctx);
 /* Stops the context's workers and frees it (NULL: nothing). No call on ctx may be in flight or follow. */
 NB_API void nb_cpu_close(nb_cpu *ctx);
@@ -97,6 +99,8 @@ NB_API int64_t nb_type_size(int32_t wtype, int64_t n);
  * ggml block layout; n_in must be a multiple of the block size. For Q4_0, Q8_0, IQ4_NL, Q4_K and Q6_K
  * the SIMD paths quantize x to 8 bits per 32-element block (absmax scaling) and use integer dot products
  * (relative error ~0.5% of the norm of the products); other types and the scalar path compute in f32.
+ * NaN and infinities propagate on every path: an output that a non-finite weight or activation enters is NaN or
+ * infinite, never finite (a quantized block of activations holding one makes its outputs NaN).
  * The quantized activations live in the context's scratch buffer, which grows when a call needs more than
  * any call before it (NB_ERR_MEMORY if that fails), so steady-state calls do not allocate. */
 NB_API nb_status nb_matmul(nb_cpu *ctx, int32_t wtype, const void *w, int64_t n_out, int64_t n_in,

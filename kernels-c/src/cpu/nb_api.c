@@ -16,9 +16,12 @@ struct nb_cpu {
     size_t scratch_size;
 };
 
+/* A path needs every extension its objects are compiled with (NB_FLAGS_* in kernels-c/CMakeLists.txt): the compiler
+ * may use any of them anywhere, e.g. EVEX-encoded 256-bit instructions (AVX512VL) in the AVX-512 build's AVX2 code. */
 NB_API int32_t nb_isa_best(void) {
     uint32_t f = nb_cpu_features();
-    uint32_t avx512 = NB_CPU_AVX512F | NB_CPU_AVX512BW | NB_CPU_AVX512VNNI | NB_CPU_AVX2 | NB_CPU_FMA | NB_CPU_F16C;
+    uint32_t avx512 =
+        NB_CPU_AVX512F | NB_CPU_AVX512BW | NB_CPU_AVX512VL | NB_CPU_AVX512VNNI | NB_CPU_AVX2 | NB_CPU_FMA | NB_CPU_F16C;
     uint32_t avx2 = NB_CPU_AVX2 | NB_CPU_FMA | NB_CPU_F16C;
     if ((f & avx512) == avx512) return NB_ISA_AVX512;
     if ((f & avx2) == avx2) return NB_ISA_AVX2;

@@ -27,6 +27,7 @@ static uint32_t detect_features(void) {
     if (ymm_ok && ((b >> 5) & 1)) f |= NB_CPU_AVX2;
     if (zmm_ok && ((b >> 16) & 1)) f |= NB_CPU_AVX512F;
     if (zmm_ok && ((b >> 30) & 1)) f |= NB_CPU_AVX512BW;
+    if (zmm_ok && ((b >> 31) & 1)) f |= NB_CPU_AVX512VL;
     if (zmm_ok && ((c >> 11) & 1)) f |= NB_CPU_AVX512VNNI;
     if (__get_cpuid_count(7, 1, &a, &b, &c, &d) && ymm_ok && ((a >> 4) & 1)) f |= NB_CPU_AVXVNNI;
     return f;

@@ -91,6 +91,9 @@ extern const nb_kernels nb_kernels_avx512;
 typedef void (*nb_task)(void *ctx, int ith, int nth);
 
 #define NB_MAX_THREADS 256
+/* How long an idle worker polls for the next task (and the caller for the last worker) before it sleeps on the pool's
+ * condition variable: covers the gaps between the kernels of one forward pass without burning a core between passes. */
+#define NB_SPIN_NS 100000
 
 typedef struct nb_pool nb_pool;
 typedef struct {
@@ -115,8 +118,11 @@ struct nb_pool {
     pthread_cond_t work, done;
 };
 
-/* Initialises p and starts its n_threads - 1 workers (n_threads <= 0: one thread per online CPU; at most
- * NB_MAX_THREADS). NB_ERR_MEMORY when the threads or the pool's mutex cannot be made (p is then torn down). */
+/* CPUs this process may use: those of its affinity mask, fewer if a cgroup v2 CPU quota (cpu.max) grants fewer
+ * CPUs' worth of time (rounded up); at least 1. */
+int32_t nb_usable_cpus(void);
+/* Initialises p and starts its n_threads - 1 workers (n_threads <= 0: nb_usable_cpus(); at most NB_MAX_THREADS).
+ * NB_ERR_MEMORY when the threads or the pool's mutex cannot be made (p is then torn down). */
 nb_status nb_pool_start(nb_pool *p, int32_t n_threads);
 /* Stops and joins the workers and destroys the mutex and condition variables. */
 void nb_pool_stop(nb_pool *p);

@@ -2,6 +2,7 @@
  * (NB_KERNELS = nb_kernels_scalar), with AVX2+FMA+F16C (nb_kernels_avx2), and with AVX-512 F/BW/VL/VNNI
  * (nb_kernels_avx512). The integer dot products are written with 256-bit intrinsics; the AVX-512 build
  * runs them as VNNI vpdpbusd (on Zen 4 a 512-bit op costs two 256-bit ones, so width buys nothing there). */
+#include <float.h>
 #include <math.h>
 
 #include "nb_internal.h"
@@ -243,9 +244,10 @@ INLINE __m256 load8(const void *p, int32_t type, int64_t i) {
 }
 
 /* e^x to about 2e-7 relative: x = n ln2 + r with |r| <= ln2/2, e^r by its degree-6 Taylor polynomial, 2^n into the
- * exponent bits. Inputs are clamped to [-87.3, 88.7], so results stay finite and normal. */
+ * exponent bits. Inputs are clamped to [-87.3, 88.7], so results stay finite and normal. A NaN stays NaN, as in expf:
+ * max and min return their second operand when either is NaN, so x goes second (first, it would be clamped away). */
 INLINE __m256 exp256(__m256 x) {
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.7f));
+    x = _mm256_min_ps(_mm256_set1_ps(88.7f), _mm256_max_ps(_mm256_set1_ps(-87.3f), x));
     __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x); /* ln 2 split in two for exactness */
@@ -408,7 +410,10 @@ static int wants_q8(int32_t wtype) {
     return wtype == NB_Q4_0 || wtype == NB_Q8_0 || wtype == NB_IQ4_NL || wtype == NB_Q4_K || wtype == NB_Q6_K;
 }
 
-/* Per 32 values: d = absmax / 127, q = round(x / d); also the negated sums of each 16 q (for offsets). */
+/* Per 32 values: d = absmax / 127, q = round(x / d); also the negated sums of each 16 q (for offsets).
+ * A block holding a NaN or an infinity gets d = NaN and q = 0, so that every dot product it enters is NaN, as in f32
+ * (no q can stand for it: x * 127/inf is NaN or 0, and NaN converts to INT_MIN). max() drops a NaN operand, so amax
+ * alone cannot show one: an unordered compare per 16 values, once per block, does. */
 static void quantize_x(const float *x, int64_t n, int8_t *qx, float *dx, int32_t *sx) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
@@ -419,8 +424,18 @@ static void quantize_x(const float *x, int64_t n, int8_t *qx, float *dx, int32_t
         __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
                                  _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
         float amax = hmax256(m);
+        __m256 nan = _mm256_or_ps(_mm256_cmp_ps(v0, v1, _CMP_UNORD_Q), _mm256_cmp_ps(v2, v3, _CMP_UNORD_Q));
+        if (_mm256_movemask_ps(nan) != 0 || amax == INFINITY) {
+            memset(qx + 32 * b, 0, 32);
+            sx[2 * b] = sx[2 * b + 1] = 0;
+            dx[b] = NAN;
+            continue;
+        }
         float d = amax / 127.0f;
-        __m256 id = _mm256_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+        /* 127 / amax overflows for amax 0 or below about 4e-37; q = 0 then (such a block's products are below the
+         * float resolution of any others), never inf * 0 = NaN converted to INT_MIN */
+        float inv = 127.0f / amax;
+        __m256 id = _mm256_set1_ps(inv <= FLT_MAX ? inv : 0.0f);
         __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, id)), i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, id)),
                 i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, id)), i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, id));
         __m256i s01 = _mm256_add_epi32(i0, i1), s23 = _mm256_add_epi32(i2, i3);

@@ -9,6 +9,7 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.SymbolLookup;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.MethodHandle;
+import java.util.Set;
 
 import static dev.nibble.runtime.nativelib.ArgumentChecks.*;
 
@@ -23,8 +24,13 @@ import static dev.nibble.runtime.nativelib.ArgumentChecks.*;
  * <p>Every wrapper checks counts and segment bounds before the downcall, so native code never sees a pointer past
  * the end of its segment: a bad argument is an {@link IllegalArgumentException} naming the call, a native error
  * status a {@link NativeKernelException}. Segments must be native (arena allocations or file mappings); float and
- * int segments must be 4-byte aligned. Long-running kernels (matmul, attention) are plain downcalls so that the
- * garbage collector can run meanwhile; short ones use {@code critical(false)} to skip the thread-state switch.
+ * int segments must be 4-byte aligned.
+ *
+ * <p>Every kernel is a plain downcall, so that a garbage-collector safepoint never waits for one: a kernel's time grows
+ * with its sizes (a prefill's rmsnorm or swiglu takes milliseconds), and some read the memory-mapped model (embed's
+ * table, the norm weights, rope's factors), where a cold page is a disk read. Only the constant-time queries that
+ * neither lock nor touch caller memory (version, features, best path, a context's threads and path) are bound
+ * {@code critical(false)}; the thread-state switch they skip costs tens of nanoseconds, nothing beside a kernel.
  */
 public final class NibbleCpu implements AutoCloseable {
 
@@ -38,37 +44,73 @@ public final class NibbleCpu implements AutoCloseable {
     private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT;
     private static final ValueLayout PTR = ValueLayout.ADDRESS;
 
-    private static final MethodHandle nb_version = bindShort("nb_version", FunctionDescriptor.of(I32));
-    private static final MethodHandle nb_cpu_features = bindShort("nb_cpu_features", FunctionDescriptor.of(I32));
-    private static final MethodHandle nb_isa_best = bindShort("nb_isa_best", FunctionDescriptor.of(I32));
-    private static final MethodHandle nb_cpu_open = bindLong("nb_cpu_open", FunctionDescriptor.of(I32, I32, PTR));
-    private static final MethodHandle nb_cpu_close = bindLong("nb_cpu_close", FunctionDescriptor.ofVoid(PTR));
-    private static final MethodHandle nb_cpu_threads = bindShort("nb_cpu_threads", FunctionDescriptor.of(I32, PTR));
-    private static final MethodHandle nb_cpu_isa = bindShort("nb_cpu_isa", FunctionDescriptor.of(I32, PTR));
-    private static final MethodHandle nb_cpu_set_isa = bindLong("nb_cpu_set_isa", FunctionDescriptor.of(I32, PTR, I32));
-    private static final MethodHandle nb_matmul = bindLong("nb_matmul",
+    /**
+     * The calls bound {@code critical(false)}: constant-time queries that take no lock and read no caller memory, so
+     * that a garbage-collector safepoint never waits on one. Every other call is a plain downcall (see the class
+     * comment). Declared before the handles, which read it as they are bound.
+     */
+    static final Set<String> CRITICAL = Set.of("nb_version", "nb_cpu_features", "nb_isa_best", "nb_cpu_threads",
+            "nb_cpu_isa");
+
+    private static final MethodHandle nb_version = bind("nb_version", FunctionDescriptor.of(I32));
+    private static final MethodHandle nb_cpu_features = bind("nb_cpu_features", FunctionDescriptor.of(I32));
+    private static final MethodHandle nb_isa_best = bind("nb_isa_best", FunctionDescriptor.of(I32));
+    private static final MethodHandle nb_cpu_open = bind("nb_cpu_open", FunctionDescriptor.of(I32, I32, PTR));
+    private static final MethodHandle nb_cpu_close = bind("nb_cpu_close", FunctionDescriptor.ofVoid(PTR));
+    private static final MethodHandle nb_cpu_threads = bind("nb_cpu_threads", FunctionDescriptor.of(I32, PTR));
+    private static final MethodHandle nb_cpu_isa = bind("nb_cpu_isa", FunctionDescriptor.of(I32, PTR));
+    private static final MethodHandle nb_cpu_set_isa = bind("nb_cpu_set_isa", FunctionDescriptor.of(I32, PTR, I32));
+    private static final MethodHandle nb_matmul = bind("nb_matmul",
             FunctionDescriptor.of(I32, PTR, I32, PTR, I64, I64, PTR, I64, PTR));
-    private static final MethodHandle nb_embed = bindShort("nb_embed",
+    private static final MethodHandle nb_embed = bind("nb_embed",
             FunctionDescriptor.of(I32, PTR, I32, PTR, I64, I64, PTR, I64, PTR));
-    private static final MethodHandle nb_rmsnorm = bindShort("nb_rmsnorm",
+    private static final MethodHandle nb_rmsnorm = bind("nb_rmsnorm",
             FunctionDescriptor.of(I32, PTR, PTR, PTR, I64, I64, F32, PTR));
-    private static final MethodHandle nb_rope = bindShort("nb_rope",
+    private static final MethodHandle nb_rope = bind("nb_rope",
             FunctionDescriptor.of(I32, PTR, PTR, I64, I64, I64, PTR, F32, F32, PTR));
-    private static final MethodHandle nb_softmax = bindShort("nb_softmax",
+    private static final MethodHandle nb_softmax = bind("nb_softmax",
             FunctionDescriptor.of(I32, PTR, PTR, I64, I64));
-    private static final MethodHandle nb_attention = bindLong("nb_attention",
+    private static final MethodHandle nb_attention = bind("nb_attention",
             FunctionDescriptor.of(I32, PTR, PTR, I64, PTR, PTR, I64, I64, I64, I32, PTR, PTR, I64, I64, F32, PTR));
-    private static final MethodHandle nb_swiglu = bindShort("nb_swiglu",
+    private static final MethodHandle nb_swiglu = bind("nb_swiglu",
             FunctionDescriptor.of(I32, PTR, PTR, PTR, I64, PTR));
-    private static final MethodHandle nb_add = bindShort("nb_add", FunctionDescriptor.of(I32, PTR, PTR, PTR, I64, PTR));
-    private static final MethodHandle nb_f32_to_f16 = bindShort("nb_f32_to_f16",
+    private static final MethodHandle nb_add = bind("nb_add", FunctionDescriptor.of(I32, PTR, PTR, PTR, I64, PTR));
+    private static final MethodHandle nb_f32_to_f16 = bind("nb_f32_to_f16",
             FunctionDescriptor.of(I32, PTR, PTR, I64, PTR));
-    private static final MethodHandle nb_f16_to_f32 = bindShort("nb_f16_to_f32",
+    private static final MethodHandle nb_f16_to_f32 = bind("nb_f16_to_f32",
             FunctionDescriptor.of(I32, PTR, PTR, I64, PTR));
+
+    static {
+        warnAboutIsaVariable(System.getenv("NIBBLE_ISA"));
+    }
+
+    /**
+     * The library reads NIBBLE_ISA itself (once per process) and ignores a value it does not know or a path the CPU
+     * lacks; as that would go unnoticed, say it once, on one line of stderr, when this class loads.
+     */
+    private static void warnAboutIsaVariable(String value) {
+        if (value == null || value.isEmpty()) {
+            return;
+        }
+        int best = isaBest();
+        int wanted = -1;
+        for (int isa = ISA_SCALAR; isa <= ISA_AVX512; isa++) {
+            if (isaName(isa).equals(value)) {
+                wanted = isa;
+            }
+        }
+        if (wanted < 0) {
+            System.err.println("nibble: warning: NIBBLE_ISA=" + value + " is not one of scalar, avx2, avx512; ignored, using "
+                    + isaName(best) + " (the best path this CPU has)");
+        } else if (wanted > best) {
+            System.err.println("nibble: warning: NIBBLE_ISA=" + value + " names a path this CPU lacks; using "
+                    + isaName(best) + " (the best it has)");
+        }
+    }
 
     /** CPU feature bits, as defined in nibble.h. */
     public static final int AVX2 = 1, FMA = 1 << 1, F16C = 1 << 2, AVX512F = 1 << 3, AVX512BW = 1 << 4,
-            AVX512VNNI = 1 << 5, AVXVNNI = 1 << 6;
+            AVX512VNNI = 1 << 5, AVXVNNI = 1 << 6, AVX512VL = 1 << 7;
 
     /** Instruction-set paths, as defined in nibble.h (NB_ISA_*). */
     public static final int ISA_SCALAR = 0, ISA_AVX2 = 1, ISA_AVX512 = 2;
@@ -84,7 +126,8 @@ public final class NibbleCpu implements AutoCloseable {
 
     /**
      * Opens a context whose worker pool has {@code nThreads} threads in all, the calling thread included (0: one per
-     * online CPU), on the best instruction-set path the CPU has (or the one NIBBLE_ISA names).
+     * CPU this process may use, by its affinity mask and cgroup CPU quota), on the best instruction-set path the CPU
+     * has (or the one NIBBLE_ISA names).
      */
     public static NibbleCpu open(int nThreads) {
         if (nThreads < 0) {
@@ -130,12 +173,10 @@ public final class NibbleCpu implements AutoCloseable {
         return ctx;
     }
 
-    private static MethodHandle bindShort(String symbol, FunctionDescriptor descriptor) {
-        return LINKER.downcallHandle(find(symbol), descriptor, Linker.Option.critical(false));
-    }
-
-    private static MethodHandle bindLong(String symbol, FunctionDescriptor descriptor) {
-        return LINKER.downcallHandle(find(symbol), descriptor);
+    private static MethodHandle bind(String symbol, FunctionDescriptor descriptor) {
+        return CRITICAL.contains(symbol)
+                ? LINKER.downcallHandle(find(symbol), descriptor, Linker.Option.critical(false))
+                : LINKER.downcallHandle(find(symbol), descriptor);
     }
 
     private static MemorySegment find(String symbol) {
@@ -162,7 +203,7 @@ public final class NibbleCpu implements AutoCloseable {
 
     /** Human-readable list of the feature bits, e.g. {@code avx2 fma avx512f}. */
     public static String describeFeatures(int bits) {
-        String[] names = {"avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vnni", "avxvnni"};
+        String[] names = {"avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vnni", "avxvnni", "avx512vl"};
         StringBuilder sb = new StringBuilder();
         for (int i = 0; i < names.length; i++) {
             if ((bits & (1 << i)) != 0) {

@@ -28,7 +28,7 @@ class WorkerPoolTest {
         try (NibbleCpu three = NibbleCpu.open(3); NibbleCpu one = NibbleCpu.open(1); NibbleCpu all = NibbleCpu.open(0)) {
             assertEquals(3, three.threads());
             assertEquals(1, one.threads());
-            assertTrue(all.threads() >= 1 && all.threads() <= 256, "0 threads: one per online CPU, " + all.threads());
+            assertTrue(all.threads() >= 1 && all.threads() <= 256, "0 threads: one per usable CPU, " + all.threads());
         }
     }
 
