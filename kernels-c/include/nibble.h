@@ -261,29 +261,39 @@ NB_API nb_status nb_cuda_rope(nb_cuda *ctx, float *d_x, int64_t n_tok, int64_t n
 NB_API nb_status nb_cuda_swiglu(nb_cuda *ctx, const float *d_gate, const float *d_up, int64_t n, float *d_out);
 /* out = a + b, n floats; out may alias either input. */
 NB_API nb_status nb_cuda_add(nb_cuda *ctx, const float *d_a, const float *d_b, int64_t n, float *d_out);
-/* Stores n_tok rows of row_len f32 into the f16 cache rows d_slots[t] (int32; a slot outside
- * [0, capacity) is skipped): cache[slot*row_len + i] = (half) src[t*row_len + i]. */
+/* Stores n_tok rows of row_len f32 into the f16 cache: row t at cache row r = d_start[t] + d_pos[t] (int32 on the
+ * device; d_start NULL: r = d_pos[t]), cache[r*row_len + i] = (half) src[t*row_len + i]; a row r outside
+ * [0, capacity) is skipped. */
 NB_API nb_status nb_cuda_kv_store(nb_cuda *ctx, const float *d_src, int64_t n_tok, int64_t row_len,
-                                  const int32_t *d_slots, uint16_t *d_cache, int64_t capacity);
+                                  const int32_t *d_pos, const int32_t *d_start, uint16_t *d_cache, int64_t capacity);
 /* RoPE and the cache write of one layer in one launch: rotates q ([n_tok][n_heads][head_dim]) in place as nb_cuda_rope
- * does, rotates k ([n_tok][n_kv_heads][head_dim]) and stores it and v (same shape) as f16 into rows d_pos[t] of the
- * caches (row length n_kv_heads*head_dim; a position outside [0, capacity) is not stored). k is left unchanged. */
+ * does (angle from d_pos[t]), rotates k ([n_tok][n_kv_heads][head_dim]) and stores it and v (same shape) as f16 into
+ * rows d_start[t] + d_pos[t] of the caches (d_start NULL: rows d_pos[t]; row length n_kv_heads*head_dim; a row
+ * outside [0, capacity) is not stored). k is left unchanged. */
 NB_API nb_status nb_cuda_rope_store(nb_cuda *ctx, float *d_q, const float *d_k, const float *d_v, int64_t n_tok,
                                     int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, const int32_t *d_pos,
-                                    float theta, float freq_scale, const float *d_freq_factors, uint16_t *d_k_cache,
-                                    uint16_t *d_v_cache, int64_t capacity);
+                                    const int32_t *d_start, float theta, float freq_scale,
+                                    const float *d_freq_factors, uint16_t *d_k_cache, uint16_t *d_v_cache,
+                                    int64_t capacity);
 /* Causal attention with grouped query heads over an f16 cache, the semantics of nb_attention:
- * q, out: [n_tok][n_heads][head_dim] f32; key of position j, kv head h at d_k[j*kv_stride + h*head_dim]
- * (likewise d_v); query t attends to positions 0..min(pos[t], n_kv-1) (d_pos on the device, so that a
- * captured graph replays for any position: n_kv is only an upper bound, e.g. the cache capacity).
- * Scores q.k * scale, softmaxed in f32. head_dim <= 256 and a multiple of 32 (64 and 128: Llama).
- * Few tokens: split-K (flash-decoding) over chunks of the cache, partial results in d_work; more: a
- * tiled kernel. d_work holds at least nb_cuda_attention_work_bytes(n_tok, n_heads, head_dim, n_kv). */
+ * q, out: [n_tok][n_heads][head_dim] f32. Token t's sequence begins at cache row b = d_start[t] (d_start NULL:
+ * b = 0 for every token, one sequence): key of its position j, kv head h at d_k[(b + j)*kv_stride + h*head_dim]
+ * (likewise d_v). Query t attends to positions 0..min(pos[t], n_kv-1) of its sequence; d_pos and d_start are
+ * on the device, so that a captured graph replays for any positions and rows, and n_kv is only an upper bound:
+ * the most positions one sequence holds (without d_start e.g. the cache capacity). Nothing here can read them:
+ * the caller guarantees b + min(pos[t], n_kv-1) is a row of the cache. A token with a negative position or start
+ * row sees nothing (zeros). Scores q.k * scale, softmaxed in f32. head_dim <= 256 and a multiple of 32 (64 and
+ * 128: Llama). Without d_start the tokens' query rows share each key tile loaded; with d_start each token's
+ * rows are on their own. Few blocks: split-K (flash-decoding) over chunks of the keys, partial results merged in
+ * a thread-block cluster (sm_90) or through d_work.
+ * nb_cuda_attention_work_bytes(n_tok, n_heads, head_dim, n_kv): d_work bytes enough for ANY call with at most
+ * n_tok tokens, with or without d_start, over sequences of at most n_kv positions (0: none needed); a call needs
+ * at most that for its own n_tok, so one workspace sized for the largest batch serves every call. */
 NB_API int64_t nb_cuda_attention_work_bytes(int64_t n_tok, int64_t n_heads, int64_t head_dim, int64_t n_kv);
 NB_API nb_status nb_cuda_attention(nb_cuda *ctx, const float *d_q, int64_t n_tok, const int32_t *d_pos,
-                                   int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, const uint16_t *d_k,
-                                   const uint16_t *d_v, int64_t n_kv, int64_t kv_stride, float scale,
-                                   void *d_work, int64_t work_bytes, float *d_out);
+                                   const int32_t *d_start, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                                   const uint16_t *d_k, const uint16_t *d_v, int64_t n_kv, int64_t kv_stride,
+                                   float scale, void *d_work, int64_t work_bytes, float *d_out);
 
 #ifdef __cplusplus
 }

@@ -25,6 +25,15 @@
 // row sees every key of a warp's slice.
 // More tokens: one block per 64-row tile covers all its keys and writes d_out directly (double-buffered tiles).
 //
+// With start rows (d_start, tokens of several sequences in one cache pool; the SEQ instantiations): a row tile never
+// spans two tokens, since their keys may be of different sequences. Each token's G rows of a kv head get their own
+// tile(s) (16 rows when G <= 16, else 64), whose keys start at row d_start[t] and end at the token's own position, so
+// a block loads only its sequence's rows and short sequences cost few tiles. Nothing else changes: one token runs
+// exactly the grid and split plan of the call without starts. Split-K is then allowed for any token count while the
+// grid is small (about two blocks per SM, see plan_splits): e.g. 70B (8 kv heads) splits up to 16 tokens, 7B (32)
+// only up to 4; larger decode batches already fill the GPU with one block per (kv head, token). In d_work the
+// tokens x splits stay within NB_ATT_SPLIT_BUDGET, which bounds nb_cuda_attention_work_bytes for any batch.
+//
 // Fallback (other head_dim, unaligned strides or pointers): one warp per (token, query head), f32 online
 // softmax over the keys one by one; correct for every valid input, not fast.
 #include <math.h>
@@ -36,6 +45,7 @@
 #define NB_ATT_MAX_SPLITS 64   /* splits per (kv head, row tile) through d_work */
 #define NB_ATT_SPLIT_UNIT 16   /* a split's key range is a multiple of this many keys */
 #define NB_ATT_TILE 64         /* keys per shared-memory tile */
+#define NB_ATT_SPLIT_BUDGET 256 /* with d_start: tokens x splits through d_work at most (bounds d_work) */
 
 namespace {
 
@@ -55,14 +65,31 @@ struct AttArgs {
     int rt_rows;     // query rows per block of the tensor-core kernel
     int64_t kv_stride;
     float qscale; // scale * log2(e)
+    const int32_t *start; // per token, the cache row its sequence begins at (the SEQ kernels); nullptr: row 0
 };
 
-/* Splits d_work is sized for: one per NB_ATT_SPLIT_UNIT keys of n_kv, at most NB_ATT_MAX_SPLITS; 1 past the
- * split-K token count. */
-int64_t work_splits(int64_t n_tok, int64_t n_kv) {
-    if (n_tok > NB_ATT_SPLIT_MAX_TOK) return 1;
-    const int64_t s = (n_kv + NB_ATT_SPLIT_UNIT - 1) / NB_ATT_SPLIT_UNIT;
-    return s < 1 ? 1 : s > NB_ATT_MAX_SPLITS ? NB_ATT_MAX_SPLITS : s;
+/* The most splits per (kv head, row tile) a call of n_tok tokens may write to d_work (1: it uses no d_work): one per
+ * NB_ATT_SPLIT_UNIT keys of n_kv, at most NB_ATT_MAX_SPLITS; without starts (seq false) only up to the split-K token
+ * count. With starts also at most one per key tile (plan_splits never makes more), and only as many as keep
+ * n_tok x splits within NB_ATT_SPLIT_BUDGET (a power of two of splits: 64 up to NB_ATT_SPLIT_MAX_TOK tokens). */
+int64_t work_splits(int64_t n_tok, int64_t n_kv, bool seq) {
+    if (!seq && n_tok > NB_ATT_SPLIT_MAX_TOK) return 1;
+    int64_t s = (n_kv + NB_ATT_SPLIT_UNIT - 1) / NB_ATT_SPLIT_UNIT;
+    s = s < 1 ? 1 : s > NB_ATT_MAX_SPLITS ? NB_ATT_MAX_SPLITS : s;
+    if (seq) {
+        const int64_t tiles = (n_kv + NB_ATT_TILE - 1) / NB_ATT_TILE;
+        int64_t cap = 1;
+        while (cap * 2 * n_tok <= NB_ATT_SPLIT_BUDGET) cap *= 2;
+        s = s < cap ? s : cap;
+        s = s < tiles ? s : tiles < 1 ? 1 : tiles;
+    }
+    return s;
+}
+
+/* d_work bytes one call of n_tok tokens uses: per (token, query head) and split, D partial floats and (max, sum). */
+int64_t call_work_bytes(int64_t n_tok, int64_t n_heads, int64_t head_dim, int64_t n_kv, bool seq) {
+    const int64_t ns = work_splits(n_tok, n_kv, seq);
+    return ns <= 1 ? 0 : n_tok * n_heads * ns * (head_dim * 4 + 8);
 }
 
 // ------------------------------------------------------------------------------- PTX helpers
@@ -120,6 +147,14 @@ __host__ __device__ __forceinline__ int active_splits(int kend, int X) {
     return nt < 1 ? 1 : nt < X ? nt : X;
 }
 
+/* With starts: the last position token t sees (min(pos, n_kv - 1)), or -1 (it sees nothing, its output is zeros) for a
+ * negative position or start row b = a.start[t]. */
+__device__ __forceinline__ int seq_last(const AttArgs &a, int t, int b) {
+    int p = a.pos[t];
+    p = p < a.n_kv - 1 ? p : a.n_kv - 1;
+    return p < 0 || b < 0 ? -1 : p;
+}
+
 /* Dynamic shared memory of att_mma_kernel: ST stages of a K tile and a V tile; in cluster mode a receive area after
  * them (16 partial rows of D floats and their (max, sum)) that the other blocks of the cluster write into. */
 template <int D, int ST> __host__ __device__ constexpr size_t att_stage_bytes() { return (size_t)ST * 2 * NB_ATT_TILE * (D + 8) * 2; }
@@ -160,7 +195,7 @@ __device__ __forceinline__ void st_cluster_f2(uint32_t addr, float2 v) {
  * MODE_CLUSTER (the gridDim.x splits form one thread-block cluster; each pushes its partial rows into the block that
  * owns them, row r belonging to block r % X, which merges and writes d_out). In the split modes, when the visible
  * keys fit one tile (one active split), split 0 writes d_out itself and no block exchanges anything. */
-template <int D, int WR, int WK, int ST, int MODE>
+template <int D, int WR, int WK, int ST, int MODE, bool SEQ>
 __global__ void __launch_bounds__(ATT_THREADS) att_mma_kernel(const AttArgs a) {
     constexpr int RT = 16 * WR;      // query rows per block
     constexpr int KT = NB_ATT_TILE;  // keys per tile
@@ -188,24 +223,35 @@ __global__ void __launch_bounds__(ATT_THREADS) att_mma_kernel(const AttArgs a) {
     const int X = MODE == MODE_DIRECT ? 1 : (int)gridDim.x;
     const int h = blockIdx.y;
     const int rt = gridDim.z - 1 - blockIdx.z;
-    const int G = a.group, n_rows = a.n_tok * G, row_base = rt * RT;
-    const int nvr = min(RT, n_rows - row_base); // valid rows of this block
-
-    if (tid < RT) {
-        const int r = row_base + tid;
-        int p = -1;
-        if (r < n_rows) {
-            p = a.pos[r / G];
-            p = p < a.n_kv - 1 ? p : a.n_kv - 1;
-            p = p < 0 ? -1 : p;
+    const int G = a.group, H = a.n_heads;
+    // Rows of this block. Shared tiles: rows row_base + i of the flattened (token, group head) rows. SEQ: rows g0 + i
+    // of the group of token tok only, so that every key the block loads is of that token's sequence (base row kb).
+    int n_rows = 0, row_base = 0, nvr, pmax, pmin, tok = 0, g0 = 0, kb = 0;
+    if constexpr (SEQ) {
+        const int tpt = (G + RT - 1) / RT; // row tiles per token
+        tok = rt / tpt;
+        g0 = (rt % tpt) * RT;
+        nvr = min(RT, G - g0);
+        const int b = a.start[tok];
+        pmax = pmin = seq_last(a, tok, b);
+        kb = b < 0 ? 0 : b;
+    } else {
+        n_rows = a.n_tok * G;
+        row_base = rt * RT;
+        nvr = min(RT, n_rows - row_base); // valid rows of this block
+        if (tid < RT) {
+            const int r = row_base + tid;
+            int p = -1;
+            if (r < n_rows) {
+                p = a.pos[r / G];
+                p = p < a.n_kv - 1 ? p : a.n_kv - 1;
+                p = p < 0 ? -1 : p;
+            }
+            sPos[tid] = p;
         }
-        sPos[tid] = p;
-    }
-    __syncthreads();
-    // Largest position of the block's rows (keys [0, kend) are wanted by some row) and smallest (keys up to it are
-    // wanted by every row: no mask needed).
-    int pmax, pmin;
-    {
+        __syncthreads();
+        // Largest position of the block's rows (keys [0, kend) are wanted by some row) and smallest (keys up to it
+        // are wanted by every row: no mask needed).
         int v0 = lane < RT ? sPos[lane] : -1, v1 = lane < RT ? sPos[lane] : 0x7fffffff;
         if (lane >= nvr) v1 = 0x7fffffff;
         if (RT > 32) {
@@ -221,6 +267,14 @@ __global__ void __launch_bounds__(ATT_THREADS) att_mma_kernel(const AttArgs a) {
         pmax = v0;
         pmin = v1;
     }
+    // Local row i (< nvr): its row of q and out ([n_tok][n_heads] rows of D).
+    auto qrow = [&](int i) -> int64_t {
+        if constexpr (SEQ) return (int64_t)tok * H + (int64_t)h * G + g0 + i;
+        else {
+            const int gr = row_base + i;
+            return (int64_t)(gr / G) * H + (int64_t)h * G + gr % G;
+        }
+    };
     const int kend = pmax + 1, klim = kend;
     const int A = MODE == MODE_DIRECT ? 1 : active_splits(kend, X); // uniform over the X blocks
     const bool direct = MODE == MODE_DIRECT || A == 1;
@@ -235,7 +289,9 @@ __global__ void __launch_bounds__(ATT_THREADS) att_mma_kernel(const AttArgs a) {
     const int64_t stride = a.kv_stride;
     const int crow = tid / CPR;
     const int64_t coff = (int64_t)crow * stride + (tid % CPR) * 8 + (int64_t)h * D;
-    const __half *const kp = a.k + coff, *const vp = a.v + coff;
+    // (SEQ: the keys of the token's sequence begin at row kb; k0/v0 below are row 0 of the cache itself)
+    const int64_t kboff = SEQ ? (int64_t)kb * stride : 0;
+    const __half *const kp = a.k + (coff + kboff), *const vp = a.v + (coff + kboff);
     const __half *const k0 = a.k + (coff - (int64_t)crow * stride), *const v0 = a.v + (coff - (int64_t)crow * stride);
     const uint32_t sdst = smem_addr(smem_h + crow * LD + (tid % CPR) * 8);
     // Tile i (keys (split + i X) KT ...) into stage i % ST; rows at or past klim are zero-filled (never read unwritten
@@ -271,18 +327,21 @@ __global__ void __launch_bounds__(ATT_THREADS) att_mma_kernel(const AttArgs a) {
 
     const int lr = wr * 16 + (lane >> 2); // this lane's rows: lr and lr + 8
     // Rows past the valid ones take the widest mask (their results are never stored).
-    const int pos_lo = lr < nvr ? sPos[lr] : pmax, pos_hi = lr + 8 < nvr ? sPos[lr + 8] : pmax;
+    const int pos_lo = SEQ ? pmax : lr < nvr ? sPos[lr] : pmax;
+    const int pos_hi = SEQ ? pmax : lr + 8 < nvr ? sPos[lr + 8] : pmax;
 
     // Q fragments (A operand, row-major 16 x D), pre-scaled, f16 (loaded while the first tiles arrive).
     uint32_t qf[KS][4];
     {
         const int r_lo = row_base + lr, r_hi = r_lo + 8;
-        const float *q_lo = r_lo < n_rows
-                                ? a.q + ((int64_t)(r_lo / G) * a.n_heads + (int64_t)h * G + r_lo % G) * D
-                                : nullptr;
-        const float *q_hi = r_hi < n_rows
-                                ? a.q + ((int64_t)(r_hi / G) * a.n_heads + (int64_t)h * G + r_hi % G) * D
-                                : nullptr;
+        const float *q_lo, *q_hi;
+        if constexpr (SEQ) {
+            q_lo = lr < nvr ? a.q + qrow(lr) * D : nullptr;
+            q_hi = lr + 8 < nvr ? a.q + qrow(lr + 8) * D : nullptr;
+        } else {
+            q_lo = r_lo < n_rows ? a.q + ((int64_t)(r_lo / G) * a.n_heads + (int64_t)h * G + r_lo % G) * D : nullptr;
+            q_hi = r_hi < n_rows ? a.q + ((int64_t)(r_hi / G) * a.n_heads + (int64_t)h * G + r_hi % G) * D : nullptr;
+        }
         const float s = a.qscale;
 #pragma unroll
         for (int ks = 0; ks < KS; ks++) {
@@ -413,14 +472,13 @@ __global__ void __launch_bounds__(ATT_THREADS) att_mma_kernel(const AttArgs a) {
     l_hi += __shfl_xor_sync(0xffffffffu, l_hi, 1);
     l_hi += __shfl_xor_sync(0xffffffffu, l_hi, 2);
 
-    const int H = a.n_heads;
     if (WK == 1) {
         // Each warp owns its 16 rows: straight from the registers.
 #pragma unroll
         for (int hf = 0; hf < 2; hf++) {
-            const int gr = row_base + lr + hf * 8;
-            if (gr >= n_rows) continue;
-            const int64_t orow = (int64_t)(gr / G) * H + (int64_t)h * G + gr % G;
+            const int gr = row_base + lr + hf * 8; // (SEQ: row_base 0, and lr + hf * 8 < nvr tells a valid row)
+            if (SEQ ? gr >= nvr : gr >= n_rows) continue;
+            const int64_t orow = qrow(lr + hf * 8);
             const float l = hf ? l_hi : l_lo, m = hf ? m_hi : m_lo;
             if (direct) {
                 const float inv = l > 0.0f ? 1.0f / l : 0.0f;
@@ -494,8 +552,7 @@ __global__ void __launch_bounds__(ATT_THREADS) att_mma_kernel(const AttArgs a) {
                     acc.x += x.x * f, acc.y += x.y * f, acc.z += x.z * f, acc.w += x.w * f;
                 }
             }
-            const int gr = row_base + r;
-            float *dst = a.out + ((int64_t)(gr / G) * H + (int64_t)h * G + gr % G) * D + d;
+            float *dst = a.out + qrow(r) * D + d;
             *reinterpret_cast<float2 *>(dst) = make_float2(acc.x, acc.y);
             *reinterpret_cast<float2 *>(dst + 2) = make_float2(acc.z, acc.w);
         }
@@ -511,13 +568,11 @@ __global__ void __launch_bounds__(ATT_THREADS) att_mma_kernel(const AttArgs a) {
                 const float4 x = *reinterpret_cast<const float4 *>(sO + (w * RT + r) * D + d);
                 acc.x += x.x * f, acc.y += x.y * f, acc.z += x.z * f, acc.w += x.w * f;
             }
-            const int gr = row_base + r;
-            const int64_t pidx = ((int64_t)(gr / G) * H + (int64_t)h * G + gr % G) * X + split;
+            const int64_t pidx = qrow(r) * X + split;
             *reinterpret_cast<float4 *>(a.work_o + pidx * D + d) = acc;
         }
         if (tid < nvr) {
-            const int gr = row_base + tid;
-            a.work_ml[((int64_t)(gr / G) * H + (int64_t)h * G + gr % G) * X + split] = make_float2(rowM, rowL);
+            a.work_ml[qrow(tid) * X + split] = make_float2(rowM, rowL);
         }
         return;
     }
@@ -567,8 +622,7 @@ __global__ void __launch_bounds__(ATT_THREADS) att_mma_kernel(const AttArgs a) {
                 acc.x += x.x * f, acc.y += x.y * f, acc.z += x.z * f, acc.w += x.w * f;
             }
             const float inv = L > 0.0f ? 1.0f / L : 0.0f;
-            const int gr = row_base + rank + lrow * X;
-            float *dst = a.out + ((int64_t)(gr / G) * H + (int64_t)h * G + gr % G) * D + d;
+            float *dst = a.out + qrow(rank + lrow * X) * D + d;
             *reinterpret_cast<float2 *>(dst) = make_float2(acc.x * inv, acc.y * inv);
             *reinterpret_cast<float2 *>(dst + 2) = make_float2(acc.z * inv, acc.w * inv);
         }
@@ -579,16 +633,18 @@ __global__ void __launch_bounds__(ATT_THREADS) att_mma_kernel(const AttArgs a) {
 }
 
 /* MODE_WORK: one block (head_dim threads) per (token, query head) merges the partials of the active splits
- * (recomputing the key range of the main kernel's row tile); nothing to do when only split 0 held keys (it wrote
- * d_out itself). */
-__global__ void __launch_bounds__(128) att_combine_kernel(const AttArgs a) {
+ * (recomputing the key range of the main kernel's row tile: SEQ, the token's own); nothing to do when only split 0
+ * held keys (it wrote d_out itself). */
+template <bool SEQ> __global__ void __launch_bounds__(128) att_combine_kernel(const AttArgs a) {
     __shared__ int s_kend;
     const int64_t idx = blockIdx.x; // t * n_heads + query head
     const int H = a.n_heads, G = a.group, D = a.head_dim, X = a.n_splits;
     const int t = (int)(idx / H), qh = (int)(idx % H);
     const int n_rows = a.n_tok * G;
     const int row_base = (t * G + qh % G) / a.rt_rows * a.rt_rows;
-    if (threadIdx.x < 32) {
+    if (SEQ) { // the row tile holds this token's rows only
+        if (threadIdx.x == 0) s_kend = seq_last(a, t, a.start[t]) + 1;
+    } else if (threadIdx.x < 32) {
         int pm = -1;
         for (int i = threadIdx.x; i < a.rt_rows; i += 32) {
             const int r = row_base + i;
@@ -626,7 +682,8 @@ __global__ void __launch_bounds__(128) att_combine_kernel(const AttArgs a) {
 
 // ------------------------------------------------------------------------------- fallback kernel
 
-/* One warp per (token, query head); lane owns dims lane + 32 i. f32 throughout, any alignment. */
+/* One warp per (token, query head); lane owns dims lane + 32 i. f32 throughout, any alignment; keys from the token's
+ * start row (a.start, when given). */
 __global__ void __launch_bounds__(128) att_simple_kernel(const AttArgs a) {
     const int64_t idx = (int64_t)blockIdx.x * 4 + (threadIdx.x >> 5);
     const int lane = threadIdx.x & 31;
@@ -635,6 +692,11 @@ __global__ void __launch_bounds__(128) att_simple_kernel(const AttArgs a) {
     const int nd = D >> 5;
     int p = a.pos[t];
     p = p < a.n_kv - 1 ? p : a.n_kv - 1;
+    int64_t b = 0; // first cache row of the token's sequence
+    if (a.start) {
+        b = a.start[t];
+        if (b < 0) p = -1;
+    }
     const float *qr = a.q + idx * D;
     float q[8], acc[8];
 #pragma unroll
@@ -644,8 +706,8 @@ __global__ void __launch_bounds__(128) att_simple_kernel(const AttArgs a) {
     }
     float m = -INFINITY, l = 0.0f;
     for (int j = 0; j <= p; j++) {
-        const __half *kr = a.k + (int64_t)j * a.kv_stride + (int64_t)h * D;
-        const __half *vr = a.v + (int64_t)j * a.kv_stride + (int64_t)h * D;
+        const __half *kr = a.k + (b + j) * a.kv_stride + (int64_t)h * D;
+        const __half *vr = a.v + (b + j) * a.kv_stride + (int64_t)h * D;
         float s = 0.0f;
 #pragma unroll
         for (int i = 0; i < 8; i++)
@@ -672,28 +734,28 @@ bool aligned(const void *p, uintptr_t n) { return ((uintptr_t)p & (n - 1)) == 0;
 constexpr int MAX_DEVICES = 64;
 
 /* Once per device and kernel: the dynamic shared memory attribute. */
-template <int D, int WR, int WK, int ST, int MODE>
+template <int D, int WR, int WK, int ST, int MODE, bool SEQ>
 nb_status prepare_kernel(nb_cuda *ctx) {
     static int ready[MAX_DEVICES]; // 1: attribute set on that device (a benign race: every writer writes 1)
     const int dev = ctx->device;
     if (dev >= 0 && dev < MAX_DEVICES && __atomic_load_n(&ready[dev], __ATOMIC_ACQUIRE)) return NB_OK;
     nb_status st = nb_cuda_check(ctx,
-                                 cudaFuncSetAttribute(att_mma_kernel<D, WR, WK, ST, MODE>,
+                                 cudaFuncSetAttribute(att_mma_kernel<D, WR, WK, ST, MODE, SEQ>,
                                                       cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                       (int)att_smem_bytes<D, ST, MODE>()),
                                  "nb_cuda_attention: cudaFuncSetAttribute");
     if (st == NB_OK && MODE == MODE_CLUSTER)
-        (void)cudaFuncSetAttribute(att_mma_kernel<D, WR, WK, ST, MODE>, cudaFuncAttributeNonPortableClusterSizeAllowed,
-                                   1);
+        (void)cudaFuncSetAttribute(att_mma_kernel<D, WR, WK, ST, MODE, SEQ>,
+                                   cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
     (void)cudaGetLastError();
     if (st == NB_OK && dev >= 0 && dev < MAX_DEVICES) __atomic_store_n(&ready[dev], 1, __ATOMIC_RELEASE);
     return st;
 }
 
-/* Cluster-mode kernel (decode shape): for cluster sizes 2, 4, 8, 16, how many such clusters fit on the device at once
- * (cudaOccupancyMaxActiveClusters; 0: that size cannot be launched); all 0 when there is no sm_90 image or the device
- * has no clusters. Determined once per device. */
-template <int D>
+/* Cluster-mode kernel (decode shape; SEQ: its variant with start rows): for cluster sizes 2, 4, 8, 16, how many such
+ * clusters fit on the device at once (cudaOccupancyMaxActiveClusters; 0: that size cannot be launched); all 0 when
+ * there is no sm_90 image or the device has no clusters. Determined once per device. */
+template <int D, bool SEQ>
 const int *cluster_capacity(nb_cuda *ctx) {
     static int known[MAX_DEVICES]; // 1 once cap[dev] is filled
     static int cap[MAX_DEVICES][5];
@@ -703,7 +765,7 @@ const int *cluster_capacity(nb_cuda *ctx) {
     if (__atomic_load_n(&known[dev], __ATOMIC_ACQUIRE)) return cap[dev];
     int c[5] = {0, 0, 0, 0, 0};
     if (ctx->compute_capability >= 90) {
-        auto kern = att_mma_kernel<D, 1, 4, 3, MODE_CLUSTER>;
+        auto kern = att_mma_kernel<D, 1, 4, 3, MODE_CLUSTER, SEQ>;
         cudaFuncAttributes fa;
         if (cudaFuncGetAttributes(&fa, kern) == cudaSuccess && fa.ptxVersion >= 90 && fa.binaryVersion >= 90 &&
             cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -755,15 +817,22 @@ struct Plan {
     int capacity; // clusters of X blocks the device holds at once (cluster mode)
 };
 
+/* Row tiles (grid z) of RT rows: the flattened (token, group head) rows; SEQ: each token's group rows on their own. */
+template <int RT, bool SEQ> int64_t row_tiles(int64_t n_tok, int64_t group) {
+    return SEQ ? n_tok * ((group + RT - 1) / RT) : (n_tok * group + RT - 1) / RT;
+}
+
 /* Splits per (kv head, row tile): about two blocks per SM in all, at most one per key tile of n_kv; in cluster mode
- * a power of two <= 16 such that every cluster of the grid is resident at once (one wave). */
-template <int D, int WR>
+ * a power of two <= 16 such that every cluster of the grid is resident at once (one wave). Without start rows only up
+ * to NB_ATT_SPLIT_MAX_TOK tokens; with them for any count, as long as the grid is still small (each token has its own
+ * row tiles: 32 kv heads x 8 tokens already fill two blocks per SM of a 132-SM GPU, split or not). */
+template <int D, int WR, bool SEQ>
 Plan plan_splits(nb_cuda *ctx, const AttArgs &a, int64_t n_kv_heads, int64_t work_splits_avail) {
     constexpr int RT = 16 * WR;
-    const int64_t rows = (int64_t)a.n_tok * a.group, rtn = (rows + RT - 1) / RT;
+    const int64_t rtn = row_tiles<RT, SEQ>(a.n_tok, a.group);
     Plan p = {1, 0, 0};
-    if (a.n_tok > NB_ATT_SPLIT_MAX_TOK) return p;
-    const int *cap = WR == 1 && att_path() == 0 ? cluster_capacity<D>(ctx) : nullptr;
+    if (!SEQ && a.n_tok > NB_ATT_SPLIT_MAX_TOK) return p;
+    const int *cap = WR == 1 && att_path() == 0 ? cluster_capacity<D, SEQ>(ctx) : nullptr;
     const bool cluster = cap && cap[1] > 0;
     const int64_t xmax = cluster ? 16 : work_splits_avail;
     const int64_t units = ((int64_t)a.n_kv + NB_ATT_TILE - 1) / NB_ATT_TILE;
@@ -782,9 +851,9 @@ Plan plan_splits(nb_cuda *ctx, const AttArgs &a, int64_t n_kv_heads, int64_t wor
     return p;
 }
 
-template <int D, int WR, int WK, int ST, int MODE>
+template <int D, int WR, int WK, int ST, int MODE, bool SEQ>
 nb_status launch_kernel(nb_cuda *ctx, const AttArgs &a, dim3 grid) {
-    nb_status st = prepare_kernel<D, WR, WK, ST, MODE>(ctx);
+    nb_status st = prepare_kernel<D, WR, WK, ST, MODE, SEQ>(ctx);
     if (st != NB_OK) return st;
     cudaLaunchConfig_t cfg = {};
     cudaLaunchAttribute attr;
@@ -800,26 +869,46 @@ nb_status launch_kernel(nb_cuda *ctx, const AttArgs &a, dim3 grid) {
         cfg.attrs = &attr;
         cfg.numAttrs = 1;
     }
-    st = nb_cuda_check(ctx, cudaLaunchKernelEx(&cfg, att_mma_kernel<D, WR, WK, ST, MODE>, a), "nb_cuda_attention");
+    st = nb_cuda_check(ctx, cudaLaunchKernelEx(&cfg, att_mma_kernel<D, WR, WK, ST, MODE, SEQ>, a), "nb_cuda_attention");
     return st != NB_OK ? st : nb_cuda_launched(ctx, "nb_cuda_attention");
 }
 
 /* Picks the mode and the number of splits, launches the tensor-core kernel (and the combine in MODE_WORK). */
-template <int D, int WR, int WK>
+template <int D, int WR, int WK, bool SEQ>
 nb_status launch_mma(nb_cuda *ctx, AttArgs &a, int64_t n_kv_heads, int64_t work_splits_avail) {
     constexpr int RT = 16 * WR;
-    const int64_t rows = (int64_t)a.n_tok * a.group, rtn = (rows + RT - 1) / RT;
+    const int64_t rtn = row_tiles<RT, SEQ>(a.n_tok, a.group);
     a.rt_rows = RT;
-    const Plan p = plan_splits<D, WR>(ctx, a, n_kv_heads, work_splits_avail);
+    const Plan p = plan_splits<D, WR, SEQ>(ctx, a, n_kv_heads, work_splits_avail);
     const int X = p.X;
     a.n_splits = X;
     const dim3 grid((unsigned)X, (unsigned)n_kv_heads, (unsigned)rtn);
-    if (X == 1) return launch_kernel<D, WR, WK, 2, MODE_DIRECT>(ctx, a, grid);
-    if (WR == 1 && p.cluster) return launch_kernel<D, 1, 4, 3, MODE_CLUSTER>(ctx, a, grid);
-    nb_status st = launch_kernel<D, WR, WK, 3, MODE_WORK>(ctx, a, grid);
+    if (X == 1) return launch_kernel<D, WR, WK, 2, MODE_DIRECT, SEQ>(ctx, a, grid);
+    if (WR == 1 && p.cluster) return launch_kernel<D, 1, 4, 3, MODE_CLUSTER, SEQ>(ctx, a, grid);
+    nb_status st = launch_kernel<D, WR, WK, 3, MODE_WORK, SEQ>(ctx, a, grid);
     if (st != NB_OK) return st;
-    att_combine_kernel<<<(unsigned)(a.n_tok * a.n_heads), D, 0, ctx->stream>>>(a);
+    att_combine_kernel<SEQ><<<(unsigned)(a.n_tok * a.n_heads), D, 0, ctx->stream>>>(a);
     return nb_cuda_launched(ctx, "nb_cuda_attention (combine)");
+}
+
+/* Shape of the tensor-core kernel: WR = 1 (16 rows a block, the four warps splitting each key tile) when the rows
+ * that share a block are few: n_tok * G <= 16 without starts, G <= 16 with (each token's rows alone). */
+bool few_rows(int64_t n_tok, int64_t group, bool seq) { return (seq ? group : n_tok * group) <= 16; }
+
+template <int D> nb_status launch_mma_any(nb_cuda *ctx, AttArgs &a, int64_t n_kv_heads, int64_t ns, bool seq) {
+    if (seq)
+        return few_rows(a.n_tok, a.group, true) ? launch_mma<D, 1, 4, true>(ctx, a, n_kv_heads, ns)
+                                                : launch_mma<D, 4, 1, true>(ctx, a, n_kv_heads, ns);
+    return few_rows(a.n_tok, a.group, false) ? launch_mma<D, 1, 4, false>(ctx, a, n_kv_heads, ns)
+                                             : launch_mma<D, 4, 1, false>(ctx, a, n_kv_heads, ns);
+}
+
+template <int D> Plan plan_any(nb_cuda *ctx, const AttArgs &a, int64_t n_kv_heads, int64_t ns, bool seq) {
+    if (seq)
+        return few_rows(a.n_tok, a.group, true) ? plan_splits<D, 1, true>(ctx, a, n_kv_heads, ns)
+                                                : plan_splits<D, 4, true>(ctx, a, n_kv_heads, ns);
+    return few_rows(a.n_tok, a.group, false) ? plan_splits<D, 1, false>(ctx, a, n_kv_heads, ns)
+                                             : plan_splits<D, 4, false>(ctx, a, n_kv_heads, ns);
 }
 
 } // namespace
@@ -827,13 +916,15 @@ nb_status launch_mma(nb_cuda *ctx, AttArgs &a, int64_t n_kv_heads, int64_t work_
 /* Test hooks (not in nibble.h; nb_cuda_check_attention declares them). nb_cuda_attention_test_path: 0 automatic,
  * 1 the d_work + combine path even where clusters are available. nb_cuda_attention_test_plan: the split count the
  * decode path picks for these sizes (out[0]), 1 if through a cluster (out[1]), and how many such clusters the device
- * holds at once (out[2]); -1 when the tensor-core path does not apply. */
+ * holds at once (out[2]), for calls without start rows (with_start 0) or with (1); -1 when the tensor-core path does
+ * not apply. */
 extern "C" NB_API void nb_cuda_attention_test_path(int32_t path) {
     __atomic_store_n(&g_att_path, path == 1 ? 1 : 0, __ATOMIC_RELEASE);
 }
 
 extern "C" NB_API int32_t nb_cuda_attention_test_plan(nb_cuda *ctx, int64_t n_tok, int64_t n_heads, int64_t n_kv_heads,
-                                                      int64_t head_dim, int64_t n_kv, int32_t *out) {
+                                                      int64_t head_dim, int64_t n_kv, int32_t with_start,
+                                                      int32_t *out) {
     if (!ctx || !out || n_tok <= 0 || n_kv_heads <= 0 || n_heads % n_kv_heads || (head_dim != 64 && head_dim != 128))
         return -1;
     if (nb_cuda_use(ctx) != NB_OK) return -1;
@@ -841,11 +932,10 @@ extern "C" NB_API int32_t nb_cuda_attention_test_plan(nb_cuda *ctx, int64_t n_to
     a.n_tok = (int)n_tok;
     a.group = (int)(n_heads / n_kv_heads);
     a.n_kv = (int)n_kv;
-    const bool few_rows = n_tok * a.group <= 16;
-    const int64_t ns = work_splits(n_tok, n_kv);
-    Plan p;
-    if (head_dim == 64) p = few_rows ? plan_splits<64, 1>(ctx, a, n_kv_heads, ns) : plan_splits<64, 4>(ctx, a, n_kv_heads, ns);
-    else p = few_rows ? plan_splits<128, 1>(ctx, a, n_kv_heads, ns) : plan_splits<128, 4>(ctx, a, n_kv_heads, ns);
+    const bool seq = with_start != 0;
+    const int64_t ns = work_splits(n_tok, n_kv, seq);
+    const Plan p =
+        head_dim == 64 ? plan_any<64>(ctx, a, n_kv_heads, ns, seq) : plan_any<128>(ctx, a, n_kv_heads, ns, seq);
     out[0] = p.X;
     out[1] = p.cluster;
     out[2] = p.capacity;
@@ -855,18 +945,27 @@ extern "C" NB_API int32_t nb_cuda_attention_test_plan(nb_cuda *ctx, int64_t n_to
 extern "C" NB_API int64_t nb_cuda_attention_work_bytes(int64_t n_tok, int64_t n_heads, int64_t head_dim,
                                                        int64_t n_kv) {
     if (n_tok < 0 || n_heads <= 0 || head_dim <= 0 || n_kv < 0) return -1;
-    const int64_t ns = work_splits(n_tok, n_kv);
-    if (ns <= 1) return 0;
-    // n_tok <= NB_ATT_SPLIT_MAX_TOK here; head_dim and n_heads are checked again by nb_cuda_attention.
+    if (work_splits(1, n_kv, false) <= 1) return 0; // no call over so few positions splits
+    // head_dim and n_heads are checked again by nb_cuda_attention.
     if (head_dim > 4096 || n_heads > ((int64_t)1 << 24)) return -1;
-    return n_tok * n_heads * ns * (head_dim * 4 + 8);
+    // The most any call of up to n_tok tokens uses, with or without starts (past NB_ATT_SPLIT_BUDGET / 2 tokens none
+    // splits through d_work).
+    int64_t most = 0;
+    const int64_t last = n_tok < NB_ATT_SPLIT_BUDGET ? n_tok : NB_ATT_SPLIT_BUDGET;
+    for (int64_t t = 1; t <= last; t++) {
+        const int64_t shared = call_work_bytes(t, n_heads, head_dim, n_kv, false);
+        const int64_t own = call_work_bytes(t, n_heads, head_dim, n_kv, true);
+        most = shared > most ? shared : most;
+        most = own > most ? own : most;
+    }
+    return most;
 }
 
 extern "C" NB_API nb_status nb_cuda_attention(nb_cuda *ctx, const float *d_q, int64_t n_tok, const int32_t *d_pos,
-                                              int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
-                                              const uint16_t *d_k, const uint16_t *d_v, int64_t n_kv,
-                                              int64_t kv_stride, float scale, void *d_work, int64_t work_bytes,
-                                              float *d_out) {
+                                              const int32_t *d_start, int64_t n_heads, int64_t n_kv_heads,
+                                              int64_t head_dim, const uint16_t *d_k, const uint16_t *d_v,
+                                              int64_t n_kv, int64_t kv_stride, float scale, void *d_work,
+                                              int64_t work_bytes, float *d_out) {
     nb_status st = nb_cuda_use(ctx);
     if (st != NB_OK) return st;
     NB_CUDA_REQUIRE(ctx, d_q && d_pos && d_k && d_v && d_out, "nb_cuda_attention: null pointer");
@@ -884,8 +983,8 @@ extern "C" NB_API nb_status nb_cuda_attention(nb_cuda *ctx, const float *d_q, in
                     (long long)n_heads);
     NB_CUDA_REQUIRE(ctx, isfinite(scale), "nb_cuda_attention: scale not finite");
     if (n_tok == 0) return NB_OK;
-    const int64_t need = nb_cuda_attention_work_bytes(n_tok, n_heads, head_dim, n_kv);
-    NB_CUDA_REQUIRE(ctx, need >= 0, "nb_cuda_attention: sizes too large");
+    const bool seq = d_start != nullptr;
+    const int64_t need = call_work_bytes(n_tok, n_heads, head_dim, n_kv, seq); // (<= the public bound for n_tok)
     if (need > 0)
         NB_CUDA_REQUIRE(ctx, d_work && work_bytes >= need && aligned(d_work, 16),
                         "nb_cuda_attention: d_work must hold %lld bytes, 16-byte aligned (got %lld)", (long long)need,
@@ -909,20 +1008,21 @@ extern "C" NB_API nb_status nb_cuda_attention(nb_cuda *ctx, const float *d_q, in
     a.qscale = scale * LOG2E;
     a.n_splits = 1;
     a.rt_rows = 1;
-    const int64_t ns = work_splits(n_tok, n_kv);
+    a.start = d_start;
+    const int64_t ns = work_splits(n_tok, n_kv, seq);
     a.work_o = ns > 1 ? reinterpret_cast<float *>(d_work) : nullptr;
     a.work_ml = ns > 1 ? reinterpret_cast<float2 *>(reinterpret_cast<char *>(d_work) + n_tok * n_heads * ns * head_dim * 4)
                        : nullptr;
 
+    const int64_t G = n_heads / n_kv_heads;
+    const int64_t tiles = !seq ? (n_tok * G + 63) / 64
+                          : few_rows(n_tok, G, true) ? row_tiles<16, true>(n_tok, G) : row_tiles<64, true>(n_tok, G);
     const bool mma_ok = (head_dim == 64 || head_dim == 128) && kv_stride % 8 == 0 && aligned(d_k, 16) &&
-                        aligned(d_v, 16) && aligned(d_q, 8) && aligned(d_out, 8) &&
-                        (n_tok * (n_heads / n_kv_heads) + 63) / 64 <= 65535;
+                        aligned(d_v, 16) && aligned(d_q, 8) && aligned(d_out, 8) && tiles <= 65535;
     if (!mma_ok) {
         att_simple_kernel<<<(unsigned)((n_tok * n_heads + 3) / 4), 128, 0, ctx->stream>>>(a);
         return nb_cuda_launched(ctx, "nb_cuda_attention (fallback)");
     }
-    const bool few_rows = n_tok * (n_heads / n_kv_heads) <= 16;
-    if (head_dim == 64)
-        return few_rows ? launch_mma<64, 1, 4>(ctx, a, n_kv_heads, ns) : launch_mma<64, 4, 1>(ctx, a, n_kv_heads, ns);
-    return few_rows ? launch_mma<128, 1, 4>(ctx, a, n_kv_heads, ns) : launch_mma<128, 4, 1>(ctx, a, n_kv_heads, ns);
+    return head_dim == 64 ? launch_mma_any<64>(ctx, a, n_kv_heads, ns, seq)
+                          : launch_mma_any<128>(ctx, a, n_kv_heads, ns, seq);
 }

@@ -236,18 +236,20 @@ __global__ void __launch_bounds__(ROPE_THREADS) rope_kernel(float *x, int n_head
 }
 
 /* grid (x: token, y: groups of ROPE_STORE_HEADS heads over the n_heads q heads, then the n_kv k heads, then the n_kv
- * v heads). q rotated in place; k rotated and v as is, rounded to f16 into cache row pos[t] (skipped when pos[t] is
- * outside [0, capacity)). */
+ * v heads). q rotated in place by the angle of pos[t]; k rotated and v as is, rounded to f16 into cache row
+ * start[t] + pos[t] (start nullptr: pos[t]; skipped when that row is outside [0, capacity)). */
 __global__ void __launch_bounds__(ROPE_THREADS) rope_store_kernel(float *q, const float *k, const float *v,
                                                                   int n_heads, int n_kv, int head_dim,
-                                                                  const int32_t *pos, float theta, float freq_scale,
+                                                                  const int32_t *pos, const int32_t *start,
+                                                                  float theta, float freq_scale,
                                                                   const float *freq_factors, __half *kc, __half *vc,
                                                                   int64_t capacity) {
     __shared__ float cs[ROPE_MAX_HALF], sn[ROPE_MAX_HALF];
     const int64_t t = blockIdx.x;
     const int half = head_dim >> 1;
     const int32_t p = pos[t];
-    const bool store = p >= 0 && (int64_t)p < capacity;
+    const int64_t crow = (int64_t)p + (start ? start[t] : 0); // the cache row
+    const bool store = crow >= 0 && crow < capacity;
     const int h0 = blockIdx.y * ROPE_STORE_HEADS;
     const int h1 = min(h0 + ROPE_STORE_HEADS, n_heads + 2 * n_kv);
     if (h0 < n_heads + n_kv) { // some q or k head: the table is needed
@@ -269,13 +271,13 @@ __global__ void __launch_bounds__(ROPE_THREADS) rope_store_kernel(float *q, cons
             const int kh = hh - n_heads;
             const float *x = k + (t * n_kv + kh) * (int64_t)head_dim + 2 * i;
             const float2 r = rope_pair(x[0], x[1], cs[i], sn[i]);
-            __half *d = kc + (int64_t)p * row + (int64_t)kh * head_dim + 2 * i;
+            __half *d = kc + crow * row + (int64_t)kh * head_dim + 2 * i;
             d[0] = __float2half_rn(r.x);
             d[1] = __float2half_rn(r.y);
         } else {
             const int vh = hh - n_heads - n_kv;
             const float *x = v + (t * n_kv + vh) * (int64_t)head_dim + 2 * i;
-            __half *d = vc + (int64_t)p * row + (int64_t)vh * head_dim + 2 * i;
+            __half *d = vc + crow * row + (int64_t)vh * head_dim + 2 * i;
             d[0] = __float2half_rn(x[0]);
             d[1] = __float2half_rn(x[1]);
         }
@@ -319,15 +321,16 @@ __global__ void add_kernel(const float *a, const float *b, int64_t n, float *out
 
 // ------------------------------------------------------------------------------- kv_store
 
-/* One block per token (grid x), looping over the row. VEC: row_len % 4 == 0 and 16/8-byte aligned rows. */
+/* One block per token (grid x), looping over the row; row t to cache row start[t] + pos[t] (start nullptr: pos[t]),
+ * skipped outside [0, capacity). VEC: row_len % 4 == 0 and 16/8-byte aligned rows. */
 template <bool VEC>
-__global__ void kv_store_kernel(const float *src, int64_t row_len, const int32_t *slots, __half *cache,
-                                int64_t capacity) {
+__global__ void kv_store_kernel(const float *src, int64_t row_len, const int32_t *pos, const int32_t *start,
+                                __half *cache, int64_t capacity) {
     const int64_t t = blockIdx.x;
-    const int32_t slot = slots[t];
-    if (slot < 0 || (int64_t)slot >= capacity) return;
+    const int64_t slot = (int64_t)pos[t] + (start ? start[t] : 0);
+    if (slot < 0 || slot >= capacity) return;
     const float *s = src + t * row_len;
-    __half *d = cache + (int64_t)slot * row_len;
+    __half *d = cache + slot * row_len;
     if (VEC) {
         for (int64_t i = threadIdx.x; i < (row_len >> 2); i += blockDim.x) {
             const float4 v = reinterpret_cast<const float4 *>(s)[i];
@@ -404,10 +407,11 @@ extern "C" NB_API nb_status nb_cuda_add(nb_cuda *ctx, const float *d_a, const fl
 }
 
 extern "C" NB_API nb_status nb_cuda_kv_store(nb_cuda *ctx, const float *d_src, int64_t n_tok, int64_t row_len,
-                                             const int32_t *d_slots, uint16_t *d_cache, int64_t capacity) {
+                                             const int32_t *d_pos, const int32_t *d_start, uint16_t *d_cache,
+                                             int64_t capacity) {
     nb_status st_ = nb_cuda_use(ctx);
     if (st_ != NB_OK) return st_;
-    NB_CUDA_REQUIRE(ctx, d_src && d_slots && d_cache, "nb_cuda_kv_store: null pointer");
+    NB_CUDA_REQUIRE(ctx, d_src && d_pos && d_cache, "nb_cuda_kv_store: null pointer");
     NB_CUDA_REQUIRE(ctx, n_tok >= 0 && row_len >= 0 && capacity >= 0 && fits3(n_tok, row_len, 4) &&
                              fits3(capacity, row_len, 2),
                     "nb_cuda_kv_store: bad size (n_tok %lld, row_len %lld, capacity %lld)", (long long)n_tok,
@@ -416,19 +420,19 @@ extern "C" NB_API nb_status nb_cuda_kv_store(nb_cuda *ctx, const float *d_src, i
     if (n_tok == 0 || row_len == 0 || capacity == 0) return NB_OK;
     const bool vec = row_len % 4 == 0 && aligned16(d_src) && ((uintptr_t)d_cache & 7) == 0;
     if (vec)
-        kv_store_kernel<true><<<(unsigned)n_tok, 256, 0, ctx->stream>>>(d_src, row_len, d_slots,
-                                                                        reinterpret_cast<__half *>(d_cache), capacity);
+        kv_store_kernel<true><<<(unsigned)n_tok, 256, 0, ctx->stream>>>(
+            d_src, row_len, d_pos, d_start, reinterpret_cast<__half *>(d_cache), capacity);
     else
-        kv_store_kernel<false><<<(unsigned)n_tok, 256, 0, ctx->stream>>>(d_src, row_len, d_slots,
-                                                                         reinterpret_cast<__half *>(d_cache), capacity);
+        kv_store_kernel<false><<<(unsigned)n_tok, 256, 0, ctx->stream>>>(
+            d_src, row_len, d_pos, d_start, reinterpret_cast<__half *>(d_cache), capacity);
     return nb_cuda_launched(ctx, "nb_cuda_kv_store");
 }
 
 extern "C" NB_API nb_status nb_cuda_rope_store(nb_cuda *ctx, float *d_q, const float *d_k, const float *d_v,
                                                int64_t n_tok, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
-                                               const int32_t *d_pos, float theta, float freq_scale,
-                                               const float *d_freq_factors, uint16_t *d_k_cache, uint16_t *d_v_cache,
-                                               int64_t capacity) {
+                                               const int32_t *d_pos, const int32_t *d_start, float theta,
+                                               float freq_scale, const float *d_freq_factors, uint16_t *d_k_cache,
+                                               uint16_t *d_v_cache, int64_t capacity) {
     nb_status st_ = nb_cuda_use(ctx);
     if (st_ != NB_OK) return st_;
     NB_CUDA_REQUIRE(ctx, d_q && d_k && d_v && d_pos && d_k_cache && d_v_cache, "nb_cuda_rope_store: null pointer");
@@ -447,7 +451,7 @@ extern "C" NB_API nb_status nb_cuda_rope_store(nb_cuda *ctx, float *d_q, const f
     if (n_tok == 0 || head_dim == 0 || n_heads + n_kv_heads == 0) return NB_OK;
     const dim3 grid((unsigned)n_tok, (unsigned)((n_heads + 2 * n_kv_heads + ROPE_STORE_HEADS - 1) / ROPE_STORE_HEADS));
     rope_store_kernel<<<grid, ROPE_THREADS, 0, ctx->stream>>>(
-        d_q, d_k, d_v, (int)n_heads, (int)n_kv_heads, (int)head_dim, d_pos, theta, freq_scale, d_freq_factors,
+        d_q, d_k, d_v, (int)n_heads, (int)n_kv_heads, (int)head_dim, d_pos, d_start, theta, freq_scale, d_freq_factors,
         reinterpret_cast<__half *>(d_k_cache), reinterpret_cast<__half *>(d_v_cache), capacity);
     return nb_cuda_launched(ctx, "nb_cuda_rope_store");
 }

@@ -182,16 +182,8 @@ class BatchCommandTest {
         }
     }
 
-    @Test
-    void aRunKilledAtAnyMomentLosesOnlyWhatWasInFlight() throws Exception {
-        List<String> lines = new ArrayList<>();
-        int count = 120;
-        for (int i = 0; i < count; i++) {
-            lines.add("{\"id\": \"r" + i + "\", \"prompt\": \"In the morning " + i + "\", \"max_tokens\": 24, \"seed\": " + i
-                    + "}");
-        }
-        Path in = write("many.jsonl", lines.toArray(String[]::new));
-        Path out = dir.resolve("many.out.jsonl");
+    /** Starts {@code nibble batch} in a child JVM and waits until {@code out} holds at least {@code lines} results. */
+    private Process startAndWait(Path in, Path out, int lines) throws Exception {
         List<String> command = List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
                 "--enable-native-access=ALL-UNNAMED", "-cp", System.getProperty("java.class.path"),
                 "dev.nibble.cli.Nibble", "batch", "-m", GenerateCommandTest.model().toString(), "-i", in.toString(),
@@ -200,22 +192,60 @@ class BatchCommandTest {
                 .redirectOutput(dir.resolve("child.log").toFile()).start();
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
         while (child.isAlive() && System.nanoTime() < deadline
-                && (!Files.exists(out) || Files.readAllLines(out, StandardCharsets.UTF_8).size() < 10)) {
+                && (!Files.exists(out) || Files.readAllLines(out, StandardCharsets.UTF_8).size() < lines)) {
             Thread.sleep(20);
         }
-        assertTrue(child.isAlive(), "the child was still running when killed: " + Files.readString(dir.resolve("child.log")));
-        new ProcessBuilder("kill", "-9", Long.toString(child.pid())).start().waitFor();
-        child.waitFor(30, TimeUnit.SECONDS);
-        int before = Files.readAllLines(out).size();
-        assertTrue(before < count, "killed before the end");
+        assertTrue(child.isAlive(), "the child was still running: " + Files.readString(dir.resolve("child.log")));
+        return child;
+    }
 
+    private Path manyRequests(int count) throws IOException {
+        List<String> lines = new ArrayList<>();
+        for (int i = 0; i < count; i++) {
+            lines.add("{\"id\": \"r" + i + "\", \"prompt\": \"In the morning " + i + "\", \"max_tokens\": 24, \"seed\": "
+                    + i + "}");
+        }
+        return write("many.jsonl", lines.toArray(String[]::new));
+    }
+
+    /** A rerun completes the file: every line parses, every id once. */
+    private void rerunAndCheck(Path in, Path out, int count) throws IOException {
         CliRun rerun = CliRun.of("batch", "-m", GenerateCommandTest.model().toString(), "-i", in.toString(), "-o",
                 out.toString(), "--parallel", "8");
         assertEquals(0, rerun.exitCode(), rerun.err());
-        Map<String, JsonNode> got = byId(results(out)); // every line parses, and no id twice
+        Map<String, JsonNode> got = byId(results(out));
         assertEquals(count, got.size());
         for (int i = 0; i < count; i++) {
             assertNotNull(got.get("\"r" + i + "\""), "result of r" + i);
         }
+    }
+
+    @Test
+    void aRunKilledAtAnyMomentLosesOnlyWhatWasInFlight() throws Exception {
+        int count = 120;
+        Path in = manyRequests(count);
+        Path out = dir.resolve("many.out.jsonl");
+        Process child = startAndWait(in, out, 10);
+        new ProcessBuilder("kill", "-9", Long.toString(child.pid())).start().waitFor();
+        child.waitFor(30, TimeUnit.SECONDS);
+        assertTrue(Files.readAllLines(out).size() < count, "killed before the end");
+        rerunAndCheck(in, out, count);
+    }
+
+    @Test
+    void ctrlCStopsAfterTheLineBeingWrittenAndSaysHowToResume() throws Exception {
+        int count = 120;
+        Path in = manyRequests(count);
+        Path out = dir.resolve("many.out.jsonl");
+        Process child = startAndWait(in, out, 10);
+        new ProcessBuilder("kill", "-INT", Long.toString(child.pid())).start().waitFor();
+        assertTrue(child.waitFor(60, TimeUnit.SECONDS), "the run ended after Ctrl-C");
+        String log = Files.readString(dir.resolve("child.log"));
+        assertTrue(log.contains("interrupted; ") && log.contains("run the same command again to finish the rest"), log);
+        assertFalse(log.contains("Exception"), log);
+        byte[] bytes = Files.readAllBytes(out);
+        assertEquals('\n', bytes[bytes.length - 1], "the file ends with a whole line");
+        assertTrue(Files.readAllLines(out).size() < count, "stopped before the end");
+        rerunAndCheck(in, out, count);
     }
 }

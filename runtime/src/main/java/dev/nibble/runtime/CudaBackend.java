@@ -194,11 +194,8 @@ public final class CudaBackend implements Backend {
     public void ropeStore(MemorySegment q, MemorySegment k, MemorySegment v, int tokens, int heads, int kvHeads,
                           int headDim, MemorySegment positions, MemorySegment starts, float theta, float freqScale,
                           MemorySegment freqFactors, MemorySegment keyCache, MemorySegment valueCache) {
-        if (starts != null) {
-            throw new UnsupportedOperationException("TODO(cuda starts)");
-        }
-        cuda.ropeStore(q, k, v, tokens, heads, kvHeads, headDim, positions, theta, freqScale,
-                freqFactors == null ? MemorySegment.NULL : freqFactors, keyCache, valueCache);
+        cuda.ropeStore(q, k, v, tokens, heads, kvHeads, headDim, positions, orNull(starts), theta, freqScale,
+                orNull(freqFactors), keyCache, valueCache);
     }
 
     @Override
@@ -220,42 +217,32 @@ public final class CudaBackend implements Backend {
     @Override
     public void rope(MemorySegment x, int tokens, int heads, int headDim, MemorySegment positions, float theta,
                      float freqScale, MemorySegment freqFactors) {
-        cuda.rope(x, tokens, heads, headDim, positions, theta, freqScale,
-                freqFactors == null ? MemorySegment.NULL : freqFactors);
+        cuda.rope(x, tokens, heads, headDim, positions, theta, freqScale, orNull(freqFactors));
+    }
+
+    /** An optional argument as the library takes it: NULL for none. */
+    private static MemorySegment orNull(MemorySegment s) {
+        return s == null ? MemorySegment.NULL : s;
     }
 
     @Override
     public void storeKv(MemorySegment rows, int tokens, MemorySegment positions, MemorySegment starts,
                         MemorySegment cache, int rowLength) {
-        if (starts != null) {
-            throw new UnsupportedOperationException("TODO(cuda starts)");
-        }
-        cuda.kvStore(rows, tokens, rowLength, positions, cache);
+        cuda.kvStore(rows, tokens, rowLength, positions, orNull(starts), cache);
     }
 
+    /** The library's bound already covers every call of up to {@code tokens} tokens, with starts or without. */
     @Override
-    public long attentionWorkBytes(int tokens, int heads, int headDim, int capacity) {
-        // The split-K path for few tokens needs a workspace that larger batches do not: size it for every count up to
-        // the batch, since one cache serves both prompts and single tokens.
-        long most = 0;
-        for (int t = 1; t <= tokens; t = t < 16 ? t + 1 : Math.min(tokens, t * 2)) {
-            most = Math.max(most, NibbleCuda.attentionWorkBytes(t, heads, headDim, capacity));
-            if (t == tokens) {
-                break;
-            }
-        }
-        return most;
+    public long attentionWorkBytes(int tokens, int heads, int headDim, int span) {
+        return NibbleCuda.attentionWorkBytes(tokens, heads, headDim, span);
     }
 
     @Override
     public void attention(MemorySegment q, int tokens, MemorySegment positions, MemorySegment starts, int heads,
-                          int kvHeads, int headDim, MemorySegment keys, MemorySegment values, int capacity,
+                          int kvHeads, int headDim, MemorySegment keys, MemorySegment values, int span,
                           MemorySegment work, MemorySegment out) {
-        if (starts != null) {
-            throw new UnsupportedOperationException("TODO(cuda starts)");
-        }
-        cuda.attention(q, tokens, positions, heads, kvHeads, headDim, keys, values, capacity, (long) kvHeads * headDim,
-                (float) (1 / Math.sqrt(headDim)), work, out);
+        cuda.attention(q, tokens, positions, orNull(starts), heads, kvHeads, headDim, keys, values, span,
+                (long) kvHeads * headDim, (float) (1 / Math.sqrt(headDim)), work, out);
     }
 
     @Override

@@ -514,19 +514,26 @@ public final class NibbleCuda implements AutoCloseable {
         }
     }
 
-    /** Stores {@code nTok} f32 rows of {@code rowLen} into the f16 cache rows {@code slots[t]} (device int32). */
-    public void kvStore(MemorySegment src, long nTok, long rowLen, MemorySegment slots, MemorySegment cache) {
+    /**
+     * Stores {@code nTok} f32 rows of {@code rowLen} into the f16 cache: row t at cache row {@code start[t] + pos[t]}
+     * (device int32; {@code start} {@link MemorySegment#NULL}: {@code pos[t]}). The cache holds
+     * {@code cache.byteSize() / (2 rowLen)} rows; a row outside them is skipped on the device (pos and start cannot be
+     * read here).
+     */
+    public void kvStore(MemorySegment src, long nTok, long rowLen, MemorySegment pos, MemorySegment start,
+                        MemorySegment cache) {
         String call = "nb_cuda_kv_store";
         nonNegative(call, "nTok", nTok);
         if (rowLen <= 0) {
             throw new IllegalArgumentException(call + ": row length " + rowLen + " must be positive");
         }
         requireFloats(call, "src", src, product(call, nTok, rowLen));
-        requireBytes(call, "slots", slots, product(call, nTok, 4), 4);
+        requireBytes(call, "pos", pos, product(call, nTok, 4), 4);
+        requireStarts(call, start, nTok);
         long capacity = cache.byteSize() / product(call, rowLen, 2);
         requireBytes(call, "cache", cache, product(call, capacity, rowLen * 2), 2);
         try {
-            check(call, (int) H.nb_cuda_kv_store.invokeExact(ctx(), src, nTok, rowLen, slots, cache, capacity));
+            check(call, (int) H.nb_cuda_kv_store.invokeExact(ctx(), src, nTok, rowLen, pos, start, cache, capacity));
         } catch (RuntimeException e) {
             throw e;
         } catch (Throwable t) {
@@ -535,12 +542,13 @@ public final class NibbleCuda implements AutoCloseable {
     }
 
     /**
-     * RoPE on q (in place) and k, then k and v stored as f16 at rows {@code pos[t]} of the caches (rows of
-     * {@code nKvHeads * headDim}); see nb_cuda_rope_store.
+     * RoPE on q (in place) and k by the angles of {@code pos[t]}, then k and v stored as f16 at rows
+     * {@code start[t] + pos[t]} of the caches ({@code start} {@link MemorySegment#NULL}: rows {@code pos[t]}; rows of
+     * {@code nKvHeads * headDim}); a row outside the caches is skipped on the device. See nb_cuda_rope_store.
      */
     public void ropeStore(MemorySegment q, MemorySegment k, MemorySegment v, long nTok, long nHeads, long nKvHeads,
-                          long headDim, MemorySegment pos, float theta, float freqScale, MemorySegment freqFactors,
-                          MemorySegment kCache, MemorySegment vCache) {
+                          long headDim, MemorySegment pos, MemorySegment start, float theta, float freqScale,
+                          MemorySegment freqFactors, MemorySegment kCache, MemorySegment vCache) {
         String call = "nb_cuda_rope_store";
         nonNegative(call, "nTok", nTok);
         if (nHeads <= 0 || nKvHeads <= 0 || headDim <= 0 || headDim % 2 != 0 || headDim > 512) {
@@ -554,6 +562,7 @@ public final class NibbleCuda implements AutoCloseable {
         requireFloats(call, "k", k, product(call, nTok, rowLen));
         requireFloats(call, "v", v, product(call, nTok, rowLen));
         requireBytes(call, "pos", pos, product(call, nTok, 4), 4);
+        requireStarts(call, start, nTok);
         if (!freqFactors.equals(MemorySegment.NULL)) {
             requireFloats(call, "freqFactors", freqFactors, headDim / 2);
         }
@@ -562,7 +571,7 @@ public final class NibbleCuda implements AutoCloseable {
         requireBytes(call, "vCache", vCache, product(call, capacity, rowLen * 2), 2);
         try {
             check(call, (int) H.nb_cuda_rope_store.invokeExact(ctx(), q, k, v, nTok, nHeads, nKvHeads, headDim, pos,
-                    theta, freqScale, freqFactors, kCache, vCache, capacity));
+                    start, theta, freqScale, freqFactors, kCache, vCache, capacity));
         } catch (RuntimeException e) {
             throw e;
         } catch (Throwable t) {
@@ -570,7 +579,10 @@ public final class NibbleCuda implements AutoCloseable {
         }
     }
 
-    /** Workspace bytes {@link #attention} needs. */
+    /**
+     * Workspace bytes enough for any {@link #attention} call of at most {@code nTok} tokens, with or without starts,
+     * over sequences of at most {@code nKv} positions (0: none needed).
+     */
     public static long attentionWorkBytes(long nTok, long nHeads, long headDim, long nKv) {
         try {
             return (long) handles().nb_cuda_attention_work_bytes.invokeExact(nTok, nHeads, headDim, nKv);
@@ -580,12 +592,18 @@ public final class NibbleCuda implements AutoCloseable {
     }
 
     /**
-     * Causal attention with grouped query heads over the f16 cache {@code k}/{@code v} of {@code nKv} positions
-     * (an upper bound: query t sees positions 0..pos[t]); see nb_cuda_attention in nibble.h.
+     * Causal attention with grouped query heads over the f16 cache {@code k}/{@code v}; see nb_cuda_attention in
+     * nibble.h. Token t's sequence begins at cache row {@code start[t]} (device int32; {@code start}
+     * {@link MemorySegment#NULL}: row 0 for every token) and query t sees its positions
+     * {@code 0 .. min(pos[t], nKv - 1)}: {@code nKv} is an upper bound, the most positions one sequence holds, and k
+     * and v must hold at least that many rows. pos and start live on the device, so unlike {@link NibbleCpu#attention}
+     * this cannot check the rows they reach: the caller (the runtime's Model) guarantees that
+     * {@code start[t] + min(pos[t], nKv - 1)} is a row of k and v for every token. {@code work} holds at least
+     * {@link #attentionWorkBytes} for {@code nTok} tokens when that is not 0.
      */
-    public void attention(MemorySegment q, long nTok, MemorySegment pos, long nHeads, long nKvHeads, long headDim,
-                          MemorySegment k, MemorySegment v, long nKv, long kvStride, float scale, MemorySegment work,
-                          MemorySegment out) {
+    public void attention(MemorySegment q, long nTok, MemorySegment pos, MemorySegment start, long nHeads,
+                          long nKvHeads, long headDim, MemorySegment k, MemorySegment v, long nKv, long kvStride,
+                          float scale, MemorySegment work, MemorySegment out) {
         String call = "nb_cuda_attention";
         nonNegative(call, "nTok", nTok);
         if (nHeads <= 0 || nKvHeads <= 0 || nHeads % nKvHeads != 0) {
@@ -601,6 +619,7 @@ public final class NibbleCuda implements AutoCloseable {
         requireFloats(call, "q", q, qFloats);
         requireFloats(call, "out", out, qFloats);
         requireBytes(call, "pos", pos, product(call, nTok, 4), 4);
+        requireStarts(call, start, nTok);
         long kvBytes = product(call, product(call, nKv - 1, kvStride) + nKvHeads * headDim, 2);
         requireBytes(call, "k", k, kvBytes, 2);
         requireBytes(call, "v", v, kvBytes, 2);
@@ -609,12 +628,19 @@ public final class NibbleCuda implements AutoCloseable {
             requireBytes(call, "work", work, workBytes, 16);
         }
         try {
-            check(call, (int) H.nb_cuda_attention.invokeExact(ctx(), q, nTok, pos, nHeads, nKvHeads, headDim, k, v, nKv,
-                    kvStride, scale, work, work.byteSize(), out));
+            check(call, (int) H.nb_cuda_attention.invokeExact(ctx(), q, nTok, pos, start, nHeads, nKvHeads, headDim, k,
+                    v, nKv, kvStride, scale, work, work.byteSize(), out));
         } catch (RuntimeException e) {
             throw e;
         } catch (Throwable t) {
             throw failure(call, t);
+        }
+    }
+
+    /** A device array of {@code nTok} int32 start rows, or {@link MemorySegment#NULL} for none. */
+    private static void requireStarts(String call, MemorySegment start, long nTok) {
+        if (!MemorySegment.NULL.equals(start)) {
+            requireBytes(call, "start", start, product(call, nTok, 4), 4);
         }
     }
 
@@ -709,7 +735,7 @@ public final class NibbleCuda implements AutoCloseable {
             nb_cuda_matmul_swiglu = fast("nb_cuda_matmul_swiglu",
                     FunctionDescriptor.of(I32, PTR, I32, PTR, PTR, I64, I64, PTR, I64, PTR));
             nb_cuda_rope_store = fast("nb_cuda_rope_store", FunctionDescriptor.of(I32, PTR, PTR, PTR, PTR, I64, I64, I64,
-                    I64, PTR, F32, F32, PTR, PTR, PTR, I64));
+                    I64, PTR, PTR, F32, F32, PTR, PTR, PTR, I64));
             nb_cuda_embed = fast("nb_cuda_embed", FunctionDescriptor.of(I32, PTR, I32, PTR, I64, I64, PTR, I64, PTR));
             nb_cuda_rmsnorm = fast("nb_cuda_rmsnorm", FunctionDescriptor.of(I32, PTR, PTR, PTR, I64, I64, F32, PTR));
             nb_cuda_add_rmsnorm = fast("nb_cuda_add_rmsnorm",
@@ -717,11 +743,12 @@ public final class NibbleCuda implements AutoCloseable {
             nb_cuda_rope = fast("nb_cuda_rope", FunctionDescriptor.of(I32, PTR, PTR, I64, I64, I64, PTR, F32, F32, PTR));
             nb_cuda_swiglu = fast("nb_cuda_swiglu", FunctionDescriptor.of(I32, PTR, PTR, PTR, I64, PTR));
             nb_cuda_add = fast("nb_cuda_add", FunctionDescriptor.of(I32, PTR, PTR, PTR, I64, PTR));
-            nb_cuda_kv_store = fast("nb_cuda_kv_store", FunctionDescriptor.of(I32, PTR, PTR, I64, I64, PTR, PTR, I64));
+            nb_cuda_kv_store = fast("nb_cuda_kv_store",
+                    FunctionDescriptor.of(I32, PTR, PTR, I64, I64, PTR, PTR, PTR, I64));
             nb_cuda_attention_work_bytes = fast("nb_cuda_attention_work_bytes",
                     FunctionDescriptor.of(I64, I64, I64, I64, I64));
-            nb_cuda_attention = fast("nb_cuda_attention", FunctionDescriptor.of(I32, PTR, PTR, I64, PTR, I64, I64, I64,
-                    PTR, PTR, I64, I64, F32, PTR, I64, PTR));
+            nb_cuda_attention = fast("nb_cuda_attention", FunctionDescriptor.of(I32, PTR, PTR, I64, PTR, PTR, I64, I64,
+                    I64, PTR, PTR, I64, I64, F32, PTR, I64, PTR));
         }
 
         static Handles bind() {

@@ -203,14 +203,14 @@ class CudaKernelTest {
                 cuda.memset(caches[i], 0x11);
             }
             MemorySegment fusedQ = device(arena, q);
-            cuda.ropeStore(fusedQ, device(arena, k), device(arena, v), tokens, heads, kvHeads, hd, pos, 10000f, 1f, f,
-                    caches[0], caches[1]);
+            cuda.ropeStore(fusedQ, device(arena, k), device(arena, v), tokens, heads, kvHeads, hd, pos,
+                    MemorySegment.NULL, 10000f, 1f, f, caches[0], caches[1]);
             MemorySegment plainQ = device(arena, q);
             MemorySegment plainK = device(arena, k);
             cuda.rope(plainQ, tokens, heads, hd, pos, 10000f, 1f, f);
             cuda.rope(plainK, tokens, kvHeads, hd, pos, 10000f, 1f, f);
-            cuda.kvStore(plainK, tokens, rowLen, pos, caches[2]);
-            cuda.kvStore(device(arena, v), tokens, rowLen, pos, caches[3]);
+            cuda.kvStore(plainK, tokens, rowLen, pos, MemorySegment.NULL, caches[2]);
+            cuda.kvStore(device(arena, v), tokens, rowLen, pos, MemorySegment.NULL, caches[3]);
             float[] want = read(arena, plainQ, q.length);
             double[] ref = new double[want.length];
             for (int i = 0; i < want.length; i++) {
@@ -223,6 +223,85 @@ class CudaKernelTest {
                 cuda.read(caches[c], a);
                 cuda.read(caches[c + 2], b);
                 assertEquals(-1L, a.mismatch(b), (c == 0 ? "key" : "value") + " cache differs");
+            }
+        }
+    }
+
+    @Test
+    void ropeStoreWithStartsWritesRowsStartPlusPositionAndNothingElse() {
+        Random rnd = new Random(23);
+        int tokens = 6, heads = 8, kvHeads = 2, hd = 64, capacity = 50, rowLen = kvHeads * hd;
+        int[] pos = {3, 0, 7, 2, 45, 1};
+        int[] start = {10, 30, 10, 0, 20, 48}; // rows 13, 30, 17, 2, 65 (past the cache: not stored), 49
+        try (Arena arena = Arena.ofConfined()) {
+            float[] q = KernelData.randomFloats(rnd, tokens * heads * hd, 1);
+            float[] k = KernelData.randomFloats(rnd, tokens * rowLen, 1);
+            float[] v = KernelData.randomFloats(rnd, tokens * rowLen, 1);
+            MemorySegment dPos = device(arena, KernelData.ints(arena, pos));
+            MemorySegment dStart = device(arena, KernelData.ints(arena, start));
+            long cacheBytes = 2L * capacity * rowLen;
+            MemorySegment[] caches = new MemorySegment[4];
+            for (int i = 0; i < 4; i++) {
+                caches[i] = cuda.alloc(cacheBytes).reinterpret(cacheBytes, arena, cuda::free);
+                cuda.memset(caches[i], 0x11);
+            }
+            MemorySegment fusedQ = device(arena, q);
+            cuda.ropeStore(fusedQ, device(arena, k), device(arena, v), tokens, heads, kvHeads, hd, dPos, dStart,
+                    10000f, 1f, MemorySegment.NULL, caches[0], caches[1]);
+            // the same through rope and kvStore with starts: identical bits
+            MemorySegment plainQ = device(arena, q);
+            MemorySegment plainK = device(arena, k);
+            cuda.rope(plainQ, tokens, heads, hd, dPos, 10000f, 1f, MemorySegment.NULL);
+            cuda.rope(plainK, tokens, kvHeads, hd, dPos, 10000f, 1f, MemorySegment.NULL);
+            cuda.kvStore(plainK, tokens, rowLen, dPos, dStart, caches[2]);
+            cuda.kvStore(device(arena, v), tokens, rowLen, dPos, dStart, caches[3]);
+            float[] rotatedQ = read(arena, plainQ, q.length);
+            float[] fused = read(arena, fusedQ, q.length);
+            for (int i = 0; i < q.length; i++) {
+                assertEquals(rotatedQ[i], fused[i], 0, "query element " + i);
+            }
+            MemorySegment[] host = new MemorySegment[4];
+            for (int c = 0; c < 4; c++) {
+                host[c] = arena.allocate(cacheBytes, 64);
+                cuda.read(caches[c], host[c]);
+            }
+            assertEquals(-1L, host[0].mismatch(host[2]), "key cache differs from rope + kvStore");
+            assertEquals(-1L, host[1].mismatch(host[3]), "value cache differs from kvStore");
+            // rows start + pos hold the token's key (rotated by its position's angle, float64 reference) and value;
+            // every other row is untouched
+            double[] keyRef = new double[rowLen];
+            for (int row = 0; row < capacity; row++) {
+                int t = -1;
+                for (int i = 0; i < tokens; i++) {
+                    if (start[i] + pos[i] == row) {
+                        t = i;
+                    }
+                }
+                float[] gotK = new float[rowLen];
+                for (int i = 0; i < rowLen; i++) {
+                    short hk = host[0].getAtIndex(ValueLayout.JAVA_SHORT, (long) row * rowLen + i);
+                    short hv = host[1].getAtIndex(ValueLayout.JAVA_SHORT, (long) row * rowLen + i);
+                    if (t < 0) {
+                        assertEquals((short) 0x1111, hk, "key row " + row + " is not any token's: untouched");
+                        assertEquals((short) 0x1111, hv, "value row " + row + " is not any token's: untouched");
+                        continue;
+                    }
+                    gotK[i] = Float.float16ToFloat(hk);
+                    assertEquals(Float.floatToFloat16(v[t * rowLen + i]), hv, "value row " + row + " element " + i);
+                }
+                if (t >= 0) {
+                    for (int h = 0; h < kvHeads; h++) {
+                        for (int i = 0; i < hd / 2; i++) {
+                            int e = h * hd + 2 * i;
+                            double a = pos[t] * Math.pow(10000, -2.0 * i / hd);
+                            double x0 = k[t * rowLen + e], x1 = k[t * rowLen + e + 1];
+                            keyRef[e] = x0 * Math.cos(a) - x1 * Math.sin(a);
+                            keyRef[e + 1] = x0 * Math.sin(a) + x1 * Math.cos(a);
+                        }
+                    }
+                    double err = KernelData.relativeError(gotK, keyRef);
+                    assertTrue(err < 1e-3, "key row " + row + ": " + err);
+                }
             }
         }
     }
@@ -373,7 +452,8 @@ class CudaKernelTest {
             long bytes = 2L * capacity * rowLen;
             MemorySegment cache = cuda.alloc(bytes).reinterpret(bytes, arena, cuda::free);
             cuda.memset(cache, 0);
-            cuda.kvStore(device(arena, rows), 4, rowLen, device(arena, KernelData.ints(arena, slots)), cache);
+            cuda.kvStore(device(arena, rows), 4, rowLen, device(arena, KernelData.ints(arena, slots)), MemorySegment.NULL,
+                    cache);
             MemorySegment host = arena.allocate(bytes, 64);
             cuda.read(cache, host);
             for (int slot = 0; slot < capacity; slot++) {
@@ -381,6 +461,37 @@ class CudaKernelTest {
                     float want = slot == 9 ? rows[i] : slot == 2 ? rows[rowLen + i] : 0;
                     float got = Float.float16ToFloat(host.getAtIndex(ValueLayout.JAVA_SHORT, (long) slot * rowLen + i));
                     assertEquals(Float.float16ToFloat(Float.floatToFloat16(want)), got, 0, "slot " + slot + " i " + i);
+                }
+            }
+        }
+    }
+
+    @Test
+    void kvStoreWithStartsWritesRowStartPlusPositionAndSkipsRowsOutsideTheCache() {
+        Random rnd = new Random(12);
+        int rowLen = 96, capacity = 12;
+        int[] pos = {2, 0, 5, 3, -1, 4};
+        int[] start = {7, 11, 0, 9, 0, -2}; // rows 9, 11, 5, 12 (past the end), -1 (before it), 2
+        try (Arena arena = Arena.ofConfined()) {
+            float[] rows = KernelData.randomFloats(rnd, pos.length * rowLen, 4);
+            long bytes = 2L * capacity * rowLen;
+            MemorySegment cache = cuda.alloc(bytes).reinterpret(bytes, arena, cuda::free);
+            cuda.memset(cache, 0x7F); // 0x7F7F: a NaN no row of the source rounds to
+            cuda.kvStore(device(arena, rows), pos.length, rowLen, device(arena, KernelData.ints(arena, pos)),
+                    device(arena, KernelData.ints(arena, start)), cache);
+            MemorySegment host = arena.allocate(bytes, 64);
+            cuda.read(cache, host);
+            for (int row = 0; row < capacity; row++) {
+                int t = -1;
+                for (int i = 0; i < pos.length; i++) {
+                    if (start[i] + pos[i] == row) {
+                        t = i;
+                    }
+                }
+                for (int i = 0; i < rowLen; i++) {
+                    short got = host.getAtIndex(ValueLayout.JAVA_SHORT, (long) row * rowLen + i);
+                    short want = t < 0 ? (short) 0x7F7F : Float.floatToFloat16(rows[t * rowLen + i]);
+                    assertEquals(want, got, "row " + row + " element " + i + (t < 0 ? " (untouched)" : " (token " + t + ")"));
                 }
             }
         }
@@ -419,12 +530,95 @@ class CudaKernelTest {
             MemorySegment work = workBytes > 0
                     ? cuda.alloc(workBytes).reinterpret(workBytes, arena, cuda::free) : MemorySegment.NULL;
             MemorySegment out = poisoned(arena, (long) nTok * heads * hd);
-            cuda.attention(device(arena, q), nTok, device(arena, KernelData.ints(arena, pos)), heads, kvHeads, hd,
-                    device(arena, k), device(arena, v), nKv, stride, scale, work, out);
+            cuda.attention(device(arena, q), nTok, device(arena, KernelData.ints(arena, pos)), MemorySegment.NULL, heads,
+                    kvHeads, hd, device(arena, k), device(arena, v), nKv, stride, scale, work, out);
             double[] ref = AttentionKernelTest.reference(q, kf, vf, pos, new int[nTok], heads, kvHeads, hd, nKv, stride,
                     scale);
             double err = KernelData.relativeError(read(arena, out, q.length), ref);
             assertTrue(err < 1e-3, "relative error " + err);
+        }
+    }
+
+    static Stream<Arguments> attentionWithStartsCases() {
+        // heads, kv heads, head dim: Llama-2-7B and 70B (tensor cores), head dims the fallback kernel takes
+        int[][] layouts = {{32, 32, 128}, {64, 8, 128}, {8, 2, 96}, {6, 3, 32}};
+        List<Arguments> list = new ArrayList<>();
+        for (int[] l : layouts) {
+            for (int tokens : new int[] {1, 3, 5, 9, 40, 64}) {
+                list.add(Arguments.of(l[0], l[1], l[2], tokens));
+            }
+        }
+        return list.stream();
+    }
+
+    /**
+     * Tokens of several sequences in one pool: each sequence a range of rows, the ranges in shuffled order with rows
+     * of no sequence between them, several tokens of one sequence among others, in no order, some past the span. Every
+     * row no token may see is NaN, so that a key read from another sequence (or past a token's position) shows.
+     */
+    @ParameterizedTest(name = "heads {0}/{1} dim {2} tokens {3}")
+    @MethodSource("attentionWithStartsCases")
+    void attentionWithStartsMatchesFloat64Reference(int heads, int kvHeads, int hd, int nTok) {
+        Random rnd = new Random(heads * 7919L + hd * 31L + nTok);
+        int nKv = 150; // the span: three 64-key tiles, so the split paths have more than one tile to share
+        long stride = (long) kvHeads * hd;
+        int nSeq = nTok == 1 ? 1 : Math.min(12, Math.max(2, nTok * 2 / 3));
+        int[] seqLen = new int[nSeq];
+        int[] seqStart = new int[nSeq];
+        List<Integer> order = new ArrayList<>();
+        for (int s = 0; s < nSeq; s++) {
+            seqLen[s] = s % 3 == 0 ? nKv : 1 + rnd.nextInt(nKv);
+            order.add(s);
+        }
+        java.util.Collections.shuffle(order, rnd);
+        int rows = rnd.nextInt(40);
+        for (int s : order) {
+            seqStart[s] = rows;
+            rows += seqLen[s] + rnd.nextInt(40);
+        }
+        rows++;
+        int[] pos = new int[nTok];
+        int[] start = new int[nTok];
+        for (int t = 0; t < nTok; t++) {
+            int s = t < nSeq ? order.get(t) : rnd.nextInt(nSeq); // every sequence has a token, some several
+            pos[t] = seqLen[s] == nKv && t % 4 == 1 ? nKv + rnd.nextInt(300) : rnd.nextInt(seqLen[s]);
+            start[t] = seqStart[s];
+        }
+        boolean[] seen = new boolean[rows];
+        for (int t = 0; t < nTok; t++) {
+            for (int j = 0; j <= Math.min(pos[t], nKv - 1); j++) {
+                seen[start[t] + j] = true;
+            }
+        }
+        try (Arena arena = Arena.ofConfined()) {
+            float[] q = KernelData.randomFloats(rnd, nTok * heads * hd, 1);
+            float[] kf = KernelData.randomFloats(rnd, (int) (rows * stride), 1);
+            float[] vf = KernelData.randomFloats(rnd, (int) (rows * stride), 2);
+            KernelData.roundToHalf(kf); // the reference sees exactly the values the f16 cache holds
+            KernelData.roundToHalf(vf);
+            for (int r = 0; r < rows; r++) {
+                if (!seen[r]) {
+                    java.util.Arrays.fill(kf, (int) (r * stride), (int) ((r + 1) * stride), Float.NaN);
+                    java.util.Arrays.fill(vf, (int) (r * stride), (int) ((r + 1) * stride), Float.NaN);
+                }
+            }
+            MemorySegment k = KernelData.cache(arena, kf, GgmlType.F16);
+            MemorySegment v = KernelData.cache(arena, vf, GgmlType.F16);
+            float scale = (float) (1 / Math.sqrt(hd));
+            long workBytes = NibbleCuda.attentionWorkBytes(nTok, heads, hd, nKv);
+            for (int t = 1; t < nTok; t++) { // one workspace serves every smaller call
+                assertTrue(NibbleCuda.attentionWorkBytes(t, heads, hd, nKv) <= workBytes, "work for " + t + " tokens");
+            }
+            MemorySegment work = workBytes > 0
+                    ? cuda.alloc(workBytes).reinterpret(workBytes, arena, cuda::free) : MemorySegment.NULL;
+            MemorySegment out = poisoned(arena, (long) nTok * heads * hd);
+            cuda.attention(device(arena, q), nTok, device(arena, KernelData.ints(arena, pos)),
+                    device(arena, KernelData.ints(arena, start)), heads, kvHeads, hd, device(arena, k), device(arena, v),
+                    nKv, stride, scale, work, out);
+            double[] ref = AttentionKernelTest.reference(q, kf, vf, pos, start, heads, kvHeads, hd, nKv, stride, scale);
+            double err = KernelData.relativeError(read(arena, out, q.length), ref);
+            assertTrue(err < 1e-3, "relative error " + err + " (starts " + java.util.Arrays.toString(start)
+                    + ", positions " + java.util.Arrays.toString(pos) + ")");
         }
     }
 
