@@ -5,6 +5,7 @@
 #   tests    the Java GPU tests (CUDA kernels against the Java references, the tiny model end to end)
 #   sanitize the CUDA kernel tests once more under compute-sanitizer
 #   bench    nibble bench on synthetic Llama-2 shapes (BENCH="7b:q4_0 7b:q4_k ..." overrides the list)
+#   batch    batched generation, 7B Q4_0: 128-token prompts, 128 tokens each, 1 to 64 sequences together
 #   big      70B Q4_0 and q4_k_m-type Q4_K with a 4,096-token context under --gpu-memory 48G, peak recorded
 #   copy     device-to-device copy bandwidth (the ceiling for decode), through PyTorch
 # usage, through the device tool, from the repository root with carry [".device"]:
@@ -49,6 +50,13 @@ for step in "$@"; do
         grep -E '"test"|median|peak' "/tmp/bench-$name.json" | tr -d ' \n' | sed 's/,"/ /g' | tee -a "$summary"; echo | tee -a "$summary"
         tail -3 "/tmp/bench-$name.err" | tee -a "$summary"
       done ;;
+    batch)
+      nibble bench --synthetic 7b:q4_0 --device cuda -p 128 -n 128 -r 3 --parallel ${PARALLEL:-1,8,16,32,64} --json \
+        > /tmp/bench-batch.json 2> /tmp/bench-batch.err
+      echo "batch 7b:q4_0: exit $?" | tee -a "$summary"
+      grep -E '"test"|median' /tmp/bench-batch.json | tr -d ' \n' | sed 's/,"/ /g; s/"test"/\n"test"/g' | tee -a "$summary"
+      echo | tee -a "$summary"
+      tail -3 /tmp/bench-batch.err | tee -a "$summary" ;;
     big)
       for spec in 70b:q4_0 70b:q4_k; do
         name=${spec//:/-}

@@ -16,6 +16,7 @@ import java.util.Collections;
 import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.Set;
+import java.util.function.IntConsumer;
 
 /**
  * A Llama model loaded from a GGUF file and its forward pass on one {@link Backend}. One pass ({@link #step}) runs up
@@ -311,15 +312,13 @@ public final class Model implements AutoCloseable {
                 }
             }
         }
-        for (Segment seg : segments) {
-            seg.cache().advance(seg.tokens().length);
-        }
         int vocab = config.vocabSize();
         long bytes = (long) logitRows * vocab * Float.BYTES;
         if (bytes > 0) {
             backend.read(logits.asSlice(0, bytes), hostLogits.asSlice(0, bytes));
         }
         float[][] result = new float[segments.size()][];
+        boolean finite = true;
         for (int s = 0; s < layout.order.size(); s++) {
             Segment seg = layout.order.get(s);
             if (seg.logits() == Logits.NONE) {
@@ -329,9 +328,63 @@ public final class Model implements AutoCloseable {
             float[] out = new float[rows * vocab];
             MemorySegment.copy(hostLogits, ValueLayout.JAVA_FLOAT, (long) layout.logitRow[s] * vocab * Float.BYTES, out,
                     0, out.length);
+            finite &= allFinite(out);
             result[layout.index[s]] = out;
         }
+        if (!finite) {
+            throw nonFinite(layout);
+        }
+        for (Segment seg : segments) {
+            seg.cache().advance(seg.tokens().length);
+        }
         return result;
+    }
+
+    private static boolean allFinite(float[] values) {
+        for (float v : values) {
+            if (!Float.isFinite(v)) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /**
+     * The pass produced NaN or an infinity: runs it again (it writes the same cache rows), looking at the residual
+     * stream after each layer, to say where. Sampling from such logits would give garbage text or no valid token.
+     */
+    private NonFiniteException nonFinite(Layout lay) {
+        int n = lay.tokens;
+        long bytes = (long) n * config.dim() * Float.BYTES;
+        int[] where = {config.layers()}; // past the last layer: the final norm or the output matrix
+        try (Arena scratch = Arena.ofConfined()) {
+            MemorySegment host = scratch.allocate(bytes, 64);
+            layers(lay, l -> {
+                for (MemorySegment stream : new MemorySegment[] {x, xb}) {
+                    backend.read(stream.asSlice(0, bytes), host);
+                    for (long i = 0; i < bytes / Float.BYTES; i++) {
+                        if (!Float.isFinite(host.getAtIndex(ValueLayout.JAVA_FLOAT, i))) {
+                            where[0] = Math.min(where[0], l);
+                            throw new StopDiagnosis();
+                        }
+                    }
+                }
+            });
+        } catch (StopDiagnosis found) {
+            // where[0] holds the layer
+        }
+        String at = where[0] < config.layers() ? "at layer " + where[0] + " of " + config.layers()
+                : "in its output (the final norm or the output matrix)";
+        return new NonFiniteException(file.path() + ": the model produced NaN/Inf " + at
+                + "; its weights hold NaN or infinite values, or overflow f32: the file is damaged or was converted"
+                + " from a broken checkpoint (convert it again, or check the source weights)");
+    }
+
+    /** Ends the layer-by-layer diagnosis at the first non-finite value. */
+    private static final class StopDiagnosis extends RuntimeException {
+        StopDiagnosis() {
+            super(null, null, false, false);
+        }
     }
 
     /**
@@ -432,6 +485,11 @@ public final class Model implements AutoCloseable {
      * in xb. Nothing here depends on host values that change from step to step, so a backend may record it.
      */
     private void layers(Layout lay) {
+        layers(lay, null);
+    }
+
+    /** {@link #layers(Layout)}, calling {@code afterLayer} (when not null) with each layer's index once it is done. */
+    private void layers(Layout lay, IntConsumer afterLayer) {
         LlamaConfig c = config;
         int n = lay.tokens;
         int dim = c.dim();
@@ -470,6 +528,9 @@ public final class Model implements AutoCloseable {
             backend.addRmsNorm(x, xb, w.ffnNorm(), n, dim, eps, xb);
             backend.matmulSwiglu(w.gate(), w.up(), xb, n, hb, hb2);
             backend.matmul(w.down(), hb, n, xb);
+            if (afterLayer != null) {
+                afterLayer.accept(l);
+            }
         }
         backend.addRmsNorm(x, xb, weights.outputNorm(), n, dim, eps, xb);
     }

@@ -168,20 +168,40 @@ class BatchEngineTest {
     @Test
     void cancellingAFutureEndsItsSequenceAndFreesItsPlace() throws Exception {
         try (BatchEngine engine = new BatchEngine(model, tokenizer, new BatchEngine.Options(1, CONTEXT, CONTEXT))) {
-            List<CompletableFuture<GenerationResult>> self = new ArrayList<>();
-            StringBuilder pieces = new StringBuilder();
+            CountDownLatch streaming = new CountDownLatch(1);
+            CountDownLatch cancelled = new CountDownLatch(1);
             CompletableFuture<GenerationResult> first = engine.submit("The jury",
                     GenerationSettings.of(-1, SamplerSettings.greedy()), text -> {
-                        pieces.append(text);
-                        self.getFirst().cancel(false);
+                        streaming.countDown();
+                        try {
+                            cancelled.await(60, TimeUnit.SECONDS); // hold the engine until the caller has cancelled
+                        } catch (InterruptedException e) {
+                            Thread.currentThread().interrupt();
+                        }
                     });
-            self.add(first);
             // one place and a pool of one sequence: this one runs only once the first has given both back
             CompletableFuture<GenerationResult> second = engine.submit("Once upon a time",
                     GenerationSettings.of(5, SamplerSettings.greedy()), s -> { });
+            assertTrue(streaming.await(60, TimeUnit.SECONDS));
+            assertTrue(first.cancel(false));
+            cancelled.countDown();
             assertEquals(5, second.get(60, TimeUnit.SECONDS).generatedTokens());
-            assertTrue(first.isCancelled());
             assertEquals(CONTEXT, engine.freePoolTokens());
+        }
+    }
+
+    @Test
+    void aFailingCallbackFailsItsOwnRequestOnly() {
+        try (BatchEngine engine = new BatchEngine(model, tokenizer, new BatchEngine.Options(2, CONTEXT, 0))) {
+            CompletableFuture<GenerationResult> bad = engine.submit("The jury",
+                    GenerationSettings.of(8, SamplerSettings.greedy()), text -> {
+                        throw new IllegalStateException("the client is gone");
+                    });
+            CompletableFuture<GenerationResult> good = engine.submit("Once upon a time",
+                    GenerationSettings.of(8, SamplerSettings.greedy()), s -> { });
+            CompletionException e = assertThrows(CompletionException.class, bad::join);
+            assertEquals("the client is gone", e.getCause().getMessage());
+            assertEquals(8, good.join().generatedTokens());
         }
     }
 

@@ -13,6 +13,7 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
+import java.util.ArrayList;
 import java.util.List;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -20,6 +21,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestInstance;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /**
  * The tiny Llama of test-data, converted by nibble's converter to F32 and F16 and run on one backend, against the
@@ -121,6 +123,42 @@ abstract class TinyLlamaEndToEnd {
             assertEquals(5, r.promptTokens());
             assertEquals(48, r.generatedTokens());
             assertEquals(GenerationResult.StopReason.MAX_TOKENS, r.stopReason());
+        }
+    }
+
+    /**
+     * Many sequences in one pass (continuous batching, one KV pool) give each prompt the text it gets alone, on the
+     * converted F16 model and on the Q8_0 file of test-data (8-bit kernels); the jury prompt also gives Hugging Face's.
+     */
+    @ParameterizedTest
+    @ValueSource(strings = {"F16", "Q8_0"})
+    void batchedSequencesGiveEachPromptItsTextAlone(String type) throws IOException {
+        Path path = type.equals("F16") ? file(Recipe.F16) : TinyLlamaRefs.dir().getParent().resolve("tiny-llama.q8_0.gguf");
+        try (Model m = Model.load(path, backend)) {
+            Tokenizer tokenizer = Tokenizer.from(VocabularyGguf.read(m.file()));
+            List<String> prompts = new ArrayList<>();
+            for (String p : PROMPTS) {
+                prompts.add(refs.json.get("prompts").get(p).get("text").asText());
+            }
+            prompts.add("A");
+            List<GenerationResult> alone = new ArrayList<>();
+            try (Generator g = new Generator(m, tokenizer, 256)) {
+                for (String p : prompts) {
+                    alone.add(g.generate(p, GenerationSettings.of(48, SamplerSettings.greedy()), s -> { }));
+                }
+            }
+            try (BatchEngine engine = new BatchEngine(m, tokenizer, new BatchEngine.Options(3, 256, 0))) {
+                List<java.util.concurrent.CompletableFuture<GenerationResult>> futures = new ArrayList<>();
+                for (String p : prompts) {
+                    futures.add(engine.submit(p, GenerationSettings.of(48, SamplerSettings.greedy()), s -> { }));
+                }
+                for (int i = 0; i < prompts.size(); i++) {
+                    assertEquals(alone.get(i).text(), futures.get(i).join().text(), type + " prompt " + i);
+                }
+            }
+            if (type.equals("F16")) {
+                assertEquals(refs.json.get("greedy").get("jury").get("generate_text").asText(), alone.get(0).text().strip());
+            }
         }
     }
 
