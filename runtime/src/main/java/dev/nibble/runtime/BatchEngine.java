@@ -64,6 +64,7 @@ public final class BatchEngine implements AutoCloseable {
         final CompletableFuture<GenerationResult> result = new CompletableFuture<>();
         KvCache cache;
         int prefilled;
+        boolean finished; // its cache is given back and its future completed
 
         Sequence(Generation generation) {
             this.generation = generation;
@@ -304,14 +305,20 @@ public final class BatchEngine implements AutoCloseable {
             if (s.prefilled < s.prompt.length) {
                 s.prefilled += segments.get(i).tokens().length;
             }
-            if (logits[i] != null && !s.generation.accept(logits[i])) {
-                finish(s, null);
+            try {
+                if (logits[i] != null && !s.generation.accept(logits[i])) {
+                    finish(s, null);
+                }
+            } catch (RuntimeException e) { // its own callback failed: that request fails, the others go on
+                s.generation.cancel();
+                finish(s, e);
             }
         }
-        running.removeIf(s -> s.generation.isDone());
+        running.removeIf(s -> s.finished);
     }
 
     private void finish(Sequence s, Throwable failure) {
+        s.finished = true;
         s.cache.close();
         if (failure == null) {
             s.result.complete(s.generation.result());
@@ -338,5 +345,25 @@ public final class BatchEngine implements AutoCloseable {
         }
         pool.close();
         onClose.run();
+    }
+
+    // Views for monitoring (a server's /metrics): read from any thread without stopping the engine, so each is only a
+    // moment's view, possibly a pass old; none changes anything.
+
+    /** Sequences running now (prefilling or generating), at most {@link #parallel()}. */
+    public int running() {
+        return Math.min(Math.max(running.size(), 0), parallel);
+    }
+
+    /** Positions of the KV cache pool that running sequences have reserved. */
+    public int reservedPoolTokens() {
+        long reserved = 0;
+        for (Object o : running.toArray()) { // a copy: never fails on the worker's concurrent changes
+            if (o instanceof Sequence s) {
+                KvCache cache = s.cache;
+                reserved += cache == null ? 0 : cache.capacity();
+            }
+        }
+        return (int) Math.min(reserved, pool.rows());
     }
 }
