@@ -6,6 +6,7 @@ import dev.nibble.cli.chat.ChatCommand;
 import dev.nibble.cli.generate.GenerateCommand;
 import dev.nibble.cli.inspect.InspectCommand;
 import dev.nibble.cli.perplexity.PerplexityCommand;
+import dev.nibble.cli.serve.ServeCommand;
 import dev.nibble.runtime.nativelib.NibbleCpu;
 import java.io.OutputStreamWriter;
 import java.io.PrintWriter;
@@ -19,7 +20,7 @@ import picocli.CommandLine.Command;
         versionProvider = Nibble.Version.class,
         description = "Runs Llama-family language models in 4 bits on CPUs and NVIDIA GPUs.",
         subcommands = {ConvertCommand.class, InspectCommand.class, TokenizeCommand.class, GenerateCommand.class, ChatCommand.class,
-            BatchCommand.class, PerplexityCommand.class, BenchCommand.class, CommandLine.HelpCommand.class})
+            BatchCommand.class, ServeCommand.class, PerplexityCommand.class, BenchCommand.class, CommandLine.HelpCommand.class})
 public final class Nibble implements Runnable {
 
     @CommandLine.Spec

@@ -247,7 +247,11 @@ public final class BatchCommand implements Callable<Integer> {
                             return null;
                         }));
                     }
-                    CompletableFuture.allOf(futures.toArray(CompletableFuture[]::new)).join();
+                    try {
+                        CompletableFuture.allOf(futures.toArray(CompletableFuture[]::new)).join();
+                    } catch (CompletionException e) { // writing a result failed (a full disk): say that, once
+                        throw e.getCause() instanceof RuntimeException r ? r : e;
+                    }
                 } finally {
                     try {
                         Runtime.getRuntime().removeShutdownHook(onInterrupt);

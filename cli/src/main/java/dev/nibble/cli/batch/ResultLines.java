@@ -3,23 +3,25 @@ package dev.nibble.cli.batch;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.nibble.cli.openai.OpenAiResponses;
 import dev.nibble.runtime.GenerationResult;
 import java.io.UncheckedIOException;
 
 /**
  * The result line of a request, in the form of its input line: nibble's own
  * ({@code {"id", "text", "finish_reason", "usage", "error"?}}) or OpenAI's batch output
- * ({@code {"id", "custom_id", "response": {"status_code", "request_id", "body"}, "error"}}).
+ * ({@code {"id", "custom_id", "response": {"status_code", "request_id", "body"}, "error"}}), whose body is the one
+ * {@code nibble serve} answers ({@link OpenAiResponses}).
  */
 final class ResultLines {
 
     private final ObjectMapper json;
-    private final String modelName;
+    private final OpenAiResponses responses;
     private final long created = System.currentTimeMillis() / 1000;
 
     ResultLines(ObjectMapper json, String modelName) {
         this.json = json;
-        this.modelName = modelName;
+        this.responses = new OpenAiResponses(json, modelName);
     }
 
     /** Why generation ended, in nibble's words: stop, length or context. */
@@ -38,28 +40,10 @@ final class ResultLines {
             o.set("id", r.id());
             o.put("text", g.text());
             o.put("finish_reason", finishReason(g.stopReason()));
-            usage(o.putObject("usage"), g.promptTokens(), g.generatedTokens(), false);
+            OpenAiResponses.usage(o.putObject("usage"), g.promptTokens(), g.generatedTokens(), false);
             return text(o);
         }
-        ObjectNode body = json.createObjectNode();
-        body.put("id", (r.chat() ? "chatcmpl-" : "cmpl-") + r.line());
-        body.put("object", r.chat() ? "chat.completion" : "text_completion");
-        body.put("created", created);
-        body.put("model", modelName);
-        ObjectNode choice = body.putArray("choices").addObject();
-        choice.put("index", 0);
-        if (r.chat()) {
-            ObjectNode message = choice.putObject("message");
-            message.put("role", "assistant");
-            message.put("content", g.text());
-        } else {
-            choice.put("text", g.text());
-            choice.putNull("logprobs");
-        }
-        // OpenAI has no "context": a full context is a length limit there
-        String reason = finishReason(g.stopReason());
-        choice.put("finish_reason", reason.equals("context") ? "length" : reason);
-        usage(body.putObject("usage"), g.promptTokens(), g.generatedTokens(), true);
+        ObjectNode body = responses.completion(r.chat(), (r.chat() ? "chatcmpl-" : "cmpl-") + r.line(), created, g);
         return openAi(r, 200, body);
     }
 
@@ -78,15 +62,11 @@ final class ResultLines {
             }
             o.put("text", "");
             o.put("finish_reason", "error");
-            usage(o.putObject("usage"), 0, 0, false);
+            OpenAiResponses.usage(o.putObject("usage"), 0, 0, false);
             o.put("error", message);
             return text(o);
         }
-        ObjectNode body = json.createObjectNode();
-        ObjectNode error = body.putObject("error");
-        error.put("message", message);
-        error.put("type", internal ? "server_error" : "invalid_request_error");
-        error.putNull("code");
+        ObjectNode body = responses.error(message, internal ? "server_error" : "invalid_request_error", null, null);
         return openAi(r, internal ? 500 : 400, body);
     }
 
@@ -104,14 +84,6 @@ final class ResultLines {
         response.set("body", body);
         o.putNull("error");
         return text(o);
-    }
-
-    private static void usage(ObjectNode u, int prompt, int completion, boolean total) {
-        u.put("prompt_tokens", prompt);
-        u.put("completion_tokens", completion);
-        if (total) {
-            u.put("total_tokens", prompt + completion);
-        }
     }
 
     private String text(ObjectNode o) {
