@@ -57,6 +57,48 @@ public final class BatchEngine implements AutoCloseable {
         }
     }
 
+    /**
+     * What a model's backend can hold: {@code places} sequences (at most the tokens of one pass) of up to
+     * {@code context} positions, in a pool of {@code poolTokens} positions ({@code poolBytes}), which is less than
+     * places × context when memory is short: then fewer sequences of full length fit at once.
+     */
+    public record Plan(int places, int context, int poolTokens, long poolBytes, int askedPlaces, String device) {
+
+        public Options options() {
+            return new Options(places, context, poolTokens);
+        }
+
+        /** One line for the user, before a run starts. */
+        public String describe() {
+            return "KV cache " + poolTokens + " positions (" + Model.size(poolBytes) + ") shared by up to " + places
+                    + " sequences of at most " + context + " positions each"
+                    + (poolTokens < (long) places * context ? "; at full length only " + poolTokens / context
+                    + " fit at once" : "")
+                    + (askedPlaces > places ? " (--parallel " + askedPlaces + " is more than the " + places
+                    + " tokens of one pass on " + device + ")" : "");
+        }
+    }
+
+    /**
+     * Sizes the KV pool for {@code parallel} sequences of up to {@code context} positions on {@code model}'s backend:
+     * all of them at full length when memory allows, else as many positions as the free memory holds (see
+     * {@link Model#cacheBudget}). Refuses, with the numbers, when not even one sequence fits.
+     */
+    public static Plan plan(Model model, int parallel, int context) {
+        int places = Math.min(parallel, model.batch());
+        Backend backend = model.backend();
+        long perPosition = KvPool.bytes(model.config(), 1, backend.cacheType());
+        long budget = model.cacheBudget(Model.hostFreeMemory(), context);
+        long fit = Math.max(0, budget / perPosition);
+        if (fit < context) {
+            throw new InsufficientMemoryException("the KV cache for one sequence of " + context + " positions needs "
+                    + Model.size(context * perPosition) + " on " + backend.description() + " and "
+                    + Model.size(Math.max(budget, 0)) + " is free; use a smaller --ctx or -n");
+        }
+        int rows = (int) Math.min((long) places * context, Math.min(fit, Integer.MAX_VALUE));
+        return new Plan(places, context, rows, rows * perPosition, parallel, backend.description());
+    }
+
     /** A request waiting or running: its loop, its cache once it has started, how much of its prompt has run. */
     private static final class Sequence {
         final Generation generation;

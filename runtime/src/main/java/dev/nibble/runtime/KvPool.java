@@ -35,6 +35,7 @@ public final class KvPool implements AutoCloseable {
     /** The one-token-per-sequence steps of {@link #stepsOwner} over this pool, by token count (see Model). */
     private final Map<Integer, Backend.Recording> steps = new HashMap<>();
     private Object stepsOwner;
+    private volatile int freeRows;
 
     /**
      * A pool of {@code rows} positions in {@code backend}'s memory, whose sequences hold at most {@code span}
@@ -63,6 +64,7 @@ public final class KvPool implements AutoCloseable {
             throw e;
         }
         free.add(new int[] {0, rows});
+        freeRows = rows;
     }
 
     /** Bytes a cache of {@code positions} positions of {@code type} takes for {@code config}. */
@@ -80,13 +82,9 @@ public final class KvPool implements AutoCloseable {
         return span;
     }
 
-    /** Positions not reserved by any open sequence. */
+    /** Positions not reserved by any open sequence (safe to read from any thread: a moment's view). */
     public int freeRows() {
-        int n = 0;
-        for (int[] r : free) {
-            n += r[1];
-        }
-        return n;
+        return freeRows;
     }
 
     /**
@@ -108,6 +106,7 @@ public final class KvPool implements AutoCloseable {
                     r[0] += length;
                     r[1] -= length;
                 }
+                freeRows -= length;
                 return new KvCache(this, start, length);
             }
         }
@@ -116,6 +115,7 @@ public final class KvPool implements AutoCloseable {
 
     /** Gives back the rows of a closed sequence, merging them with free neighbours. */
     void release(int start, int length) {
+        freeRows += length;
         int i = 0;
         while (i < free.size() && free.get(i)[0] < start) {
             i++;

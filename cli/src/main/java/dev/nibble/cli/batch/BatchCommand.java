@@ -10,7 +10,6 @@ import dev.nibble.runtime.BatchEngine;
 import dev.nibble.runtime.Generation;
 import dev.nibble.runtime.GenerationResult;
 import dev.nibble.runtime.GenerationSettings;
-import dev.nibble.runtime.KvCache;
 import dev.nibble.runtime.Model;
 import dev.nibble.runtime.Sampler;
 import dev.nibble.runtime.SamplerSettings;
@@ -211,23 +210,10 @@ public final class BatchCommand implements Callable<Integer> {
             int trained = m.config().contextLength();
             int longest = jobs.stream().mapToInt(Job::need).max().orElse(1);
             int context = ctx > 0 ? ctx : Math.min(trained, longest);
-            int places = Math.min(parallel, m.batch());
-            long perPosition = KvCache.bytes(m.config(), 1, backend.cacheType());
-            long budget = m.cacheBudget(Model.hostFreeMemory(), context);
-            long fit = Math.max(0, budget / perPosition);
-            if (fit < context) {
-                throw new IllegalArgumentException("the KV cache for one sequence of " + context + " positions needs "
-                        + Model.size(context * perPosition) + " and " + Model.size(Math.max(budget, 0))
-                        + " is free; use a smaller --ctx or -n");
-            }
-            int rows = (int) Math.min((long) places * context, Math.min(fit, Integer.MAX_VALUE));
-            err.println("nibble: KV cache " + rows + " positions (" + Model.size(rows * perPosition) + ") shared by up to "
-                    + places + " sequences of at most " + context + " positions each"
-                    + (rows < (long) places * context ? "; at full length only " + rows / context + " fit at once"
-                    : "") + (parallel > places ? " (--parallel " + parallel + " is more than the " + places
-                    + " tokens of one pass on " + backend.description() + ")" : ""));
+            BatchEngine.Plan plan = BatchEngine.plan(m, parallel, context);
+            err.println("nibble: " + plan.describe());
             err.flush();
-            try (BatchEngine engine = new BatchEngine(m, tokenizer, new BatchEngine.Options(places, context, rows))) {
+            try (BatchEngine engine = new BatchEngine(m, tokenizer, plan.options())) {
                 Thread onInterrupt = Thread.ofPlatform().unstarted(() -> interrupted(results, progress, err));
                 Runtime.getRuntime().addShutdownHook(onInterrupt);
                 try {

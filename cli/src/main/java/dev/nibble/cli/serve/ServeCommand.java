@@ -7,7 +7,6 @@ import dev.nibble.formats.vocab.VocabularyGguf;
 import dev.nibble.runtime.Backend;
 import dev.nibble.runtime.BatchEngine;
 import dev.nibble.runtime.Devices;
-import dev.nibble.runtime.KvCache;
 import dev.nibble.runtime.Model;
 import dev.nibble.runtime.tokenizer.Tokenizer;
 import java.io.PrintWriter;
@@ -127,24 +126,10 @@ public final class ServeCommand implements Callable<Integer> {
             ModelChatFormat format = ModelChatFormat.load(model, tokenizer, template);
             err.println("nibble: chat template: " + format.description());
             int context = ctx > 0 ? ctx : Math.min(m.config().contextLength(), DEFAULT_CONTEXT);
-            int places = Math.min(parallel, m.batch());
-            long perPosition = KvCache.bytes(m.config(), 1, backend.cacheType());
-            long budget = m.cacheBudget(Model.hostFreeMemory(), context);
-            long fit = Math.max(0, budget / perPosition);
-            if (fit < context) {
-                throw new IllegalArgumentException("the KV cache for one request of " + context + " positions needs "
-                        + Model.size(context * perPosition) + " and " + Model.size(Math.max(budget, 0))
-                        + " is free; use a smaller --ctx");
-            }
-            int rows = (int) Math.min((long) places * context, Math.min(fit, Integer.MAX_VALUE));
-            int waiting = queue >= 0 ? queue : 4 * places;
-            err.println("nibble: KV cache " + rows + " positions (" + Model.size(rows * perPosition) + ") shared by up to "
-                    + places + " requests of at most " + context + " positions each"
-                    + (rows < (long) places * context ? "; at full length only " + rows / context + " fit at once" : "")
-                    + (parallel > places ? " (--parallel " + parallel + " is more than the " + places
-                    + " tokens of one pass on " + backend.description() + ")" : "") + "; " + waiting
-                    + " more may wait");
-            engine = new BatchEngine(m, tokenizer, new BatchEngine.Options(places, context, rows));
+            BatchEngine.Plan plan = BatchEngine.plan(m, parallel, context);
+            int waiting = queue >= 0 ? queue : 4 * plan.places();
+            err.println("nibble: " + plan.describe() + "; " + waiting + " more may wait");
+            engine = new BatchEngine(m, tokenizer, plan.options());
             long seed = sampling.seed();
             String key = apiKey == null || apiKey.isBlank() ? null : apiKey.strip();
             server = ApiServer.start(engine, format.format(), new ApiServer.Settings(host, port, waiting, bodyLimit,
