@@ -22,7 +22,8 @@ import picocli.CommandLine.TypeConversionException;
 @Command(name = "convert", mixinStandardHelpOptions = true,
         description = {"Converts a Hugging Face Llama/Mistral checkpoint (safetensors or PyTorch .bin, sharded or not)"
                 + " into one GGUF file that nibble and llama.cpp run.",
-            "The output is written to OUT.tmp and renamed when complete; memory stays bounded whatever the model size."})
+            "The output is written to a new temporary file beside OUT and renamed to OUT when complete, so OUT is never"
+                + " half written; memory stays bounded whatever the model size."})
 final class ConvertCommand implements Callable<Integer> {
 
     @Spec
@@ -45,13 +46,20 @@ final class ConvertCommand implements Callable<Integer> {
     @Option(names = "--name", paramLabel = "NAME", description = "general.name in the file (default: the folder's name).")
     String name;
 
-    @Option(names = "--force", description = "Overwrite OUT.gguf if it exists.")
+    @Option(names = "--force", description = "Overwrite OUT.gguf if it exists (only a regular file that is not one of"
+            + " the model's own files).")
     boolean force;
+
+    @Option(names = "--allow-external-links", description = "Read files of MODEL_DIR that are symbolic links to places"
+            + " outside it (refused by default: their content would end up in the model). Links into the Hugging Face"
+            + " cache's blobs folder are always read.")
+    boolean allowExternalLinks;
 
     @Override
     public Integer call() throws Exception {
         ConvertOptions options = ConvertOptions.of(modelDir, output, recipe)
                 .withForce(force)
+                .withAllowExternalLinks(allowExternalLinks)
                 .withProgress(ConsoleProgress.onStderr());
         if (threads != null) {
             options = options.withThreads(threads);

@@ -54,6 +54,27 @@ class ConvertCommandTest {
     }
 
     @Test
+    void aLinkOutOfTheModelFolderIsOneErrorLineUnlessAllowed() throws IOException {
+        Path model = Files.createDirectory(dir.resolve("model"));
+        try (var files = Files.list(Path.of(tiny))) {
+            for (Path f : files.toList()) {
+                Files.copy(f, model.resolve(f.getFileName()));
+            }
+        }
+        Path outside = Files.move(model.resolve("generation_config.json"), dir.resolve("generation_config.json"));
+        Files.createSymbolicLink(model.resolve("generation_config.json"), outside);
+        Path out = dir.resolve("tiny.gguf");
+        CliRun run = CliRun.of("convert", model.toString(), "-o", out.toString(), "--type", "f16");
+        assertEquals(1, run.exitCode());
+        assertEquals("nibble: error: " + model.resolve("generation_config.json") + " is a link to " + outside.toRealPath()
+                + ", outside the model folder, and would be copied into the model; copy the file into " + model
+                + ", or pass --allow-external-links if it belongs to the model", run.err().strip());
+        assertFalse(Files.exists(out));
+        run = CliRun.of("convert", model.toString(), "-o", out.toString(), "--type", "f16", "--allow-external-links");
+        assertEquals(0, run.exitCode(), run.err());
+    }
+
+    @Test
     void unknownTypeIsAUsageErrorListingTheChoices() {
         CliRun run = CliRun.of("convert", tiny, "-o", dir.resolve("x.gguf").toString(), "--type", "q3_k");
         assertEquals(2, run.exitCode());

@@ -1,5 +1,6 @@
 package dev.nibble.converter;
 
+import dev.nibble.formats.AtomicOutputFile;
 import dev.nibble.formats.FormatException;
 import dev.nibble.formats.checkpoint.Checkpoint;
 import dev.nibble.formats.gguf.GgufMetadata;
@@ -18,7 +19,10 @@ import java.util.Optional;
 /**
  * Converts a Hugging Face Llama model folder into one GGUF file: reads and checks the config, tokenizer and weights,
  * plans every output tensor and its type, checks the disk has room, then streams the tensors through the quantizers
- * into {@code OUT.tmp} and renames it to {@code OUT}. On any failure, and on Ctrl-C, no file is left under either name.
+ * into a temporary file beside {@code OUT} and renames it to {@code OUT} (an {@link AtomicOutputFile}). On any failure,
+ * and on Ctrl-C, {@code OUT} is untouched and the temporary file is gone. {@code OUT} is never one of the files read, nor
+ * anything but a regular file, even with {@code force}; files of the model folder that link outside it are refused
+ * unless {@code allowExternalLinks}.
  */
 public final class Converter {
 
@@ -35,16 +39,14 @@ public final class Converter {
     /** Runs a conversion. */
     public static Result convert(ConvertOptions options) throws IOException {
         Path out = options.output().toAbsolutePath().normalize();
-        if (Files.exists(out) && !options.force()) {
-            throw new IOException(out + " already exists; use --force to overwrite it");
-        }
-        Path outDir = out.getParent();
-        if (outDir == null || !Files.isDirectory(outDir)) {
-            throw new IOException(out + ": the output folder " + outDir + " does not exist");
-        }
         Path modelDir = options.modelDir();
         if (!Files.isDirectory(modelDir)) {
             throw new IOException(modelDir + ": not a folder; expected a Hugging Face model folder");
+        }
+        // Checked before anything is read, and again once the checkpoint's shards are known.
+        AtomicOutputFile.checkTarget(out, options.force(), ModelFolder.knownInputs(modelDir));
+        if (!options.allowExternalLinks()) {
+            ModelFolder.refuseExternalLinks(modelDir);
         }
         HfModelConfig config = HfModelConfig.load(modelDir);
         GenerationConfig generation = GenerationConfig.load(modelDir);
@@ -53,14 +55,16 @@ public final class Converter {
         GgufMetadata metadata = LlamaMetadata.build(options.name(), config, generation, template, vocabulary, options.recipe());
 
         try (Checkpoint checkpoint = Checkpoint.open(modelDir)) {
+            List<Path> inputs = ModelFolder.inputs(modelDir, checkpoint);
+            AtomicOutputFile.checkTarget(out, options.force(), inputs);
             List<PlannedTensor> plan = plan(config, LlamaLayout.match(config, checkpoint.tensors(), modelDir), options.recipe());
             List<GgufTensorInfo> infos = plan.stream().map(PlannedTensor::info).toList();
             long bytes = 0;
             for (GgufTensorInfo t : infos) {
                 bytes += (t.byteSize() + ALIGNMENT - 1) / ALIGNMENT * ALIGNMENT;
             }
-            checkSpace(outDir, out, bytes, options.diskSpace());
-            write(out, metadata, plan, infos, bytes, options);
+            checkSpace(out.getParent(), out, bytes, options.diskSpace());
+            write(out, inputs, metadata, plan, infos, bytes, options);
             return new Result(out, infos, bytes);
         }
     }
@@ -97,28 +101,12 @@ public final class Converter {
         }
     }
 
-    private static void write(Path out, GgufMetadata metadata, List<PlannedTensor> plan, List<GgufTensorInfo> infos,
-                              long bytes, ConvertOptions options) throws IOException {
-        // Ctrl-C runs shutdown hooks but not finally blocks of the working thread: the hook removes the partial file
-        Path tmp = out.resolveSibling(out.getFileName() + ".tmp");
-        Thread cleanup = new Thread(() -> {
-            try {
-                Files.deleteIfExists(tmp);
-            } catch (IOException ignored) {
-                // the JVM is exiting; nothing more can be done
-            }
-        }, "nibble-convert-cleanup");
-        Runtime.getRuntime().addShutdownHook(cleanup);
-        try (GgufWriter writer = GgufWriter.create(out, metadata, infos, options.force())) {
+    private static void write(Path out, List<Path> inputs, GgufMetadata metadata, List<PlannedTensor> plan,
+                              List<GgufTensorInfo> infos, long bytes, ConvertOptions options) throws IOException {
+        try (GgufWriter writer = GgufWriter.create(out, metadata, infos, options.force(), inputs)) {
             options.progress().start(bytes, plan.size());
             new TensorStreamer(options.threads()).stream(plan, writer, options.progress());
             writer.finish();
-        } finally {
-            try {
-                Runtime.getRuntime().removeShutdownHook(cleanup);
-            } catch (IllegalStateException shuttingDown) {
-                // the hook is already running
-            }
         }
         options.progress().done();
     }

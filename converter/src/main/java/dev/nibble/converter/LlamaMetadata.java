@@ -57,7 +57,7 @@ public final class LlamaMetadata {
         }
         b.putU32("general.file_type", recipe.fileType());
         VocabularyGguf.write(vocabulary, b);
-        chatTemplate.ifPresent(t -> b.putString("tokenizer.chat_template", t));
+        chatTemplate.ifPresent(t -> b.putString(VocabularyGguf.CHAT_TEMPLATE, t));
         if (generation.eosTokenIds().length > 0) {
             b.putIntArray(EOS_TOKEN_IDS, generation.eosTokenIds());
         }

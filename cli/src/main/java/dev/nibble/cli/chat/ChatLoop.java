@@ -111,19 +111,27 @@ final class ChatLoop {
                 history.setSystem(argument.isEmpty() ? null : argument);
                 out.println(argument.isEmpty() ? "(system prompt removed)" : "(system prompt set)");
             }
-            case "/save" -> {
-                if (argument.isEmpty()) {
-                    out.println("(usage: /save FILE)");
-                } else {
-                    ConversationFile.write(Path.of(argument), history.messages());
-                    out.println("(saved " + history.messages().size() + " messages to " + argument + ")");
-                }
-            }
+            case "/save" -> save(argument);
             case "/load" -> load(argument);
             case "/stats" -> out.println(stats.describe(session));
             default -> out.println("(unknown command " + name + "; /help lists them)");
         }
         return true;
+    }
+
+    /** Saves the conversation; a file that cannot be written is one line, and the chat goes on. */
+    private void save(String argument) {
+        if (argument.isEmpty()) {
+            out.println("(usage: /save FILE)");
+            return;
+        }
+        try {
+            List<ChatMessage> messages = session.history().messages();
+            ConversationFile.write(Path.of(argument), messages);
+            out.println("(saved " + messages.size() + " messages to " + argument + ")");
+        } catch (IOException | RuntimeException e) {
+            out.println("(" + problem(argument, e) + ")");
+        }
     }
 
     private void load(String argument) {
@@ -150,9 +158,16 @@ final class ChatLoop {
             }
             toldAboutTrimming = false;
             out.println("(loaded " + messages.size() + " messages)");
-        } catch (IOException | IllegalArgumentException e) {
-            out.println("(" + e.getMessage() + ")");
+        } catch (IOException | RuntimeException e) {
+            // Whatever the file, the conversation so far is kept and the chat goes on.
+            out.println("(" + problem(argument, e) + ")");
         }
+    }
+
+    /** One line for a failed /save or /load: the exception's message, naming the file when it does not already. */
+    private static String problem(String file, Exception e) {
+        String message = e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage();
+        return message.contains(file) ? message : file + ": " + message;
     }
 
     /** Totals over the session, for /stats. */

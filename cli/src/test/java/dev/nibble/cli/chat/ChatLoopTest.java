@@ -1,6 +1,7 @@
 package dev.nibble.cli.chat;
 
 import dev.nibble.testing.TestData;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -95,6 +96,44 @@ class ChatLoopTest {
         assertEquals(expected, ConversationFile.read(saved));
         assertEquals(expected, session.history().messages(), "/load brought the saved conversation and its system prompt back");
         assertTrue(Files.readString(saved).contains("\"role\" : \"system\""), "saved as readable JSON");
+    }
+
+    @Test
+    void badSaveAndLoadPathsAreOneLineEachAndTheChatGoesOn() throws IOException {
+        ChatFormat format = ChatFormat.forModel(tokenizer, null, BuiltInTemplate.LLAMA2);
+        Sampler sampler = new Sampler();
+        int eos = tokenizer.vocabulary().eosId();
+        sampler.add(tokenizer.encode("First answer.", false, false));
+        sampler.add(eos);
+        sampler.add(tokenizer.encode("Second answer.", false, false));
+        sampler.add(eos);
+        ChatSession session = new ChatSession(format, new Engine(256), sampler, new ChatHistory(null), 0, 32);
+        byte[] modelBytes = {'G', 'G', 'U', 'F', 3, 0, 0, 0};
+        Path model = Files.write(dir.resolve("model.gguf"), modelBytes);
+        Path folder = Files.createDirectory(dir.resolve("folder"));
+        Path missing = dir.resolve("no/such/chat.json");
+        String script = String.join("\n", "Hello", "/save " + missing, "/save " + folder, "/save " + model,
+                "/load " + missing, "/load " + folder, "/load " + model, "/save a\u0000b", "Again") + "\n";
+        StringWriter out = new StringWriter();
+        new ChatLoop(session, new ScriptedInput(script, new PrintWriter(out)), new PrintWriter(out, true), "").run();
+
+        List<String> lines = out.toString().lines().toList();
+        assertEquals(9, lines.size(), out.toString());
+        assertEquals("First answer.", lines.get(0));
+        assertTrue(lines.get(1).startsWith("(") && lines.get(1).contains(missing.toString())
+                && lines.get(1).contains("does not exist"), lines.get(1));
+        assertTrue(lines.get(2).contains(folder + " is a folder, not a regular file"), lines.get(2));
+        assertTrue(lines.get(3).contains(model + " exists and is not a conversation file"), lines.get(3));
+        assertTrue(lines.get(4).contains(missing + " does not exist"), lines.get(4));
+        assertTrue(lines.get(5).contains(folder + " is not a regular file"), lines.get(5));
+        assertTrue(lines.get(6).contains(model.toString()), lines.get(6));
+        assertTrue(lines.get(7).startsWith("(") && lines.get(7).contains("Nul character"), lines.get(7));
+        assertEquals("Second answer.", lines.get(8), "the chat went on");
+        assertEquals(4, session.history().messages().size(), "the conversation is kept");
+        assertArrayEquals(modelBytes, Files.readAllBytes(model), "the model file is untouched");
+        assertEquals(List.of(), List.of(folder.toFile().list()));
+        assertEquals(List.of("folder", "model.gguf"), java.util.Arrays.stream(dir.toFile().list()).sorted().toList(),
+                "no temporary file is left");
     }
 
     @Test

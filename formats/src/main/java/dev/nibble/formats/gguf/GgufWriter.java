@@ -1,28 +1,27 @@
 package dev.nibble.formats.gguf;
 
+import dev.nibble.formats.AtomicOutputFile;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.AtomicMoveNotSupportedException;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
-import java.nio.file.StandardOpenOption;
+import java.util.Collection;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
 
 /**
- * Streams a GGUF v3 file: {@link #create} writes the header, metadata and tensor table to {@code OUT.tmp}; then each
- * tensor's bytes arrive through {@link #write} in declared order (any number of chunks per tensor, zero-padded to the
- * alignment between tensors); {@link #finish} forces the file to disk and renames it to {@code OUT} atomically.
- * Closing without finishing deletes the temporary file, so {@code OUT} is either complete or untouched. Only the
- * metadata is held in memory, never tensor data. The alignment is {@code general.alignment} when the metadata has it
- * (a {@code UINT32} power of two), else 32. Arrays of arrays are written as given, but llama.cpp's C reader refuses
- * them (gguf-py reads them), so files meant for llama.cpp should not use them.
+ * Streams a GGUF v3 file: {@link #create} writes the header, metadata and tensor table to a new temporary file beside
+ * {@code OUT} (an {@link AtomicOutputFile}); then each tensor's bytes arrive through {@link #write} in declared order
+ * (any number of chunks per tensor, zero-padded to the alignment between tensors); {@link #finish} forces the file to
+ * disk and renames it to {@code OUT} atomically. Closing without finishing deletes the temporary file, so {@code OUT}
+ * is either complete or untouched. Only the metadata is held in memory, never tensor data. The alignment is
+ * {@code general.alignment} when the metadata has it (a {@code UINT32} power of two), else 32. Arrays of arrays are
+ * written as given, but llama.cpp's C reader refuses them (gguf-py reads them), so files meant for llama.cpp should not
+ * use them.
  */
 public final class GgufWriter implements AutoCloseable {
 
@@ -31,8 +30,7 @@ public final class GgufWriter implements AutoCloseable {
     private static final long MAX_WRITE = 1 << 30;
 
     private final Path out;
-    private final Path tmp;
-    private final boolean overwrite;
+    private final AtomicOutputFile file;
     private final FileChannel channel;
     private final List<GgufTensorInfo> tensors;
     private final long alignment;
@@ -42,22 +40,29 @@ public final class GgufWriter implements AutoCloseable {
     private boolean finished;
     private boolean closed;
 
-    private GgufWriter(Path out, Path tmp, boolean overwrite, FileChannel channel, List<GgufTensorInfo> tensors, long alignment) {
+    private GgufWriter(Path out, AtomicOutputFile file, List<GgufTensorInfo> tensors, long alignment) {
         this.out = out;
-        this.tmp = tmp;
-        this.overwrite = overwrite;
-        this.channel = channel;
+        this.file = file;
+        this.channel = file.channel();
         this.tensors = tensors;
         this.alignment = alignment;
     }
 
-    /**
-     * Checks the tensor infos (unique names), writes header, metadata and tensor table to {@code out + ".tmp"}.
-     *
-     * @throws IOException when {@code out} exists and {@code overwrite} is false, or on a write failure
-     */
+    /** {@link #create(Path, GgufMetadata, List, boolean, Collection)} with no input files to protect. */
     public static GgufWriter create(Path out, GgufMetadata metadata, List<GgufTensorInfo> tensors, boolean overwrite)
             throws IOException {
+        return create(out, metadata, tensors, overwrite, List.of());
+    }
+
+    /**
+     * Checks the tensor infos (unique names), writes header, metadata and tensor table to the temporary file.
+     *
+     * @param inputs files the same run reads, which {@code out} must not be
+     * @throws IOException when {@code out} exists and {@code overwrite} is false, is not a regular file or is an input,
+     *                     or on a write failure
+     */
+    public static GgufWriter create(Path out, GgufMetadata metadata, List<GgufTensorInfo> tensors, boolean overwrite,
+                                    Collection<Path> inputs) throws IOException {
         List<GgufTensorInfo> infos = List.copyOf(tensors);
         Set<String> names = new HashSet<>();
         for (GgufTensorInfo t : infos) {
@@ -66,11 +71,7 @@ public final class GgufWriter implements AutoCloseable {
             }
         }
         long alignment = alignment(metadata);
-        checkTarget(out, overwrite);
-        Path tmp = out.resolveSibling(out.getFileName() + ".tmp");
-        FileChannel channel = FileChannel.open(tmp, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING,
-                StandardOpenOption.WRITE);
-        GgufWriter writer = new GgufWriter(out, tmp, overwrite, channel, infos, alignment);
+        GgufWriter writer = new GgufWriter(out, AtomicOutputFile.create(out, overwrite, inputs), infos, alignment);
         try {
             writer.writeFully(ByteBuffer.wrap(header(metadata, infos, alignment)));
             writer.padToAlignment();
@@ -126,14 +127,7 @@ public final class GgufWriter implements AutoCloseable {
             throw new IllegalStateException(out + ": tensor '" + t.name() + "' has " + writtenInCurrent + " of its "
                     + t.byteSize() + " bytes (" + (tensors.size() - current) + " tensors incomplete)");
         }
-        channel.force(true);
-        channel.close();
-        checkTarget(out, overwrite);
-        try {
-            Files.move(tmp, out, StandardCopyOption.ATOMIC_MOVE);
-        } catch (AtomicMoveNotSupportedException e) {
-            Files.move(tmp, out, StandardCopyOption.REPLACE_EXISTING);
-        }
+        file.commit();
         finished = true;
     }
 
@@ -144,22 +138,7 @@ public final class GgufWriter implements AutoCloseable {
             return;
         }
         closed = true;
-        try {
-            channel.close();
-        } catch (IOException ignored) {
-            // The file is being discarded; a failed close changes nothing for the caller.
-        }
-        try {
-            Files.deleteIfExists(tmp);
-        } catch (IOException ignored) {
-            // Best effort: a leftover .tmp is harmless and is truncated by the next create().
-        }
-    }
-
-    private static void checkTarget(Path out, boolean overwrite) throws IOException {
-        if (!overwrite && Files.exists(out)) {
-            throw new IOException(out + " already exists; use --force to overwrite it");
-        }
+        file.close();
     }
 
     private static long alignment(GgufMetadata metadata) {

@@ -3,6 +3,8 @@ package dev.nibble.runtime.chat;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
+import java.util.function.Function;
+import java.util.function.IntFunction;
 
 /**
  * A conversation as a chat keeps it: an optional system prompt, then user and assistant messages taking turns.
@@ -102,19 +104,57 @@ public final class ChatHistory {
      *                                the history is then left as it was
      */
     public Prompt prompt(ChatFormat format, int contextSize, int answerRoom) {
+        return prompt(messages -> format.encode(messages, true), contextSize, answerRoom);
+    }
+
+    /**
+     * {@link #prompt(ChatFormat, int, int)} with the encoding given. Rendering is the costly part, so it is done a few
+     * times only, never once per dropped exchange: the whole conversation first (it usually fits), else windows of
+     * the latest 1, 2, 4, ... exchanges until one does not fit, then a binary search between the last two sizes. Each
+     * window tried holds at most about twice what fits, so after a {@code /load} of 40,000 messages the work is one
+     * render of them all plus a few renders of context size: linear in the conversation, not quadratic.
+     */
+    Prompt prompt(Function<List<ChatMessage>, int[]> encode, int contextSize, int answerRoom) {
         if (expectsUser()) {
             throw new IllegalStateException("there is no user message to answer");
         }
-        int dropped = 0;
-        int[] ids = format.encode(messagesFrom(0), true);
-        while (ids.length + answerRoom > contextSize && dropped + 1 < turns.size()) {
-            dropped += 2;
-            ids = format.encode(messagesFrom(dropped), true);
+        // The candidate prompts keep the latest user message and the latest k exchanges before it, k = 0 .. all.
+        int all = turns.size() / 2;
+        IntFunction<int[]> keeping = k -> encode.apply(messagesFrom(turns.size() - 1 - 2 * k));
+        int kept = all;
+        int[] ids = keeping.apply(all);
+        if (ids.length + answerRoom > contextSize && all > 0) {
+            kept = 0;
+            ids = keeping.apply(0);
+            if (ids.length + answerRoom <= contextSize) {
+                // Fewer exchanges never make a longer prompt: `kept` exchanges fit, `bad` ones do not.
+                int bad = 1;
+                while (bad < all) {
+                    int[] probe = keeping.apply(bad);
+                    if (probe.length + answerRoom > contextSize) {
+                        break;
+                    }
+                    kept = bad;
+                    ids = probe;
+                    bad = Math.min(all, 2 * bad);
+                }
+                while (bad - kept > 1) {
+                    int middle = (kept + bad) >>> 1;
+                    int[] probe = keeping.apply(middle);
+                    if (probe.length + answerRoom <= contextSize) {
+                        kept = middle;
+                        ids = probe;
+                    } else {
+                        bad = middle;
+                    }
+                }
+            }
         }
         if (ids.length >= contextSize) {
             throw new PromptTooLongException((system != null ? "the system prompt and the message take " : "the message takes ")
                     + ids.length + " tokens, but the context holds only " + contextSize + " (raise --ctx or shorten it)");
         }
+        int dropped = 2 * (all - kept);
         turns.subList(0, dropped).clear();
         return new Prompt(ids, dropped);
     }

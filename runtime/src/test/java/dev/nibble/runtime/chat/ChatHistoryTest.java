@@ -73,6 +73,31 @@ class ChatHistoryTest {
     }
 
     @Test
+    void trimmingALongConversationRendersAFewTimesNotOncePerDroppedExchange() {
+        // 20,000 exchanges of 10 tokens a message, as after /load of a long chat, into a 1,000-token context.
+        int exchanges = 20_000;
+        ChatHistory history = new ChatHistory("system");
+        for (int i = 0; i < exchanges; i++) {
+            history.addUser("question " + i);
+            history.addAssistant("answer " + i);
+        }
+        history.addUser("latest");
+        long[] rendered = new long[2]; // renders, messages rendered
+        ChatHistory.Prompt prompt = history.prompt(messages -> {
+            rendered[0]++;
+            rendered[1] += messages.size();
+            return new int[10 * messages.size()];
+        }, 1000, 100);
+        // The system message, k exchanges and the latest message, 10 tokens each, plus 100 of room fit when k <= 44.
+        assertEquals(2 * (exchanges - 44), prompt.droppedMessages());
+        assertEquals(10 * (1 + 2 * 44 + 1), prompt.ids().length);
+        assertEquals(1 + 2 * 44 + 1, history.messages().size());
+        // Dropping one exchange at a time would render 20,000 times and 400 million messages.
+        assertTrue(rendered[0] <= 20, rendered[0] + " renders");
+        assertTrue(rendered[1] <= 3L * (2 * exchanges + 2), rendered[1] + " messages rendered");
+    }
+
+    @Test
     void oneMessageLongerThanTheContextIsAClearError() throws IOException {
         ChatFormat format = ChatFormat.forModel(ChatTestData.tinyTokenizer(), null, BuiltInTemplate.LLAMA2);
         ChatHistory history = new ChatHistory("Be brief.");
