@@ -9,6 +9,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.function.Consumer;
+import java.util.function.IntFunction;
 import java.util.function.IntPredicate;
 
 /**
@@ -37,6 +38,8 @@ public final class Generation {
     private int endTokenId = -1;
     private GenerationResult.StopReason reason;
     private volatile boolean cancelled;
+    private List<GenerationResult.TokenLogprob> logprobs; // null: not asked for
+    private IntFunction<String> tokenText;
     private final long created = System.nanoTime();
     private long promptDone;
     private long finished;
@@ -80,8 +83,9 @@ public final class Generation {
         for (int id : prompt) {
             decoder.next(id);
         }
-        return new Generation(prompt, settings.maxTokens(), new Sampler(settings.sampler())::sample,
+        Generation g = new Generation(prompt, settings.maxTokens(), new Sampler(settings.sampler())::sample,
                 id -> contains(endIds, id), settings.stopStrings(), decoder, contextSize, output);
+        return settings.logprobs() ? g.recordLogprobs(tokenizer::piece) : g;
     }
 
     /**
@@ -93,8 +97,30 @@ public final class Generation {
                                        ChatFormat format, int contextSize, Consumer<String> output) {
         List<String> stops = new ArrayList<>(format.stopStrings());
         stops.addAll(settings.stopStrings());
-        return new Generation(prompt, settings.maxTokens(), sampler, id -> format.isEndOfTurn(id) || format.isControl(id),
-                stops, format.tokenizer().streamingDecoder(true), contextSize, output);
+        Generation g = new Generation(prompt, settings.maxTokens(), sampler,
+                id -> format.isEndOfTurn(id) || format.isControl(id), stops, format.tokenizer().streamingDecoder(true),
+                contextSize, output);
+        return settings.logprobs() ? g.recordLogprobs(format.tokenizer()::piece) : g;
+    }
+
+    /** Makes the result list each generated token, with {@code text} as its text, and its log-probability. */
+    public Generation recordLogprobs(IntFunction<String> text) {
+        logprobs = new ArrayList<>();
+        tokenText = text;
+        return this;
+    }
+
+    /** log softmax(logits)[token], in double. */
+    static double logSoftmax(float[] logits, int token) {
+        double max = Double.NEGATIVE_INFINITY;
+        for (float v : logits) {
+            max = Math.max(max, v);
+        }
+        double sum = 0;
+        for (float v : logits) {
+            sum += Math.exp(v - max);
+        }
+        return logits[token] - max - Math.log(sum);
     }
 
     private static boolean contains(int[] ids, int id) {
@@ -140,6 +166,9 @@ public final class Generation {
         }
         int token = sampler.sample(logits, history, length);
         generated++;
+        if (logprobs != null) {
+            logprobs.add(new GenerationResult.TokenLogprob(token, tokenText.apply(token), logSoftmax(logits, token)));
+        }
         if (endToken.test(token)) {
             endTokenId = token;
             return finish(GenerationResult.StopReason.END_TOKEN);
@@ -201,6 +230,6 @@ public final class Generation {
             throw new IllegalStateException("generation has not ended");
         }
         return new GenerationResult(filter.text(), prompt.length, generated, reason, promptDone - created,
-                finished - promptDone);
+                finished - promptDone, logprobs == null ? List.of() : logprobs);
     }
 }

@@ -1,5 +1,7 @@
 package dev.nibble.runtime;
 
+import java.util.List;
+
 /**
  * The outcome of one generation call.
  *
@@ -8,9 +10,25 @@ package dev.nibble.runtime;
  * @param generatedTokens  tokens generated (an end token and those of a stop string included)
  * @param promptNanos      time spent running the prompt
  * @param generationNanos  time spent generating after the prompt
+ * @param logprobs         each generated token with its log-probability under the model (before penalties and
+ *                         temperature), when the settings asked for them; otherwise empty
  */
 public record GenerationResult(String text, int promptTokens, int generatedTokens, StopReason stopReason,
-                               long promptNanos, long generationNanos) {
+                               long promptNanos, long generationNanos, List<TokenLogprob> logprobs) {
+
+    /** A generated token: its id, its text and its natural-log probability. */
+    public record TokenLogprob(int token, String text, double logprob) {
+    }
+
+    public GenerationResult {
+        logprobs = List.copyOf(logprobs);
+    }
+
+    /** A result without log-probabilities. */
+    public GenerationResult(String text, int promptTokens, int generatedTokens, StopReason stopReason,
+                            long promptNanos, long generationNanos) {
+        this(text, promptTokens, generatedTokens, stopReason, promptNanos, generationNanos, List.of());
+    }
 
     /** Why generation ended. */
     public enum StopReason {

@@ -45,4 +45,72 @@ public record SamplerSettings(float temperature, int topK, float topP, float min
     public static SamplerSettings greedy() {
         return new SamplerSettings(0f, 0, 1f, 0f, 1f, 0f, 0f, 0);
     }
+
+    /** A builder starting from {@link #defaults}, with a random seed unless one is set. */
+    public static Builder builder() {
+        return new Builder();
+    }
+
+    /** Sampler settings by name: {@code SamplerSettings.builder().temperature(0.7f).topP(0.9f).seed(42).build()}. */
+    public static final class Builder {
+        private final SamplerSettings d = defaults(0);
+        private float temperature = d.temperature, topP = d.topP, minP = d.minP, repeatPenalty = d.repeatPenalty;
+        private float frequencyPenalty, presencePenalty;
+        private int topK = d.topK;
+        private Long seed;
+
+        private Builder() {
+        }
+
+        /** 0 picks the most likely token (greedy). */
+        public Builder temperature(float t) {
+            temperature = t;
+            return this;
+        }
+
+        /** 0: off. */
+        public Builder topK(int k) {
+            topK = k;
+            return this;
+        }
+
+        /** 1: off. */
+        public Builder topP(float p) {
+            topP = p;
+            return this;
+        }
+
+        /** 0: off. */
+        public Builder minP(float p) {
+            minP = p;
+            return this;
+        }
+
+        /** Hugging Face's repetition penalty; 1: off. */
+        public Builder repeatPenalty(float x) {
+            repeatPenalty = x;
+            return this;
+        }
+
+        public Builder frequencyPenalty(float x) {
+            frequencyPenalty = x;
+            return this;
+        }
+
+        public Builder presencePenalty(float x) {
+            presencePenalty = x;
+            return this;
+        }
+
+        public Builder seed(long s) {
+            seed = s;
+            return this;
+        }
+
+        /** The settings; an out-of-range value is an {@link IllegalArgumentException} naming it. */
+        public SamplerSettings build() {
+            return new SamplerSettings(temperature, topK, topP, minP, repeatPenalty, frequencyPenalty, presencePenalty,
+                    seed != null ? seed : System.nanoTime());
+        }
+    }
 }

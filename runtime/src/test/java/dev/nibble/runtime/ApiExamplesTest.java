@@ -29,6 +29,24 @@ class ApiExamplesTest {
     private static final Path MODEL = TestData.root().resolve("tiny-llama.q8_0.gguf");
 
     @Test
+    void loadOnceThenGenerateAndChat() {
+        Path modelFile = MODEL;
+        List<String> texts = new ArrayList<>();
+        // README: quickstart
+        try (LanguageModel model = LanguageModel.load(modelFile).device("auto").contextSize(2048).parallel(8).open()) {
+            SamplerSettings sampling = SamplerSettings.builder().temperature(0.7f).topP(0.9f).seed(42).build();
+            GenerationResult story = model.generate("Once upon a time", GenerationSettings.of(64, sampling));
+            GenerationResult answer = model.chat(List.of(ChatMessage.system("You are terse."),
+                    ChatMessage.user("Why is the sky blue?")), GenerationSettings.of(128, SamplerSettings.greedy()));
+            CompletableFuture<GenerationResult> streamed = model.generate("The jury",
+                    GenerationSettings.of(200, sampling).withLogprobs(), System.out::print); // cancel() stops it
+            texts.add(story.text() + answer.text() + streamed.join().logprobs().size());
+        }
+        // README end
+        assertEquals(1, texts.size());
+    }
+
+    @Test
     void generateOneCompletion() throws IOException {
         Path modelFile = MODEL;
         StringBuilder out = new StringBuilder();
@@ -95,7 +113,7 @@ class ApiExamplesTest {
             found++;
             assertTrue(readme.contains(normalise(m.group(2))), "the README shows the '" + m.group(1) + "' example");
         }
-        assertEquals(3, found);
+        assertEquals(4, found);
     }
 
     /** Each line without its leading spaces. */
