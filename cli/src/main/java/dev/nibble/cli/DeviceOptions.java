@@ -11,14 +11,16 @@ import picocli.CommandLine.Option;
 public final class DeviceOptions {
 
     @Option(names = "--device", paramLabel = "DEVICE", defaultValue = "auto",
-            description = "auto (a CUDA GPU when one is usable, else the CPU), cpu, cuda or cuda:N (default ${DEFAULT-VALUE}).")
+            description = "auto (a CUDA GPU when one is usable, else the CPU), cpu, cuda or cuda:N (default: $NIBBLE_DEVICE, "
+                    + "else auto).")
     String device;
 
     @Option(names = "--gpu-memory", paramLabel = "SIZE",
             description = "Use at most SIZE of GPU memory in all (e.g. 48G, to plan for a smaller card); default: what is free.")
     String gpuMemory;
 
-    @Option(names = {"-t", "--threads"}, defaultValue = "0", paramLabel = "N", description = "CPU threads (0: one per CPU).")
+    @Option(names = {"-t", "--threads"}, defaultValue = "0", paramLabel = "N",
+            description = "CPU threads (0: one per CPU; default: $NIBBLE_THREADS, else 0).")
     int threads;
 
     /** Opens the backend and tells the user on {@code err}, in one line, which one runs and why. */

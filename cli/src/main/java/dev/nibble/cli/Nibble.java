@@ -11,6 +11,7 @@ import dev.nibble.runtime.nativelib.NibbleCpu;
 import java.io.OutputStreamWriter;
 import java.io.PrintWriter;
 import java.nio.charset.StandardCharsets;
+import java.util.Map;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
@@ -20,7 +21,8 @@ import picocli.CommandLine.Command;
         versionProvider = Nibble.Version.class,
         description = "Runs Llama-family language models in 4 bits on CPUs and NVIDIA GPUs.",
         subcommands = {ConvertCommand.class, InspectCommand.class, TokenizeCommand.class, GenerateCommand.class, ChatCommand.class,
-            BatchCommand.class, ServeCommand.class, PerplexityCommand.class, BenchCommand.class, CommandLine.HelpCommand.class})
+            BatchCommand.class, ServeCommand.class, PerplexityCommand.class, BenchCommand.class, CompletionCommand.class,
+            CommandLine.HelpCommand.class})
 public final class Nibble implements Runnable {
 
     @CommandLine.Spec
@@ -31,14 +33,35 @@ public final class Nibble implements Runnable {
         spec.commandLine().usage(System.out);
     }
 
-    /** Exit codes: 0 success, 1 bad input or failed job, 2 bad usage (picocli's default). */
+    /** Exit codes: 0 success, 1 bad input or failed job, 2 bad usage (one line: {@link ErrorReporter}). */
     public static void main(String[] args) {
         System.exit(commandLine().execute(args));
     }
 
     static CommandLine commandLine() {
+        return commandLine(System.getenv());
+    }
+
+    /** The command line with defaults from {@code environment} (NIBBLE_MODEL, ...: {@link EnvironmentDefaults}). */
+    static CommandLine commandLine(Map<String, String> environment) {
         CommandLine cl = new CommandLine(new Nibble());
-        cl.setExecutionExceptionHandler(new ErrorReporter());
+        // As llama.cpp: "-ngl 99" is one option, not -n with "gl".
+        cl.setPosixClusteredShortOptionsAllowed(false);
+        cl.setDefaultValueProvider(new EnvironmentDefaults(environment));
+        ErrorReporter errors = new ErrorReporter();
+        cl.setExecutionExceptionHandler(errors);
+        cl.setParameterExceptionHandler(errors);
+        cl.setExecutionStrategy(parsed -> {
+            CommandLine.ParseResult command = parsed;
+            while (command.subcommand() != null) {
+                command = command.subcommand();
+            }
+            if (!command.isUsageHelpRequested() && !command.isVersionHelpRequested()) {
+                LlamaCppFlags.warn(command, command.commandSpec().commandLine().getErr());
+            }
+            return new CommandLine.RunLast().execute(parsed);
+        });
+        Examples.addTo(cl);
         // Token pieces and decoded text are UTF-8 whatever the platform's default console encoding is.
         cl.setOut(new PrintWriter(new OutputStreamWriter(System.out, StandardCharsets.UTF_8), true));
         cl.setErr(new PrintWriter(new OutputStreamWriter(System.err, StandardCharsets.UTF_8), true));

@@ -40,7 +40,8 @@ final class TokenizeCommand implements Callable<Integer> {
     CommandLine.Model.CommandSpec spec;
 
     @Option(names = {"-m", "--model"}, required = true, paramLabel = "MODEL",
-            description = "A Hugging Face model folder (tokenizer.model or tokenizer.json) or a .gguf file.")
+            description = "A Hugging Face model folder (tokenizer.model or tokenizer.json) or a .gguf file "
+                    + "(default: $NIBBLE_MODEL).")
     Path model;
 
     @Parameters(arity = "0..1", paramLabel = "TEXT", description = "The text (or, with --detokenize, the ids); default: standard input.")
@@ -81,6 +82,7 @@ final class TokenizeCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws IOException {
+        ModelOption.check(model, true, spec);
         if (messages != null) {
             return conversation();
         }

@@ -2,6 +2,7 @@ package dev.nibble.cli.batch;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.nibble.cli.DeviceOptions;
+import dev.nibble.cli.LlamaCppFlags;
 import dev.nibble.cli.chat.ModelChatFormat;
 import dev.nibble.cli.generate.SamplingOptions;
 import dev.nibble.formats.vocab.VocabularyGguf;
@@ -54,7 +55,8 @@ import picocli.CommandLine.Spec;
             "Rerunning the same command skips requests already in the output and runs the rest."})
 public final class BatchCommand implements Callable<Integer> {
 
-    @Option(names = {"-m", "--model"}, required = true, paramLabel = "MODEL", description = "GGUF model file.")
+    @Option(names = {"-m", "--model"}, required = true, paramLabel = "MODEL",
+            description = "GGUF model file (default: $NIBBLE_MODEL).")
     Path model;
 
     @Option(names = {"-i", "--input"}, required = true, paramLabel = "FILE", description = "Requests, one JSON object per line.")
@@ -64,11 +66,11 @@ public final class BatchCommand implements Callable<Integer> {
             description = "Results, one JSON object per line, appended as requests finish.")
     Path output;
 
-    @Option(names = "--parallel", defaultValue = "16", paramLabel = "N",
+    @Option(names = {"-np", "--parallel"}, defaultValue = "16", paramLabel = "N",
             description = "Sequences generated together (default ${DEFAULT-VALUE}; at most the backend's pass size).")
     int parallel;
 
-    @Option(names = {"-n", "--n-predict"}, defaultValue = "-1", paramLabel = "N",
+    @Option(names = {"-n", "--n-predict", "--predict"}, defaultValue = "-1", paramLabel = "N",
             description = "New tokens at most for requests without max_tokens (-1: until an end token or the context is full).")
     int maxTokens;
 
@@ -92,9 +94,13 @@ public final class BatchCommand implements Callable<Integer> {
     @Mixin
     DeviceOptions device;
 
-    @Option(names = {"-c", "--ctx"}, defaultValue = "0", paramLabel = "N",
-            description = "Positions one sequence may use, prompt and answer (0: what the longest request needs, at most the model's).")
+    @Option(names = {"-c", "--ctx-size", "--ctx"}, defaultValue = "0", paramLabel = "N",
+            description = "Positions one sequence may use, prompt and answer (0: what the longest request needs, at most the "
+                    + "model's; default: $NIBBLE_CTX, else 0).")
     int ctx;
+
+    @Mixin
+    LlamaCppFlags llamaCpp;
 
     @Spec
     CommandSpec spec;
@@ -122,7 +128,8 @@ public final class BatchCommand implements Callable<Integer> {
             }
         }
         long seed = sampling.seed();
-        SamplerSettings defaults = sampling.settings(seed);
+        SamplingOptions.Resolved sampler = sampling.resolve(model, seed);
+        SamplerSettings defaults = sampler.settings();
         try (ResultFile results = ResultFile.open(output, json)) {
             if (results.repairedBytes() > 0) {
                 err.println("nibble: " + output + ": cut off a partial last line (" + results.repairedBytes()
@@ -139,7 +146,7 @@ public final class BatchCommand implements Callable<Integer> {
                 return 0;
             }
             err.println("nibble: seed " + seed + " for requests that give none" + (sampling.seedGiven() ? ""
-                    : " (random; --seed to repeat)"));
+                    : " (random; --seed to repeat)") + "; " + sampler.description());
             return run(pending, results, defaults, err);
         }
     }

@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import dev.nibble.formats.gguf.GgufTensor;
 import dev.nibble.cli.DeviceOptions;
+import dev.nibble.cli.LlamaCppFlags;
 import dev.nibble.runtime.Backend;
 import dev.nibble.runtime.CudaBackend;
 import dev.nibble.runtime.KvCache;
@@ -60,7 +61,10 @@ public final class BenchCommand implements Callable<Integer> {
     @Mixin
     DeviceOptions device;
 
-    @Option(names = {"-c", "--ctx"}, paramLabel = "N", defaultValue = "0",
+    @Mixin
+    LlamaCppFlags llamaCpp;
+
+    @Option(names = {"-c", "--ctx-size", "--ctx"}, paramLabel = "N", defaultValue = "0",
             description = "KV cache size in tokens (default: just enough for the test).")
     int ctx;
 

@@ -1,6 +1,8 @@
 package dev.nibble.cli.chat;
 
 import dev.nibble.cli.DeviceOptions;
+import dev.nibble.cli.LlamaCppFlags;
+import dev.nibble.cli.ModelOption;
 import dev.nibble.cli.generate.SamplingOptions;
 import dev.nibble.formats.vocab.VocabularyGguf;
 import dev.nibble.runtime.Generator;
@@ -22,11 +24,13 @@ import picocli.CommandLine.Spec;
 @Command(name = "chat", mixinStandardHelpOptions = true,
         description = {"Chats with MODEL in its own chat format (the template stored in the model, else a built-in one).",
             "Answers stream as they are generated; Ctrl-C stops an answer, Ctrl-D or /quit leaves; /help lists the commands.",
-            "Without a terminal, reads one message per line from standard input and prints each answer on its own line."})
+            "Without a terminal, reads one message per line from standard input and prints each answer on its own line.",
+            "Sampling values not given are the model's own defaults (its generation_config.json, stored by nibble "
+                    + "convert), else llama.cpp's; the first line says which."})
 public final class ChatCommand implements Callable<Integer> {
 
-    @Option(names = {"-m", "--model"}, required = true, paramLabel = "MODEL", description = "GGUF model file.")
-    Path model;
+    @Mixin
+    ModelOption model;
 
     @Option(names = "--system", paramLabel = "TEXT", description = "System prompt.")
     String system;
@@ -36,13 +40,13 @@ public final class ChatCommand implements Callable<Integer> {
                     + "(default ${DEFAULT-VALUE}).")
     String template;
 
-    @Option(names = {"-n", "--n-predict"}, defaultValue = "-1", paramLabel = "N",
+    @Option(names = {"-n", "--n-predict", "--predict"}, defaultValue = "-1", paramLabel = "N",
             description = "Tokens per answer at most (-1: until the model ends its turn or the context is full).")
     int maxTokens;
 
-    @Option(names = {"-c", "--ctx"}, defaultValue = "0", paramLabel = "N",
-            description = "Context size in tokens (0: the model's, capped by free memory). The oldest exchanges are "
-                    + "dropped to fit.")
+    @Option(names = {"-c", "--ctx-size", "--ctx"}, defaultValue = "0", paramLabel = "N",
+            description = "Context size in tokens (0: the model's, capped by free memory; default: $NIBBLE_CTX, else 0). "
+                    + "The oldest exchanges are dropped to fit.")
     int ctx;
 
     @Mixin
@@ -50,6 +54,9 @@ public final class ChatCommand implements Callable<Integer> {
 
     @Mixin
     SamplingOptions sampling;
+
+    @Mixin
+    LlamaCppFlags llamaCpp;
 
     @Spec
     CommandSpec spec;
@@ -59,15 +66,17 @@ public final class ChatCommand implements Callable<Integer> {
         PrintWriter out = spec.commandLine().getOut();
         PrintWriter err = spec.commandLine().getErr();
         long seed = sampling.seed();
-        try (Generator generator = Generator.open(model, device.open(err), ctx, DeviceOptions.loadProgress(err))) {
+        Path gguf = model.gguf();
+        try (Generator generator = Generator.open(gguf, device.open(err), ctx, DeviceOptions.loadProgress(err))) {
             String own = generator.model().file().metadata().findString(VocabularyGguf.CHAT_TEMPLATE).orElse(null);
             ModelChatFormat chat = ModelChatFormat.of(own, generator.tokenizer(), template);
-            Sampler sampler = new Sampler(sampling.settings(seed));
+            SamplingOptions.Resolved resolved = sampling.resolve(generator.model().file().metadata(), seed);
+            Sampler sampler = new Sampler(resolved.settings());
             int context = generator.contextSize();
             ChatSession session = new ChatSession(chat.format(), new ModelChatEngine(generator.model(), generator.cache()),
                     sampler::sample, new ChatHistory(system), Math.max(0, maxTokens), answerRoom(maxTokens, context));
-            err.println("nibble chat: " + model.getFileName() + ", template: " + chat.description() + ", context "
-                    + context + " tokens, seed " + seed + "; /help lists the commands");
+            err.println("nibble chat: " + gguf.getFileName() + ", template: " + chat.description() + ", context "
+                    + context + " tokens, seed " + seed + ", " + resolved.description() + "; /help lists the commands");
             err.flush();
             TerminalLineSource terminal = TerminalLineSource.openSystemTerminal();
             try (LineSource input = terminal != null ? terminal : new PlainLineSource(System.in, out)) {

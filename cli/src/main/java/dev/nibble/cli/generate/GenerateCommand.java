@@ -1,6 +1,10 @@
 package dev.nibble.cli.generate;
 
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.nibble.cli.DeviceOptions;
+import dev.nibble.cli.LlamaCppFlags;
+import dev.nibble.cli.ModelOption;
 import dev.nibble.cli.chat.ModelChatFormat;
 import dev.nibble.formats.vocab.VocabularyGguf;
 import dev.nibble.runtime.GenerationResult;
@@ -15,11 +19,15 @@ import dev.nibble.runtime.chat.ConversationFile;
 import dev.nibble.runtime.chat.ModelChatEngine;
 import java.io.IOException;
 import java.io.PrintWriter;
+import java.io.Writer;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.Callable;
+import java.util.function.Consumer;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
@@ -29,21 +37,28 @@ import picocli.CommandLine.Spec;
 
 /**
  * {@code nibble generate}: continues a prompt, streaming the text to stdout and a timing line to stderr; with --chat or
- * --messages, answers in the model's chat format instead.
+ * --messages, answers in the model's chat format instead; with --json, prints one JSON object for scripts.
  */
 @Command(name = "generate", mixinStandardHelpOptions = true,
         description = {"Continues PROMPT with the model, printing the prompt and then the text as it is generated.",
             "Sampling runs in Hugging Face's order: penalties, temperature, top-k, top-p, min-p. --temperature 0 is greedy.",
+            "Sampling values not given are the model's own defaults (its generation_config.json, stored by nibble "
+                    + "convert), else llama.cpp's; the timing line says which.",
             "Stops at an end-of-generation token, a --stop string (not printed), -n new tokens or a full context.",
             "With --chat (or --system, or --messages FILE), answers in the model's chat format and prints only the answer."})
 public final class GenerateCommand implements Callable<Integer> {
 
-    @Option(names = {"-m", "--model"}, required = true, paramLabel = "MODEL", description = "GGUF model file.")
-    Path model;
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    @Mixin
+    ModelOption model;
 
     @Option(names = {"-p", "--prompt"}, paramLabel = "PROMPT",
             description = "Text to continue (may be empty); with --chat, the user's message.")
     String prompt;
+
+    @Option(names = {"-f", "--file"}, paramLabel = "FILE", description = "Read PROMPT from this UTF-8 file, exactly as it is.")
+    Path file;
 
     @Option(names = "--chat", description = "Answer PROMPT as a user message in the model's chat format (its own template, "
             + "else a built-in one), printing only the answer.")
@@ -61,7 +76,7 @@ public final class GenerateCommand implements Callable<Integer> {
                     + "llama3 or chatml (default ${DEFAULT-VALUE}).")
     String template;
 
-    @Option(names = {"-n", "--n-predict"}, defaultValue = "-1", paramLabel = "N",
+    @Option(names = {"-n", "--n-predict", "--predict"}, defaultValue = "-1", paramLabel = "N",
             description = "New tokens at most (-1: until an end token or the context is full; default ${DEFAULT-VALUE}).")
     int maxTokens;
 
@@ -74,9 +89,22 @@ public final class GenerateCommand implements Callable<Integer> {
     @Mixin
     DeviceOptions device;
 
-    @Option(names = {"-c", "--ctx"}, defaultValue = "0", paramLabel = "N",
-            description = "Context size in tokens (0: the model's, capped by free memory).")
+    @Option(names = {"-c", "--ctx-size", "--ctx"}, defaultValue = "0", paramLabel = "N",
+            description = "Context size in tokens (0: the model's, capped by free memory; default: $NIBBLE_CTX, else 0).")
     int ctx;
+
+    @Option(names = "--json", description = "Print one JSON object when done (text, finish_reason, tokens, timings, seed, "
+            + "sampling, model) instead of the text as it comes; no timing line.")
+    boolean json;
+
+    @Option(names = "--no-display-prompt", description = "Print only the generated text, not the prompt before it.")
+    boolean noDisplayPrompt;
+
+    @Option(names = "--quiet", description = "No device, context or timing lines on stderr (warnings and errors still).")
+    boolean quiet;
+
+    @Mixin
+    LlamaCppFlags llamaCpp;
 
     @Spec
     CommandSpec spec;
@@ -84,55 +112,105 @@ public final class GenerateCommand implements Callable<Integer> {
     @Override
     public Integer call() throws IOException {
         boolean chatMode = chat || system != null || messages != null;
-        if ((prompt == null) == (messages == null)) {
-            throw new ParameterException(spec.commandLine(), "give -p PROMPT or --messages FILE (one of them)");
+        if ((prompt != null ? 1 : 0) + (file != null ? 1 : 0) + (messages != null ? 1 : 0) != 1) {
+            throw new ParameterException(spec.commandLine(),
+                    "give -p PROMPT or --messages FILE (one of them); -f FILE reads PROMPT from a file");
         }
         if (chatMode && !stop.isEmpty()) {
             throw new ParameterException(spec.commandLine(), "--stop is for plain generation; in chat the template's markers stop");
         }
-        List<ChatMessage> conversation = chatMode ? conversation() : null;
+        Path gguf = model.gguf();
+        String text = prompt != null ? prompt : file != null ? readPrompt(file) : null;
+        List<ChatMessage> conversation = chatMode ? conversation(text) : null;
         long actualSeed = sampling.seed();
-        SamplerSettings sampler = sampling.settings(actualSeed);
-        GenerationSettings settings = new GenerationSettings(maxTokens, sampler, stop);
         PrintWriter out = spec.commandLine().getOut();
         PrintWriter err = spec.commandLine().getErr();
-        try (Generator generator = Generator.open(model, device.open(err), ctx, DeviceOptions.loadProgress(err))) {
+        PrintWriter info = quiet ? new PrintWriter(Writer.nullWriter()) : err;
+        try (Generator generator = Generator.open(gguf, device.open(info), ctx, DeviceOptions.loadProgress(info))) {
+            SamplingOptions.Resolved sampler = sampling.resolve(generator.model().file().metadata(), actualSeed);
             int trained = generator.model().config().contextLength();
             if (ctx == 0 && generator.contextSize() < trained) {
-                err.println("nibble: context " + generator.contextSize() + " tokens (the model's " + trained
+                info.println("nibble: context " + generator.contextSize() + " tokens (the model's " + trained
                         + " would not fit in the free memory; --ctx sets it)");
             } else if (ctx > trained) {
                 err.println("nibble: warning: --ctx " + ctx + " is beyond the " + trained
                         + " tokens the model was trained on; text past that point may degrade");
             }
             if (chatMode) {
-                answer(generator, conversation, sampler, out, err);
+                answer(generator, gguf, conversation, sampler, out, err, info);
                 return 0;
             }
-            out.print(prompt);
-            out.flush();
-            GenerationResult r = generator.generate(prompt, settings, text -> {
+            if (!json && !noDisplayPrompt) {
                 out.print(text);
                 out.flush();
-            });
-            out.println();
-            out.flush();
+            }
+            GenerationResult r = generator.generate(text, new GenerationSettings(maxTokens, sampler.settings(), stop),
+                    stream(out));
             if (r.stopReason() == GenerationResult.StopReason.CONTEXT_FULL) {
                 err.println("nibble: the context of " + generator.contextSize()
                         + " tokens is full; generation stopped (a larger --ctx allows more)");
             }
-            err.println(String.format(Locale.ROOT,
-                    "nibble: prompt %d tokens, %.2f tok/s; generation %d tokens, %.2f tok/s; stop: %s; seed %d; %s",
-                    r.promptTokens(), r.promptTokensPerSecond(), r.generatedTokens(), r.generationTokensPerSecond(),
-                    r.stopReason().name().toLowerCase(Locale.ROOT).replace('_', ' '), actualSeed,
-                    generator.model().backend().description()));
+            if (json) {
+                ObjectNode o = result(r.text(), r.stopReason().name(), r.promptTokens(), r.generatedTokens(),
+                        r.promptNanos(), r.generationNanos(), sampler, gguf, generator);
+                out.println(JSON.writeValueAsString(o));
+            } else {
+                out.println();
+            }
+            out.flush();
+            if (!json) {
+                info.println(String.format(Locale.ROOT,
+                        "nibble: prompt %d tokens, %.2f tok/s; generation %d tokens, %.2f tok/s; stop: %s; seed %d; %s; %s",
+                        r.promptTokens(), r.promptTokensPerSecond(), r.generatedTokens(), r.generationTokensPerSecond(),
+                        r.stopReason().name().toLowerCase(Locale.ROOT).replace('_', ' '), actualSeed,
+                        generator.model().backend().description(), sampler.description()));
+            }
             err.flush();
         }
         return 0;
     }
 
+    /** Streams text to stdout as it comes, or, with --json, keeps it for the object at the end. */
+    private Consumer<String> stream(PrintWriter out) {
+        return json ? text -> { } : text -> {
+            out.print(text);
+            out.flush();
+        };
+    }
+
+    private static String readPrompt(Path file) throws IOException {
+        if (!Files.isRegularFile(file)) {
+            throw new IllegalArgumentException(file + ": no such file; give -f a UTF-8 text file with the prompt");
+        }
+        return Files.readString(file, StandardCharsets.UTF_8);
+    }
+
+    /** The --json object: what was generated, why it stopped, how many tokens, how fast, with what settings. */
+    private ObjectNode result(String text, String stopReason, int promptTokens, int generatedTokens, long promptNanos,
+                              long generationNanos, SamplingOptions.Resolved sampler, Path gguf, Generator generator) {
+        ObjectNode o = JSON.createObjectNode();
+        o.put("text", text);
+        o.put("finish_reason", stopReason.toLowerCase(Locale.ROOT));
+        o.putObject("tokens").put("prompt", promptTokens).put("generated", generatedTokens);
+        o.putObject("timings")
+                .put("prompt_ms", promptNanos / 1e6)
+                .put("generation_ms", generationNanos / 1e6)
+                .put("prompt_tokens_per_second", rate(promptTokens, promptNanos))
+                .put("generation_tokens_per_second", rate(generatedTokens, generationNanos));
+        o.put("seed", sampler.settings().seed());
+        SamplerSettings s = sampler.settings();
+        o.putObject("sampling")
+                .put("temperature", s.temperature()).put("top_k", s.topK()).put("top_p", s.topP()).put("min_p", s.minP())
+                .put("repeat_penalty", s.repeatPenalty()).put("frequency_penalty", s.frequencyPenalty())
+                .put("presence_penalty", s.presencePenalty())
+                .put("source", sampler.description().substring("sampling: ".length()));
+        o.put("model", gguf.getFileName().toString());
+        o.put("backend", generator.model().backend().description());
+        return o;
+    }
+
     /** The conversation to answer: the --messages file, or the system prompt and PROMPT. */
-    private List<ChatMessage> conversation() throws IOException {
+    private List<ChatMessage> conversation(String text) throws IOException {
         if (messages != null) {
             List<ChatMessage> read = ConversationFile.read(messages);
             if (read.isEmpty() || !read.getLast().role().equals(ChatMessage.USER)) {
@@ -144,33 +222,39 @@ public final class GenerateCommand implements Callable<Integer> {
         if (system != null) {
             out.add(ChatMessage.system(system));
         }
-        out.add(ChatMessage.user(prompt));
+        out.add(ChatMessage.user(text));
         return out;
     }
 
-    /** --chat: streams the model's answer in its chat format, and a timing line to stderr. */
-    private void answer(Generator generator, List<ChatMessage> conversation, SamplerSettings sampler, PrintWriter out,
-                        PrintWriter err) throws IOException {
+    /** --chat: streams the model's answer in its chat format (or prints the --json object), and a timing line to stderr. */
+    private void answer(Generator generator, Path gguf, List<ChatMessage> conversation, SamplingOptions.Resolved sampler,
+                        PrintWriter out, PrintWriter err, PrintWriter info) throws IOException {
         String own = generator.model().file().metadata().findString(VocabularyGguf.CHAT_TEMPLATE).orElse(null);
         ModelChatFormat format = ModelChatFormat.of(own, generator.tokenizer(), template);
         ChatSession session = new ChatSession(format.format(), new ModelChatEngine(generator.model(), generator.cache()),
-                new Sampler(sampler)::sample, new ChatHistory(null), Math.max(0, maxTokens), 1);
-        ChatSession.Turn turn = session.complete(conversation, text -> {
-            out.print(text);
-            out.flush();
-        });
-        out.println();
-        out.flush();
+                new Sampler(sampler.settings())::sample, new ChatHistory(null), Math.max(0, maxTokens), 1);
+        ChatSession.Turn turn = session.complete(conversation, stream(out));
         if (turn.stopReason() == ChatSession.StopReason.CONTEXT_FULL) {
             err.println("nibble: the context of " + generator.contextSize()
                     + " tokens is full; generation stopped (a larger --ctx allows more)");
         }
-        err.println(String.format(Locale.ROOT,
-                "nibble: template: %s; prompt %d tokens, %.2f tok/s; answer %d tokens, %.2f tok/s; stop: %s; seed %d; %s",
-                format.description(), turn.promptTokens(), rate(turn.promptTokens(), turn.promptNanos()),
-                turn.generatedTokens(), rate(turn.generatedTokens(), turn.generateNanos()),
-                turn.stopReason().name().toLowerCase(Locale.ROOT).replace('_', ' '), sampler.seed(),
-                generator.model().backend().description()));
+        if (json) {
+            ObjectNode o = result(turn.answer(), turn.stopReason().name(), turn.promptTokens(), turn.generatedTokens(),
+                    turn.promptNanos(), turn.generateNanos(), sampler, gguf, generator);
+            o.put("template", format.description());
+            out.println(JSON.writeValueAsString(o));
+        } else {
+            out.println();
+        }
+        out.flush();
+        if (!json) {
+            info.println(String.format(Locale.ROOT,
+                    "nibble: template: %s; prompt %d tokens, %.2f tok/s; answer %d tokens, %.2f tok/s; stop: %s; seed %d; %s; %s",
+                    format.description(), turn.promptTokens(), rate(turn.promptTokens(), turn.promptNanos()),
+                    turn.generatedTokens(), rate(turn.generatedTokens(), turn.generateNanos()),
+                    turn.stopReason().name().toLowerCase(Locale.ROOT).replace('_', ' '), sampler.settings().seed(),
+                    generator.model().backend().description(), sampler.description()));
+        }
         err.flush();
     }
 

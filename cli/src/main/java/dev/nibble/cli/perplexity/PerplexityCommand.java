@@ -3,6 +3,8 @@ package dev.nibble.cli.perplexity;
 import dev.nibble.formats.vocab.Vocabulary;
 import dev.nibble.formats.vocab.VocabularyGguf;
 import dev.nibble.cli.DeviceOptions;
+import dev.nibble.cli.LlamaCppFlags;
+import dev.nibble.cli.ModelOption;
 import dev.nibble.runtime.Backend;
 import dev.nibble.runtime.Model;
 import dev.nibble.runtime.Perplexity;
@@ -26,18 +28,21 @@ import picocli.CommandLine.Spec;
                 + "context; every token after BOS is scored."})
 public final class PerplexityCommand implements Callable<Integer> {
 
-    @Option(names = {"-m", "--model"}, required = true, paramLabel = "MODEL", description = "GGUF model file.")
-    Path model;
+    @Mixin
+    ModelOption model;
 
     @Option(names = {"-f", "--file"}, required = true, paramLabel = "TEXT", description = "UTF-8 text file.")
     Path text;
 
-    @Option(names = {"-c", "--ctx"}, defaultValue = "512", paramLabel = "N",
+    @Option(names = {"-c", "--ctx-size", "--ctx"}, defaultValue = "512", paramLabel = "N",
             description = "Window size in tokens, BOS included (default ${DEFAULT-VALUE}, at most the model's).")
     int ctx;
 
     @Mixin
     DeviceOptions device;
+
+    @Mixin
+    LlamaCppFlags llamaCpp;
 
     @Spec
     CommandSpec spec;
@@ -46,16 +51,20 @@ public final class PerplexityCommand implements Callable<Integer> {
     public Integer call() throws IOException {
         PrintWriter out = spec.commandLine().getOut();
         PrintWriter err = spec.commandLine().getErr();
+        Path gguf = model.gguf();
+        if (!Files.isRegularFile(text)) {
+            throw new IllegalArgumentException(text + ": no such file; give -f the UTF-8 text to score");
+        }
         String content = Files.readString(text);
         try (Backend backend = device.open(err);
-             Model m = Model.load(model, backend, ctx, DeviceOptions.loadProgress(err))) {
+             Model m = Model.load(gguf, backend, ctx, DeviceOptions.loadProgress(err))) {
             if (ctx < 2 || ctx > m.config().contextLength()) {
                 throw new IllegalArgumentException("--ctx must be between 2 and the model's context length "
                         + m.config().contextLength() + ", is " + ctx);
             }
             Vocabulary vocab = VocabularyGguf.read(m.file());
             if (vocab.bosId() < 0) {
-                throw new IllegalArgumentException(model + ": the vocabulary has no BOS token to start each window");
+                throw new IllegalArgumentException(gguf + ": the vocabulary has no BOS token to start each window");
             }
             int[] tokens = Tokenizer.from(vocab).encode(content, false, false);
             int windows = (tokens.length + ctx - 2) / (ctx - 1);

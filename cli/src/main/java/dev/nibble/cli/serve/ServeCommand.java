@@ -1,6 +1,7 @@
 package dev.nibble.cli.serve;
 
 import dev.nibble.cli.DeviceOptions;
+import dev.nibble.cli.LlamaCppFlags;
 import dev.nibble.cli.chat.ModelChatFormat;
 import dev.nibble.cli.generate.SamplingOptions;
 import dev.nibble.formats.vocab.VocabularyGguf;
@@ -38,7 +39,8 @@ public final class ServeCommand implements Callable<Integer> {
     /** Context of one sequence when --ctx is 0, at most (a model may allow far more than one request needs). */
     static final int DEFAULT_CONTEXT = 4096;
 
-    @Option(names = {"-m", "--model"}, required = true, paramLabel = "MODEL", description = "GGUF model file.")
+    @Option(names = {"-m", "--model"}, required = true, paramLabel = "MODEL",
+            description = "GGUF model file (default: $NIBBLE_MODEL).")
     Path model;
 
     @Option(names = "--host", defaultValue = "127.0.0.1", paramLabel = "ADDRESS",
@@ -49,7 +51,7 @@ public final class ServeCommand implements Callable<Integer> {
             description = "TCP port (default ${DEFAULT-VALUE}; 0: a free one, printed).")
     int port;
 
-    @Option(names = "--parallel", defaultValue = "4", paramLabel = "N",
+    @Option(names = {"-np", "--parallel"}, defaultValue = "4", paramLabel = "N",
             description = "Requests generated together (default ${DEFAULT-VALUE}; at most the backend's pass size).")
     int parallel;
 
@@ -58,11 +60,12 @@ public final class ServeCommand implements Callable<Integer> {
                     + "(default: 4 × --parallel).")
     int queue;
 
-    @Option(names = {"-c", "--ctx"}, defaultValue = "0", paramLabel = "N",
-            description = "Positions one request may use, prompt and answer (0: the model's, at most " + DEFAULT_CONTEXT + ").")
+    @Option(names = {"-c", "--ctx-size", "--ctx"}, defaultValue = "0", paramLabel = "N",
+            description = "Positions one request may use, prompt and answer (0: the model's, at most " + DEFAULT_CONTEXT
+                    + "; default: $NIBBLE_CTX, else 0).")
     int ctx;
 
-    @Option(names = {"-n", "--n-predict"}, defaultValue = "-1", paramLabel = "N",
+    @Option(names = {"-n", "--n-predict", "--predict"}, defaultValue = "-1", paramLabel = "N",
             description = "New tokens at most for requests without max_tokens (-1: until an end token or the context is full).")
     int maxTokens;
 
@@ -92,6 +95,9 @@ public final class ServeCommand implements Callable<Integer> {
 
     @Mixin
     DeviceOptions device;
+
+    @Mixin
+    LlamaCppFlags llamaCpp;
 
     @Spec
     CommandSpec spec;
@@ -131,9 +137,11 @@ public final class ServeCommand implements Callable<Integer> {
             err.println("nibble: " + plan.describe() + "; " + waiting + " more may wait");
             engine = new BatchEngine(m, tokenizer, plan.options());
             long seed = sampling.seed();
+            SamplingOptions.Resolved sampler = sampling.resolve(m.file().metadata(), seed);
+            err.println("nibble: " + sampler.description() + ", for requests that give none");
             String key = apiKey == null || apiKey.isBlank() ? null : apiKey.strip();
             server = ApiServer.start(engine, format.format(), new ApiServer.Settings(host, port, waiting, bodyLimit,
-                    key, alias != null ? alias : model.getFileName().toString(), sampling.settings(seed),
+                    key, alias != null ? alias : model.getFileName().toString(), sampler.settings(),
                     !sampling.seedGiven(), maxTokens, ApiServer.KEEP_ALIVE));
             ApiServer running = server;
             BatchEngine runningEngine = engine;
