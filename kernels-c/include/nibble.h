@@ -21,6 +21,7 @@ typedef int32_t nb_status;
 #define NB_ERR_UNSUPPORTED 2
 #define NB_ERR_DEVICE 3
 #define NB_ERR_MEMORY 4 /* the library could not allocate its scratch or start its threads */
+#define NB_ERR_FAULT 5  /* CPU: the memory a kernel read or wrote faulted (SIGBUS), see "Faults" below */
 
 /* Version of the kernel library, encoded as major * 10000 + minor * 100 + patch. */
 NB_API int32_t nb_version(void);
@@ -52,6 +53,14 @@ NB_API uint32_t nb_cpu_features(void);
  * its [pool] calls do not overlap; the other kernels run on the calling thread and never block.
  * Only CPUID facts (nb_cpu_features, nb_isa_best) and the NIBBLE_ISA default are process-wide, and they
  * never change. nb_type_size and nb_quantize_row need no context.
+ *
+ * Faults. Kernels read weights in place, typically from a memory-mapped model file. If that file shrinks while a kernel
+ * runs, the pages past its new end raise SIGBUS. The library installs a SIGBUS handler once, when it loads, that turns
+ * such a fault inside a kernel of a context (on the calling thread or on a pool worker) into the status NB_ERR_FAULT
+ * for that call: the call is abandoned (its outputs are partly written), the pool reaches its barrier and the context
+ * stays usable, so the next call on memory that is intact computes normally. A SIGBUS anywhere else goes to the
+ * handler installed before ours (the JVM's, which turns a Java read of a truncated mapping into InternalError), or
+ * gets the default action. SIGSEGV is not handled: it means a bug. nb_quantize_row is not guarded.
  * ------------------------------------------------------------------------------------------- */
 
 /* Weight types: the GGUF/ggml type ids (NB_NF4 is nibble's own extension, see GgmlType.NF4). */

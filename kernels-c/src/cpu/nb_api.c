@@ -63,6 +63,7 @@ static inline const nb_kernels *K(const nb_cpu *ctx) { return atomic_load_explic
 NB_API nb_status nb_cpu_open(int32_t n_threads, nb_cpu **out) {
     if (!out) return NB_ERR_ARGUMENT;
     *out = NULL;
+    nb_fault_install(); /* done when the library loads; again here in case a constructor did not run */
     nb_cpu *ctx = NULL;
     if (posix_memalign((void **)&ctx, 64, sizeof *ctx) != 0) return NB_ERR_MEMORY;
     memset(ctx, 0, sizeof *ctx);
@@ -225,8 +226,13 @@ NB_API nb_status nb_matmul(nb_cpu *ctx, int32_t wtype, const void *w, int64_t n_
             m.a.sx = (const int32_t *)((char *)scratch + qbytes + nd * 4);
         }
         atomic_store(&m.next_tok, 0);
-        if (n_tok < 4) quantize_task(&m, 0, 1); /* too little work to wake the pool for */
-        else nb_pool_run(&ctx->pool, quantize_task, &m);
+        /* x is the caller's memory too, which may be a mapping: a fault there ends the call as one in W does */
+        nb_status s = n_tok < 4 ? nb_guarded(quantize_task, &m, 0, 1) /* too little work to wake the pool for */
+                                : nb_pool_run(&ctx->pool, quantize_task, &m);
+        if (s != NB_OK) {
+            pthread_mutex_unlock(&ctx->lock);
+            return s;
+        }
     }
     int nth = nb_pool_size(&ctx->pool);
     /* Several chunks per thread, so that a thread the OS preempts holds up little work; whole 16-row blocks. One
@@ -236,9 +242,9 @@ NB_API nb_status nb_matmul(nb_cpu *ctx, int32_t wtype, const void *w, int64_t n_
     chunk = (chunk + 15) / 16 * 16;
     m.chunk = chunk;
     atomic_store(&m.next, 0);
-    nb_pool_run(&ctx->pool, matmul_task, &m);
+    nb_status s = nb_pool_run(&ctx->pool, matmul_task, &m);
     pthread_mutex_unlock(&ctx->lock);
-    return NB_OK;
+    return s;
 }
 
 /* ------------------------------------------------------------------ attention */
@@ -278,12 +284,59 @@ NB_API nb_status nb_attention(nb_cpu *ctx, const float *q, int64_t n_tok, const 
                          .kv_stride = kv_stride, .scale = scale, .out = out},
                    .k = K(ctx)};
     atomic_store(&m.next, 0);
-    nb_pool_run(&ctx->pool, attention_task, &m);
+    nb_status s = nb_pool_run(&ctx->pool, attention_task, &m);
     pthread_mutex_unlock(&ctx->lock);
-    return NB_OK;
+    return s;
 }
 
 /* ------------------------------------------------------------------ single-threaded kernels */
+
+/* The arguments of a kernel that runs on the calling thread, for nb_guarded: a SIGBUS in its reads (embed's table,
+ * rmsnorm's weight and rope's factors are usually the model's mapping) ends the call with NB_ERR_FAULT. */
+typedef struct {
+    const nb_kernels *k;
+    int32_t wtype, op;
+    const void *a, *b, *c;
+    int64_t n_rows, n, n_heads;
+    float f0, f1;
+    void *out;
+} one_task;
+
+enum { OP_EMBED, OP_RMSNORM, OP_ROPE, OP_SOFTMAX, OP_SWIGLU, OP_ADD, OP_F32_TO_F16, OP_F16_TO_F32 };
+
+static void one_body(void *arg, int ith, int nth) {
+    (void)ith, (void)nth;
+    const one_task *t = arg;
+    const nb_kernels *k = t->k;
+    switch (t->op) {
+    case OP_EMBED: { /* a: table, b: ids, n_rows: ids, n: columns */
+        const int32_t *ids = t->b;
+        int64_t row_bytes = nb_type_size(t->wtype, t->n);
+        for (int64_t i = 0; i < t->n_rows; i++)
+            k->dequant_row(t->wtype, (const uint8_t *)t->a + ids[i] * row_bytes, t->n, (float *)t->out + i * t->n);
+        break;
+    }
+    case OP_RMSNORM: /* a: x, b: w, f0: eps */
+        for (int64_t r = 0; r < t->n_rows; r++)
+            k->rmsnorm((const float *)t->a + r * t->n, t->b, t->n, t->f0, (float *)t->out + r * t->n);
+        break;
+    case OP_ROPE: { /* out: x, a: pos, c: freq factors, n_rows: tokens, n: head_dim, f0: theta, f1: freq scale */
+        const int32_t *pos = t->a;
+        for (int64_t i = 0; i < t->n_rows; i++)
+            k->rope((float *)t->out + i * t->n_heads * t->n, t->n_heads, t->n, pos[i], t->f0, t->f1, t->c);
+        break;
+    }
+    case OP_SOFTMAX:
+        for (int64_t r = 0; r < t->n_rows; r++) k->softmax((float *)t->out + r * t->n, t->n);
+        break;
+    case OP_SWIGLU: k->swiglu(t->a, t->b, t->n, t->out); break;
+    case OP_ADD: k->add(t->a, t->b, t->n, t->out); break;
+    case OP_F32_TO_F16: k->f32_to_f16(t->a, t->n, t->out); break;
+    case OP_F16_TO_F32: k->f16_to_f32(t->a, t->n, t->out); break;
+    }
+}
+
+static nb_status run_one(one_task t) { return nb_guarded(one_body, &t, 0, 1); }
 
 NB_API nb_status nb_embed(nb_cpu *ctx, int32_t wtype, const void *table, int64_t n_rows, int64_t n_cols,
                           const int32_t *ids, int64_t n_ids, float *out) {
@@ -293,19 +346,14 @@ NB_API nb_status nb_embed(nb_cpu *ctx, int32_t wtype, const void *table, int64_t
     if (n_cols % be != 0 || !fits(n_rows, n_cols, 4) || !fits(n_ids, n_cols, 4)) return NB_ERR_ARGUMENT;
     for (int64_t i = 0; i < n_ids; i++)
         if (ids[i] < 0 || ids[i] >= n_rows) return NB_ERR_ARGUMENT;
-    const nb_kernels *k = K(ctx);
-    int64_t row_bytes = nb_type_size(wtype, n_cols);
-    for (int64_t i = 0; i < n_ids; i++)
-        k->dequant_row(wtype, (const uint8_t *)table + ids[i] * row_bytes, n_cols, out + i * n_cols);
-    return NB_OK;
+    return run_one((one_task){.k = K(ctx), .op = OP_EMBED, .wtype = wtype, .a = table, .b = ids, .n_rows = n_ids,
+                              .n = n_cols, .out = out});
 }
 
 NB_API nb_status nb_rmsnorm(nb_cpu *ctx, const float *x, const float *w, int64_t n_rows, int64_t n, float eps, float *y) {
     if (!ctx || !x || !w || !y || n_rows < 0 || n < 0 || !fits(n_rows, n, 4) || !(eps >= 0.0f)) return NB_ERR_ARGUMENT;
     if (n == 0) return NB_OK;
-    const nb_kernels *k = K(ctx);
-    for (int64_t r = 0; r < n_rows; r++) k->rmsnorm(x + r * n, w, n, eps, y + r * n);
-    return NB_OK;
+    return run_one((one_task){.k = K(ctx), .op = OP_RMSNORM, .a = x, .b = w, .n_rows = n_rows, .n = n, .f0 = eps, .out = y});
 }
 
 NB_API nb_status nb_rope(nb_cpu *ctx, float *x, int64_t n_tok, int64_t n_heads, int64_t head_dim, const int32_t *pos,
@@ -313,40 +361,32 @@ NB_API nb_status nb_rope(nb_cpu *ctx, float *x, int64_t n_tok, int64_t n_heads, 
     if (!ctx || !x || !pos || n_tok < 0 || n_heads < 0 || head_dim < 0 || head_dim % 2 != 0 || head_dim > NB_MAX_HEAD_DIM ||
         !fits(n_tok, n_heads, head_dim) || !(theta > 0.0f))
         return NB_ERR_ARGUMENT;
-    const nb_kernels *k = K(ctx);
-    for (int64_t t = 0; t < n_tok; t++)
-        k->rope(x + t * n_heads * head_dim, n_heads, head_dim, pos[t], theta, freq_scale, freq_factors);
-    return NB_OK;
+    return run_one((one_task){.k = K(ctx), .op = OP_ROPE, .a = pos, .c = freq_factors, .n_rows = n_tok,
+                              .n_heads = n_heads, .n = head_dim, .f0 = theta, .f1 = freq_scale, .out = x});
 }
 
 NB_API nb_status nb_softmax(nb_cpu *ctx, float *x, int64_t n_rows, int64_t n) {
     if (!ctx || !x || n_rows < 0 || n < 0 || !fits(n_rows, n, 4)) return NB_ERR_ARGUMENT;
     if (n == 0) return NB_OK;
-    const nb_kernels *k = K(ctx);
-    for (int64_t r = 0; r < n_rows; r++) k->softmax(x + r * n, n);
-    return NB_OK;
+    return run_one((one_task){.k = K(ctx), .op = OP_SOFTMAX, .n_rows = n_rows, .n = n, .out = x});
 }
 
 NB_API nb_status nb_swiglu(nb_cpu *ctx, const float *gate, const float *up, int64_t n, float *out) {
     if (!ctx || !gate || !up || !out || n < 0) return NB_ERR_ARGUMENT;
-    K(ctx)->swiglu(gate, up, n, out);
-    return NB_OK;
+    return run_one((one_task){.k = K(ctx), .op = OP_SWIGLU, .a = gate, .b = up, .n = n, .out = out});
 }
 
 NB_API nb_status nb_add(nb_cpu *ctx, const float *a, const float *b, int64_t n, float *out) {
     if (!ctx || !a || !b || !out || n < 0) return NB_ERR_ARGUMENT;
-    K(ctx)->add(a, b, n, out);
-    return NB_OK;
+    return run_one((one_task){.k = K(ctx), .op = OP_ADD, .a = a, .b = b, .n = n, .out = out});
 }
 
 NB_API nb_status nb_f32_to_f16(nb_cpu *ctx, const float *src, int64_t n, uint16_t *dst) {
     if (!ctx || !src || !dst || n < 0) return NB_ERR_ARGUMENT;
-    K(ctx)->f32_to_f16(src, n, dst);
-    return NB_OK;
+    return run_one((one_task){.k = K(ctx), .op = OP_F32_TO_F16, .a = src, .n = n, .out = dst});
 }
 
 NB_API nb_status nb_f16_to_f32(nb_cpu *ctx, const uint16_t *src, int64_t n, float *dst) {
     if (!ctx || !src || !dst || n < 0) return NB_ERR_ARGUMENT;
-    K(ctx)->f16_to_f32(src, n, dst);
-    return NB_OK;
+    return run_one((one_task){.k = K(ctx), .op = OP_F16_TO_F32, .a = src, .n = n, .out = dst});
 }

@@ -112,6 +112,7 @@ struct nb_pool {
     _Atomic int stop;
     _Atomic int sleepers;       /* workers blocked (or about to block) on `work` */
     _Atomic int caller_waiting; /* the caller blocked (or about to block) on `done` */
+    _Atomic int fault;          /* a worker's part of the current run hit a SIGBUS */
     nb_task fn;
     void *ctx;
     pthread_mutex_t lock;
@@ -126,8 +127,18 @@ int32_t nb_usable_cpus(void);
 nb_status nb_pool_start(nb_pool *p, int32_t n_threads);
 /* Stops and joins the workers and destroys the mutex and condition variables. */
 void nb_pool_stop(nb_pool *p);
-void nb_pool_run(nb_pool *p, nb_task fn, void *ctx);
+/* Runs fn on the pool; NB_ERR_FAULT when any thread's part hit a SIGBUS (each thread's part runs under nb_guarded,
+ * so every thread still reaches the end of the run), else NB_OK. */
+nb_status nb_pool_run(nb_pool *p, nb_task fn, void *ctx);
 static inline int nb_pool_size(const nb_pool *p) { return p->n; }
+
+/* SIGBUS recovery (nb_fault.c). nb_fault_install installs the handler once per process (it also runs when the library
+ * loads). nb_guarded runs fn(ctx, ith, nth) on this thread and returns NB_OK, or NB_ERR_FAULT when a SIGBUS hit this
+ * thread inside it (fn is then abandoned where it was: it must hold no lock and own no allocation while it runs).
+ * nb_fault_unblock makes sure this thread can take a SIGBUS (pool workers inherit their creator's mask). */
+void nb_fault_install(void);
+nb_status nb_guarded(nb_task fn, void *ctx, int ith, int nth);
+void nb_fault_unblock(void);
 
 /* The path NIBBLE_ISA names if the CPU has it, else the best one: read once per process (immutable after). */
 int32_t nb_isa_default(void);

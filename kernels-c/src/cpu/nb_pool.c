@@ -62,6 +62,7 @@ static void *worker_main(void *arg) {
 #endif
     nb_pool *pool = self->pool;
     int ith = self->ith;
+    nb_fault_unblock();
     uint64_t seen = pool->start_generation;
     for (;;) {
         if (spin_while_equal(&pool->generation, seen) == seen) {
@@ -74,7 +75,8 @@ static void *worker_main(void *arg) {
         seen = atomic_load(&pool->generation);
         if (atomic_load(&pool->stop)) return NULL;
         atomic_fetch_add(&pool->active, 1);
-        if (atomic_load(&pool->open)) pool->fn(pool->ctx, ith, pool->n);
+        if (atomic_load(&pool->open) && nb_guarded(pool->fn, pool->ctx, ith, pool->n) != NB_OK)
+            atomic_store(&pool->fault, 1); /* seen by the caller once `active` is 0 */
         if (atomic_fetch_sub(&pool->active, 1) == 1 && atomic_load(&pool->caller_waiting)) {
             pthread_mutex_lock(&pool->lock);
             pthread_cond_signal(&pool->done);
@@ -102,16 +104,14 @@ static void stop_workers(nb_pool *pool) {
     pool->n = 1;
 }
 
-void nb_pool_run(nb_pool *pool, nb_task fn, void *ctx) {
-    if (pool->n == 1) {
-        fn(ctx, 0, 1);
-        return;
-    }
+nb_status nb_pool_run(nb_pool *pool, nb_task fn, void *ctx) {
+    if (pool->n == 1) return nb_guarded(fn, ctx, 0, 1);
     pool->fn = fn;
     pool->ctx = ctx;
+    if (atomic_load_explicit(&pool->fault, memory_order_relaxed)) atomic_store(&pool->fault, 0); /* no store per run */
     atomic_store(&pool->open, 1);
     wake_workers(pool);
-    fn(ctx, 0, pool->n);
+    nb_status status = nb_guarded(fn, ctx, 0, pool->n);
     atomic_store(&pool->open, 0);
     if (spin_until_zero(&pool->active) != 0) {
         pthread_mutex_lock(&pool->lock);
@@ -120,6 +120,7 @@ void nb_pool_run(nb_pool *pool, nb_task fn, void *ctx) {
         atomic_store(&pool->caller_waiting, 0);
         pthread_mutex_unlock(&pool->lock);
     }
+    return atomic_load(&pool->fault) ? NB_ERR_FAULT : status;
 }
 
 /* CPUs this process may run on: its affinity mask (taskset, cpusets, a container's --cpuset-cpus), not the CPUs
@@ -211,6 +212,7 @@ nb_status nb_pool_start(nb_pool *pool, int32_t n_threads) {
     atomic_init(&pool->stop, 0);
     atomic_init(&pool->sleepers, 0);
     atomic_init(&pool->caller_waiting, 0);
+    atomic_init(&pool->fault, 0);
     pool->fn = NULL;
     pool->ctx = NULL;
     if (pthread_mutex_init(&pool->lock, NULL) != 0) return NB_ERR_MEMORY;

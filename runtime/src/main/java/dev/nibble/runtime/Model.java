@@ -2,6 +2,7 @@ package dev.nibble.runtime;
 
 import dev.nibble.formats.FormatException;
 import dev.nibble.formats.gguf.GgufFile;
+import dev.nibble.runtime.nativelib.NativeKernelException;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -10,6 +11,7 @@ import java.lang.management.ManagementFactory;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
+import java.nio.file.attribute.BasicFileAttributes;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
@@ -269,6 +271,21 @@ public final class Model implements AutoCloseable {
     public synchronized float[][] step(List<Segment> segments) throws IOException {
         Layout layout = layout(segments);
         checkFileIntact();
+        try {
+            return pass(layout, segments);
+        } catch (NativeKernelException e) {
+            if (!e.isFault()) {
+                throw e;
+            }
+            fileChanged = true; // a kernel's read of the mapped weights faulted: the file shrank under it
+            throw changedWhileInUse(e);
+        } catch (NonFiniteException e) {
+            checkFileIntact(); // garbage from a file rewritten during the pass is that, not a broken model
+            throw e;
+        }
+    }
+
+    private float[][] pass(Layout layout, List<Segment> segments) {
         int n = layout.tokens;
         for (int i = 0; i < n; i++) {
             Segment seg = layout.order.get(layout.segmentOf[i]);
@@ -543,23 +560,47 @@ public final class Model implements AutoCloseable {
                 logits.asSlice(to * logitBytes, count * logitBytes));
     }
 
+    /** Set once the file was found changed: every later pass fails the same way, as the mapping may hold anything. */
+    private volatile boolean fileChanged;
+
     /**
-     * A mapped file that shrinks under us would fault on the next read (SIGBUS in native code), so check its size
-     * before each pass: a clean error instead of a crash whenever the truncation happened between passes.
+     * On the CPU the weights are read in place from the mapped file, so a file that changes under the mapping changes
+     * them: one that shrinks faults on the next read (SIGBUS, which libnibble_cpu turns into an error of that call,
+     * see {@link #step}), one rewritten in place gives garbage. Before each pass the file is compared with what it was
+     * at load: the same file (device and inode) with another size or modification time fails the pass, and every later
+     * one. A file replaced by a rename ({@code mv new.gguf model.gguf}, or an atomic writer) or deleted is no change:
+     * the mapping keeps the old inode, intact, until the model closes. A GPU holds its own copy of the weights, and
+     * then nothing reads the file. (Modification times have the file system's granularity, a few milliseconds on
+     * some: a rewrite within that tick of loading goes unseen here, though a truncation still faults cleanly.)
      */
-    private void checkFileIntact() throws FormatException {
-        long now;
+    private void checkFileIntact() throws IOException {
+        if (fileChanged) {
+            throw changedWhileInUse(null);
+        }
+        if (file.mapping().asOverlappingSlice(weights.output().data()).isEmpty()) {
+            return; // the weights live in the backend's memory
+        }
+        BasicFileAttributes now;
         try {
-            now = Files.size(file.path());
+            now = Files.readAttributes(file.path(), BasicFileAttributes.class);
         } catch (NoSuchFileException e) {
             return; // deleted files stay mapped intact on POSIX systems
         } catch (IOException e) {
             throw new FormatException(file.path(), "file", -1, "cannot be checked while in use: " + e.getMessage());
         }
-        if (now < file.fileSize()) {
-            throw new FormatException(file.path(), "file", now, "shrank from " + file.fileSize() + " to " + now
-                    + " bytes while the model was loaded; it was truncated or is being rewritten");
+        GgufFile.Identity then = file.identity();
+        if (then.key() != null && !then.key().equals(now.fileKey())) {
+            return; // another file now has the name; ours is still mapped, intact
         }
+        if (now.size() != then.size() || !now.lastModifiedTime().equals(then.lastModified())) {
+            fileChanged = true;
+            throw changedWhileInUse(null);
+        }
+    }
+
+    private IOException changedWhileInUse(Throwable cause) {
+        return new IOException(file.path() + ": the file changed while in use (it was truncated or overwritten);"
+                + " reload it (restart the command)", cause);
     }
 
     /** Frees the activations and placed weights and unmaps the file (the backend stays open). */

@@ -179,8 +179,9 @@ class ModelTest {
             try (FileChannel ch = FileChannel.open(file, StandardOpenOption.WRITE)) {
                 ch.truncate(Files.size(file) / 2);
             }
-            FormatException e = assertThrows(FormatException.class, () -> m.forward(new int[] {1}, cache, false));
-            assertTrue(e.getMessage().contains("shrank") && e.getMessage().contains(file.toString()), e.getMessage());
+            IOException e = assertThrows(IOException.class, () -> m.forward(new int[] {1}, cache, false));
+            assertTrue(e.getMessage().contains("changed while in use") && e.getMessage().contains(file.toString()),
+                    e.getMessage());
         }
     }
 }

@@ -4,8 +4,11 @@ import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.channels.FileChannel;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
+import java.nio.file.attribute.BasicFileAttributes;
+import java.nio.file.attribute.FileTime;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -35,9 +38,19 @@ public final class GgufFile implements AutoCloseable {
     private final GgufMetadata metadata;
     private final List<GgufTensor> tensors;
     private final Map<String, GgufTensor> byName;
+    private final Identity identity;
 
-    private GgufFile(Path path, Arena arena, MemorySegment mapping, GgufParser.Header header) {
+    /**
+     * Which file was mapped, as the file system saw it at {@link #open}: its key (device and inode on Unix; null where
+     * the platform has none), size and last-modified time. A file replaced by a rename has another key (the mapping
+     * keeps the old one, intact); a file rewritten in place keeps its key and gets a new time.
+     */
+    public record Identity(Object key, long size, FileTime lastModified) {
+    }
+
+    private GgufFile(Path path, Arena arena, MemorySegment mapping, GgufParser.Header header, Identity identity) {
         this.path = path;
+        this.identity = identity;
         this.arena = arena;
         this.mapping = mapping;
         this.version = header.version();
@@ -55,9 +68,11 @@ public final class GgufFile implements AutoCloseable {
     public static GgufFile open(Path path) throws IOException {
         Arena arena = Arena.ofShared();
         try (FileChannel channel = FileChannel.open(path, StandardOpenOption.READ)) {
+            BasicFileAttributes attributes = Files.readAttributes(path, BasicFileAttributes.class);
+            Identity identity = new Identity(attributes.fileKey(), attributes.size(), attributes.lastModifiedTime());
             MemorySegment mapping = channel.map(FileChannel.MapMode.READ_ONLY, 0, channel.size(), arena);
             GgufParser.Header header = new GgufParser(path, mapping).parse();
-            return new GgufFile(path, arena, mapping, header);
+            return new GgufFile(path, arena, mapping, header, identity);
         } catch (IOException | RuntimeException | Error e) {
             arena.close();
             throw e;
@@ -75,6 +90,11 @@ public final class GgufFile implements AutoCloseable {
 
     public long fileSize() {
         return mapping.byteSize();
+    }
+
+    /** The mapped file's key, size and last-modified time when it was opened (see {@link Identity}). */
+    public Identity identity() {
+        return identity;
     }
 
     /** The alignment of tensor data in bytes. */

@@ -24,7 +24,9 @@ import static dev.nibble.runtime.nativelib.ArgumentChecks.*;
  * <p>Every wrapper checks counts and segment bounds before the downcall, so native code never sees a pointer past
  * the end of its segment: a bad argument is an {@link IllegalArgumentException} naming the call, a native error
  * status a {@link NativeKernelException}. Segments must be native (arena allocations or file mappings); float and
- * int segments must be 4-byte aligned.
+ * int segments must be 4-byte aligned. A kernel reading a file mapping whose file shrank under it (SIGBUS) does not
+ * kill the process: the library catches the fault inside its kernels and the call throws a NativeKernelException
+ * whose {@link NativeKernelException#isFault()} is true; the context stays usable (see "Faults" in nibble.h).
  *
  * <p>Every kernel is a plain downcall, so that a garbage-collector safepoint never waits for one: a kernel's time grows
  * with its sizes (a prefill's rmsnorm or swiglu takes milliseconds), and some read the memory-mapped model (embed's
