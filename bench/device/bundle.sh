@@ -41,6 +41,8 @@ for f in $(tr ':' '\n' < "$tmp/cp.txt" | sort -u); do
     *junit*|*opentest4j*|*apiguardian*) ;; # the console launcher below brings its own JUnit
     */jinjava/*|*/guava/*|*/failureaccess/*|*/jline*|*/checker-qual/*|*/error_prone*|*/j2objc*|*/javassist/*) ;;
     */derive4j*|*/immutables/*|*/jsr305/*|*/re2j/*|*/snakeyaml/*|*/jsoup/*|*/listenablefuture/*) ;;
+    */commons-net/*) ;; # jinjava's
+    */langchain4j/*|*/jtokkit/*|*/slf4j*|*/jazzer*|*/kotlin*) ;; # test-only clients and fuzzing: not run there
     *.jar) (cd "$app/cp" && unzip -qo "$f" -x 'META-INF/*' 2>/dev/null || true) ;;
   esac
 done
