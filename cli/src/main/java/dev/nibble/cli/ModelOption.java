@@ -10,7 +10,7 @@ import picocli.CommandLine.Spec;
 /**
  * {@code -m/--model}: the GGUF file a command runs, default {@code $NIBBLE_MODEL}. A folder is refused in one line:
  * a Hugging Face model folder with the {@code nibble convert} command that makes the GGUF file, any other folder as
- * not a model.
+ * not a model; so is anything else that is not a regular file (a FIFO, whose opening would block; a device).
  */
 public final class ModelOption {
 
@@ -21,7 +21,7 @@ public final class ModelOption {
     @Spec(Spec.Target.MIXEE)
     CommandSpec command;
 
-    /** The model file, checked: an existing file, not a folder. */
+    /** The model file, checked: an existing regular file, not a folder, FIFO or device. */
     public Path gguf() {
         return check(model, false, command);
     }
@@ -51,7 +51,20 @@ public final class ModelOption {
         if (!Files.exists(model)) {
             throw new IllegalArgumentException(named + ": no such model file; give -m a .gguf file");
         }
+        if (!Files.isRegularFile(model)) {
+            // checked before anything opens it: opening a FIFO blocks until someone writes to it
+            throw new IllegalArgumentException(named + " is " + InputFiles.kind(model) + ", not a regular file; give -m a "
+                    + ".gguf file");
+        }
         return model;
+    }
+
+    /**
+     * For commands with a {@code -m} option of their own: {@code model} checked as {@link #gguf()} does (an existing
+     * regular file; a folder, a FIFO or a device refused in one line, before anything opens it).
+     */
+    public static Path checkGguf(Path model, CommandSpec command) {
+        return check(model, false, command);
     }
 
     private static final Pattern PLAIN = Pattern.compile("[A-Za-z0-9_./:@%+=,~-]+");

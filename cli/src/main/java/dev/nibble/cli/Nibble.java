@@ -30,12 +30,38 @@ public final class Nibble implements Runnable {
 
     @Override
     public void run() {
-        spec.commandLine().usage(System.out);
+        spec.commandLine().usage(spec.commandLine().getOut());
     }
 
-    /** Exit codes: 0 success, 1 bad input or failed job, 2 bad usage (one line: {@link ErrorReporter}). */
+    /**
+     * Exit codes: 0 success (or a reader of the output that left, as {@code | head} does), 1 bad input, failed job or
+     * output that cannot be written, 2 bad usage; each error is one line ({@link ErrorReporter}), never a stack trace
+     * unless NIBBLE_DEBUG is set, whatever the thread and whenever it happens.
+     */
     public static void main(String[] args) {
-        System.exit(commandLine().execute(args));
+        // Before anything reads standard input: closed (<&-), descriptor 0 is a file the JVM opened, not input.
+        StandardStreams.emptyWhenClosed();
+        Thread.setDefaultUncaughtExceptionHandler(ErrorReporter::uncaught);
+        CommandLine cl = null;
+        int code;
+        try {
+            cl = commandLine();
+            // Writes that fail (a full disk, a closed pipe) stop the command rather than vanish as in System.out.
+            cl.setOut(new PrintWriter(new OutputStreamWriter(StandardStreams.output(), StandardCharsets.UTF_8), true));
+            cl.setErr(new PrintWriter(new OutputStreamWriter(StandardStreams.error(), StandardCharsets.UTF_8), true));
+            code = cl.execute(args);
+        } catch (Throwable t) { // outside a command: class initialisation, the handlers themselves
+            code = ErrorReporter.report(t, cl);
+        }
+        if (cl != null) {
+            try {
+                cl.getOut().flush();
+                cl.getErr().flush();
+            } catch (Throwable t) { // output left unwritten: a failure after success; after a failure, already said
+                code = code == 0 ? ErrorReporter.report(t, cl) : code;
+            }
+        }
+        System.exit(code);
     }
 
     static CommandLine commandLine() {
@@ -56,10 +82,18 @@ public final class Nibble implements Runnable {
             while (command.subcommand() != null) {
                 command = command.subcommand();
             }
-            if (!command.isUsageHelpRequested() && !command.isVersionHelpRequested()) {
-                LlamaCppFlags.warn(command, command.commandSpec().commandLine().getErr());
+            try {
+                if (!command.isUsageHelpRequested() && !command.isVersionHelpRequested()) {
+                    LlamaCppFlags.warn(command, command.commandSpec().commandLine().getErr());
+                }
+                return new CommandLine.RunLast().execute(parsed);
+            } catch (CommandLine.ExecutionException | CommandLine.ParameterException e) {
+                throw e; // picocli hands these to the ErrorReporter
+            } catch (RuntimeException | Error e) {
+                // What picocli passes through: errors (out of memory, stack overflow, a class that cannot initialise)
+                // and failures while printing help or a version.
+                return ErrorReporter.report(e, command.commandSpec().commandLine());
             }
-            return new CommandLine.RunLast().execute(parsed);
         });
         Examples.addTo(cl);
         // Token pieces and decoded text are UTF-8 whatever the platform's default console encoding is.

@@ -12,7 +12,6 @@ import dev.nibble.runtime.chat.ConversationFile;
 import dev.nibble.runtime.tokenizer.Tokenizer;
 import java.io.IOException;
 import java.io.PrintWriter;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
@@ -47,7 +46,8 @@ final class TokenizeCommand implements Callable<Integer> {
     @Parameters(arity = "0..1", paramLabel = "TEXT", description = "The text (or, with --detokenize, the ids); default: standard input.")
     String text;
 
-    @Option(names = {"-f", "--file"}, paramLabel = "FILE", description = "Read the text (or ids) from this UTF-8 file, exactly as it is.")
+    @Option(names = {"-f", "--file"}, paramLabel = "FILE", description = "Read the text (or ids) from this UTF-8 file, exactly as it is "
+            + "(at most 64 MiB, as standard input).")
     Path file;
 
     @Option(names = "--pieces", description = "Show each token's piece next to its id.")
@@ -163,9 +163,10 @@ final class TokenizeCommand implements Callable<Integer> {
             return text;
         }
         if (file != null) {
-            return Files.readString(file, StandardCharsets.UTF_8);
+            return InputFiles.readUtf8(file, "-f", "a UTF-8 text file", InputFiles.TEXT_LIMIT);
         }
-        return new String(System.in.readAllBytes(), StandardCharsets.UTF_8);
+        // System.in, not descriptor 0: Nibble.main makes it empty when standard input was closed
+        return InputFiles.readUtf8(System.in, "standard input", InputFiles.TEXT_LIMIT);
     }
 
     /** The vocabulary of a Hugging Face folder or of a GGUF file. */

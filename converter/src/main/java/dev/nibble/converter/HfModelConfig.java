@@ -21,6 +21,9 @@ public record HfModelConfig(String architecture, int hiddenSize, int layerCount,
                             int headDim, int intermediateSize, double rmsNormEps, double ropeTheta,
                             RopeScaling ropeScaling, int maxPositions, boolean tiedEmbeddings, int vocabSize) {
 
+    /** The most layers a config may declare: far more than any Llama-family model has (Llama 3.1 405B: 126). */
+    public static final int MAX_LAYERS = 4096;
+
     /** The architectures whose tensors and maths are Llama's. */
     public static final List<String> SUPPORTED_ARCHITECTURES = List.of("LlamaForCausalLM", "MistralForCausalLM");
 
@@ -45,6 +48,10 @@ public record HfModelConfig(String architecture, int hiddenSize, int layerCount,
         }
         int hidden = positive(json, "hidden_size", file);
         int layers = positive(json, "num_hidden_layers", file);
+        if (layers > MAX_LAYERS) { // refused at once: the tensor list it implies would take minutes and the memory
+            throw new FormatException(file, "num_hidden_layers", -1, layers + " is more than the " + MAX_LAYERS
+                    + " layers nibble converts (the largest Llama models have about 128); fix config.json");
+        }
         int heads = positive(json, "num_attention_heads", file);
         int kvHeads = JsonFiles.optionalInt(json, "num_key_value_heads", file).orElse(heads);
         if (kvHeads <= 0 || heads % kvHeads != 0) {

@@ -2,7 +2,9 @@ package dev.nibble.cli.batch;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.nibble.cli.DeviceOptions;
+import dev.nibble.cli.InputFiles;
 import dev.nibble.cli.LlamaCppFlags;
+import dev.nibble.cli.ModelOption;
 import dev.nibble.cli.chat.ModelChatFormat;
 import dev.nibble.cli.generate.SamplingOptions;
 import dev.nibble.formats.vocab.VocabularyGguf;
@@ -113,6 +115,10 @@ public final class BatchCommand implements Callable<Integer> {
         if (parallel < 1) {
             throw new ParameterException(spec.commandLine(), "--parallel must be at least 1");
         }
+        // Each file checked before anything opens it (a FIFO would block the open): one line naming it.
+        ModelOption.checkGguf(model, spec);
+        InputFiles.regularFile(input, "-i", "a JSONL file of requests");
+        InputFiles.outputFile(output, "-o");
         if (Files.isRegularFile(output) && Files.isSameFile(input, output)) {
             throw new ParameterException(spec.commandLine(), "-o must not be the input file");
         }

@@ -4,7 +4,9 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import dev.nibble.formats.gguf.GgufTensor;
 import dev.nibble.cli.DeviceOptions;
+import dev.nibble.cli.InputFiles;
 import dev.nibble.cli.LlamaCppFlags;
+import dev.nibble.cli.ModelOption;
 import dev.nibble.runtime.Backend;
 import dev.nibble.runtime.CudaBackend;
 import dev.nibble.runtime.KvCache;
@@ -36,6 +38,9 @@ import picocli.CommandLine.Spec;
             "--synthetic builds a Llama-2-shaped model with random weights in a temporary file (deleted afterwards), "
                 + "so speed can be measured without downloading weights."})
 public final class BenchCommand implements Callable<Integer> {
+
+    /** The most runs of one test (-r). */
+    static final int MAX_REPETITIONS = 1000;
 
     static final class Source {
         @Option(names = {"-m", "--model"}, paramLabel = "MODEL", description = "GGUF model file.")
@@ -89,12 +94,23 @@ public final class BenchCommand implements Callable<Integer> {
         if (prompt < 0 || gen < 0 || repetitions < 1 || prompt + gen == 0) {
             throw new IllegalArgumentException("need -p >= 0, -n >= 0 (not both 0) and -r >= 1");
         }
+        if (repetitions > MAX_REPETITIONS) {
+            throw new IllegalArgumentException("-r " + repetitions + " is more than the " + MAX_REPETITIONS
+                    + " runs bench makes of a test; give a smaller -r");
+        }
+        if (ctx < 0) {
+            throw new IllegalArgumentException("--ctx must be 0 (just enough for the test) or more, is " + ctx);
+        }
         PrintWriter err = spec.commandLine().getErr();
         Path file = source.model;
         Path temp = null;
+        if (file != null) {
+            ModelOption.checkGguf(file, spec); // a folder, FIFO or device: one line, before anything opens it
+        }
         if (source.synthetic != null) {
             SyntheticModel.Spec s = SyntheticModel.parse(source.synthetic);
             if (save != null) {
+                InputFiles.outputFile(save, "--save");
                 file = save;
             } else {
                 temp = Files.createTempFile("nibble-synthetic-", ".gguf");
@@ -111,9 +127,27 @@ public final class BenchCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--parallel needs counts of 1 or more and -n above 0");
         }
         int most = parallel == null ? 1 : parallel.stream().mapToInt(Integer::intValue).max().orElse(1);
-        int context = parallel == null ? Math.max(ctx, Math.max(prompt, gen) + 1) : most * (prompt + gen);
+        // Positions one sequence needs, and the cache of all of them: long, so that no -p or --parallel wraps around.
+        long span = parallel == null ? Math.max(prompt, gen) + 1L : (long) prompt + gen;
+        long rows = parallel == null ? Math.max(ctx, span) : most * span;
+        if (rows > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("-p " + prompt + " and -n " + gen + (parallel == null ? "" : " for " + most
+                    + " sequences") + " need a KV cache of " + rows + " positions, more than the " + Integer.MAX_VALUE
+                    + " one cache may hold; give a smaller -p, -n or --parallel");
+        }
+        int context = (int) rows;
         try (Backend backend = device.open(err);
              Model model = Model.load(file, backend, context, DeviceOptions.loadProgress(err))) {
+            // The memory for the cache was checked by the load; the positions against the model's context here.
+            int trained = model.config().contextLength();
+            int allowed = Math.max(trained, ctx);
+            if (span > allowed) {
+                throw new IllegalArgumentException((parallel == null ? "-p " + prompt + " and -n " + gen + " need "
+                        : "-p " + prompt + " plus -n " + gen + " need ") + span + " positions, more than the model's context"
+                        + " of " + trained + " tokens" + (ctx > trained ? " and --ctx " + ctx : "") + "; give "
+                        + (parallel == null ? "-p and -n of at most " + (allowed - 1) : "-p plus -n of at most " + allowed)
+                        + ", or a larger --ctx to go past the model's context on purpose");
+            }
             List<Map<String, Object>> results = parallel == null ? run(model, backend, context)
                     : runParallel(model, backend);
             print(results);

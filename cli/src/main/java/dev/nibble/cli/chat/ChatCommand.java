@@ -18,6 +18,7 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.ParameterException;
 import picocli.CommandLine.Spec;
 
 /** {@code nibble chat}: an interactive conversation with a model in its own chat format. */
@@ -65,6 +66,9 @@ public final class ChatCommand implements Callable<Integer> {
     public Integer call() throws IOException {
         PrintWriter out = spec.commandLine().getOut();
         PrintWriter err = spec.commandLine().getErr();
+        if (ctx < 0) {
+            throw new ParameterException(spec.commandLine(), "--ctx must be 0 (the model's, as memory allows) or more, is " + ctx);
+        }
         long seed = sampling.seed();
         Path gguf = model.gguf();
         try (Generator generator = Generator.open(gguf, device.open(err), ctx, DeviceOptions.loadProgress(err))) {

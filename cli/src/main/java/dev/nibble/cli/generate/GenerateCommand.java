@@ -3,6 +3,7 @@ package dev.nibble.cli.generate;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.nibble.cli.DeviceOptions;
+import dev.nibble.cli.InputFiles;
 import dev.nibble.cli.LlamaCppFlags;
 import dev.nibble.cli.ModelOption;
 import dev.nibble.cli.chat.ModelChatFormat;
@@ -20,8 +21,6 @@ import dev.nibble.runtime.chat.ModelChatEngine;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.io.Writer;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -119,6 +118,9 @@ public final class GenerateCommand implements Callable<Integer> {
         if (chatMode && !stop.isEmpty()) {
             throw new ParameterException(spec.commandLine(), "--stop is for plain generation; in chat the template's markers stop");
         }
+        if (ctx < 0) {
+            throw new ParameterException(spec.commandLine(), "--ctx must be 0 (the model's, as memory allows) or more, is " + ctx);
+        }
         Path gguf = model.gguf();
         String text = prompt != null ? prompt : file != null ? readPrompt(file) : null;
         List<ChatMessage> conversation = chatMode ? conversation(text) : null;
@@ -178,11 +180,9 @@ public final class GenerateCommand implements Callable<Integer> {
         };
     }
 
+    /** The -f file: a regular file (a FIFO would block), strictly UTF-8 (an error names the byte), at most 64 MiB. */
     private static String readPrompt(Path file) throws IOException {
-        if (!Files.isRegularFile(file)) {
-            throw new IllegalArgumentException(file + ": no such file; give -f a UTF-8 text file with the prompt");
-        }
-        return Files.readString(file, StandardCharsets.UTF_8);
+        return InputFiles.readUtf8(file, "-f", "a UTF-8 text file with the prompt", InputFiles.TEXT_LIMIT);
     }
 
     /** The --json object: what was generated, why it stopped, how many tokens, how fast, with what settings. */

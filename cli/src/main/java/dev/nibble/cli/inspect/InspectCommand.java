@@ -2,6 +2,7 @@ package dev.nibble.cli.inspect;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
+import dev.nibble.cli.InputFiles;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.nio.file.Files;
@@ -51,6 +52,10 @@ public final class InspectCommand implements Callable<Integer> {
     static Inspection inspect(Path path) throws IOException {
         if (!Files.exists(path)) {
             throw new NoSuchFileException(path.toString(), null, "no such file or folder");
+        }
+        if (!Files.isDirectory(path)) {
+            // a FIFO would block the open, a device never end: refused before opening
+            InputFiles.regularFile(path, "inspect", "a model file or folder");
         }
         if (Files.isRegularFile(path) && path.getFileName().toString().endsWith(".gguf")) {
             return GgufInspector.inspect(path);

@@ -3,6 +3,7 @@ package dev.nibble.cli.perplexity;
 import dev.nibble.formats.vocab.Vocabulary;
 import dev.nibble.formats.vocab.VocabularyGguf;
 import dev.nibble.cli.DeviceOptions;
+import dev.nibble.cli.InputFiles;
 import dev.nibble.cli.LlamaCppFlags;
 import dev.nibble.cli.ModelOption;
 import dev.nibble.runtime.Backend;
@@ -11,7 +12,6 @@ import dev.nibble.runtime.Perplexity;
 import dev.nibble.runtime.tokenizer.Tokenizer;
 import java.io.IOException;
 import java.io.PrintWriter;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Locale;
 import java.util.concurrent.Callable;
@@ -31,7 +31,7 @@ public final class PerplexityCommand implements Callable<Integer> {
     @Mixin
     ModelOption model;
 
-    @Option(names = {"-f", "--file"}, required = true, paramLabel = "TEXT", description = "UTF-8 text file.")
+    @Option(names = {"-f", "--file"}, required = true, paramLabel = "TEXT", description = "UTF-8 text file (at most 64 MiB).")
     Path text;
 
     @Option(names = {"-c", "--ctx-size", "--ctx"}, defaultValue = "512", paramLabel = "N",
@@ -52,10 +52,8 @@ public final class PerplexityCommand implements Callable<Integer> {
         PrintWriter out = spec.commandLine().getOut();
         PrintWriter err = spec.commandLine().getErr();
         Path gguf = model.gguf();
-        if (!Files.isRegularFile(text)) {
-            throw new IllegalArgumentException(text + ": no such file; give -f the UTF-8 text to score");
-        }
-        String content = Files.readString(text);
+        // a regular file (not a FIFO or /dev/zero), strictly UTF-8, at most 64 MiB: read before the model loads
+        String content = InputFiles.readUtf8(text, "-f", "the UTF-8 text to score", InputFiles.TEXT_LIMIT);
         try (Backend backend = device.open(err);
              Model m = Model.load(gguf, backend, ctx, DeviceOptions.loadProgress(err))) {
             if (ctx < 2 || ctx > m.config().contextLength()) {

@@ -2,6 +2,7 @@ package dev.nibble.cli.serve;
 
 import dev.nibble.cli.DeviceOptions;
 import dev.nibble.cli.LlamaCppFlags;
+import dev.nibble.cli.ModelOption;
 import dev.nibble.cli.chat.ModelChatFormat;
 import dev.nibble.cli.generate.SamplingOptions;
 import dev.nibble.formats.vocab.VocabularyGguf;
@@ -115,6 +116,7 @@ public final class ServeCommand implements Callable<Integer> {
         if (ctx < 0 || grace < 0 || port < 0 || port > 65535) {
             throw new ParameterException(spec.commandLine(), "--ctx and --grace must be 0 or more and --port 0 to 65535");
         }
+        ModelOption.checkGguf(model, spec); // a folder, FIFO or device: one line, before anything opens it
         long bodyLimit;
         try {
             bodyLimit = Devices.parseSize(maxBody);
