@@ -23,6 +23,8 @@ public record HfModelConfig(String architecture, int hiddenSize, int layerCount,
 
     /** The most layers a config may declare: far more than any Llama-family model has (Llama 3.1 405B: 126). */
     public static final int MAX_LAYERS = 4096;
+    /** The widest attention head the CPU kernels take (nb_attention's limit in nibble.h). */
+    static final int MAX_HEAD_DIM = 512;
 
     /** The architectures whose tensors and maths are Llama's. */
     public static final List<String> SUPPORTED_ARCHITECTURES = List.of("LlamaForCausalLM", "MistralForCausalLM");
@@ -71,9 +73,31 @@ public record HfModelConfig(String architecture, int hiddenSize, int layerCount,
         if (headDim <= 0 || headDim % 2 != 0) {
             throw new FormatException(file, "head_dim", -1, headDim + " must be a positive even number for RoPE");
         }
+        // What the runtime refuses is refused here, before hours of conversion: it derives the head size from
+        // hidden_size / num_attention_heads, and its attention kernels take heads of up to 512.
+        if (headDim * heads != hidden) {
+            throw new FormatException(file, "head_dim", -1, headDim + " × num_attention_heads " + heads + " is not"
+                    + " hidden_size " + hidden + "; nibble runs only models whose heads split hidden_size evenly");
+        }
+        if (headDim > MAX_HEAD_DIM) {
+            throw new FormatException(file, "head_dim", -1, headDim + " is more than the " + MAX_HEAD_DIM
+                    + " nibble's attention kernels take");
+        }
+        String activation = JsonFiles.optionalString(json, "hidden_act", file).orElse("silu");
+        if (!activation.equals("silu") && !activation.equals("swish")) {
+            throw new FormatException(file, "hidden_act", -1, "\"" + activation + "\" is not implemented: nibble runs"
+                    + " Llama's SwiGLU feed-forward (hidden_act \"silu\") only");
+        }
         int intermediate = positive(json, "intermediate_size", file);
         double eps = JsonFiles.optionalDouble(json, "rms_norm_eps", file).orElse(1e-6);
+        if (!(eps > 0) || Double.isInfinite(eps)) {
+            throw new FormatException(file, "rms_norm_eps", -1, eps + " must be a small positive number, e.g. 1e-5");
+        }
         int maxPositions = JsonFiles.optionalInt(json, "max_position_embeddings", file).orElse(2048);
+        if (maxPositions <= 0) {
+            throw new FormatException(file, "max_position_embeddings", -1, maxPositions + " must be positive: it is"
+                    + " the model's context length");
+        }
         boolean tied = JsonFiles.optionalBoolean(json, "tie_word_embeddings", file).orElse(false);
         int vocab = positive(json, "vocab_size", file);
 

@@ -58,14 +58,19 @@ class HfModelConfigTest {
     }
 
     @Test
-    void explicitHeadDimOverridesHiddenOverHeads() throws IOException {
+    void anExplicitHeadDimThatMatchesIsReadAndOneThatDoesNotIsRefused() throws IOException {
         HfModelConfig c = write("""
-                {"architectures": ["MistralForCausalLM"], "hidden_size": 160, "num_hidden_layers": 1, "head_dim": 128,
+                {"architectures": ["MistralForCausalLM"], "hidden_size": 512, "num_hidden_layers": 1, "head_dim": 128,
                  "num_attention_heads": 4, "num_key_value_heads": 1, "intermediate_size": 64, "vocab_size": 10,
                  "tie_word_embeddings": true}""");
         assertEquals(128, c.headDim());
         assertEquals(1, c.kvHeadCount());
         assertTrue(c.tiedEmbeddings());
+        // heads wider than hidden_size / heads (Mistral Nemo's layout): the runtime cannot run them yet
+        FormatException e = assertThrows(FormatException.class, () -> write("""
+                {"architectures": ["MistralForCausalLM"], "hidden_size": 160, "num_hidden_layers": 1, "head_dim": 128,
+                 "num_attention_heads": 4, "num_key_value_heads": 1, "intermediate_size": 64, "vocab_size": 10}"""));
+        assertTrue(e.getMessage().contains("is not hidden_size 160"), e.getMessage());
     }
 
     @Test
@@ -160,5 +165,26 @@ class HfModelConfigTest {
         return """
                 {"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "num_hidden_layers": 2,
                  "num_attention_heads": 4, "intermediate_size": 128, "vocab_size": 10, %s}""".formatted(extra);
+    }
+
+    /** What the runtime would refuse after a whole conversion is refused before it starts, naming the field. */
+    @Test
+    void configsTheRuntimeCannotRunAreRefusedUpFront() {
+        String base = "\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 96, \"num_hidden_layers\": 3, "
+                + "\"num_attention_heads\": 6, \"intermediate_size\": 200, \"vocab_size\": 77";
+        String[][] cases = {
+            {"\"max_position_embeddings\": 0", "max_position_embeddings", "must be positive"},
+            {"\"rms_norm_eps\": -1e-5", "rms_norm_eps", "must be a small positive number"},
+            {"\"head_dim\": 32", "head_dim", "is not hidden_size 96"},
+            {"\"hidden_act\": \"gelu\"", "hidden_act", "\"gelu\" is not implemented"},
+        };
+        for (String[] c : cases) {
+            FormatException e = assertThrows(FormatException.class, () -> write("{" + base + ", " + c[0] + "}"), c[0]);
+            assertTrue(e.getMessage().contains(c[1]) && e.getMessage().contains(c[2]), e.getMessage());
+        }
+        FormatException wide = assertThrows(FormatException.class, () -> write("""
+                {"architectures": ["LlamaForCausalLM"], "hidden_size": 2048, "num_hidden_layers": 1,
+                 "num_attention_heads": 2, "intermediate_size": 200, "vocab_size": 77}"""));
+        assertTrue(wide.getMessage().contains("1024 is more than the 512"), wide.getMessage());
     }
 }

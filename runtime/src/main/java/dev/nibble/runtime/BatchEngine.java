@@ -137,10 +137,7 @@ public final class BatchEngine implements AutoCloseable {
     }
 
     private BatchEngine(Model model, Tokenizer tokenizer, Options options, Runnable onClose) {
-        if (tokenizer.vocabulary().size() != model.config().vocabSize()) {
-            throw new IllegalArgumentException("the tokenizer has " + tokenizer.vocabulary().size()
-                    + " tokens but the model " + model.config().vocabSize());
-        }
+        model.checkVocabulary(tokenizer.vocabulary().size());
         this.model = model;
         this.tokenizer = tokenizer;
         this.context = options.context() > 0 ? options.context() : model.config().contextLength();

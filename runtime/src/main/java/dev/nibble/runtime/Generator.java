@@ -34,10 +34,7 @@ public final class Generator implements AutoCloseable {
     }
 
     private Generator(Model model, Tokenizer tokenizer, int contextSize, Backend ownedBackend) {
-        if (tokenizer.vocabulary().size() != model.config().vocabSize()) {
-            throw new IllegalArgumentException("the tokenizer has " + tokenizer.vocabulary().size()
-                    + " tokens but the model " + model.config().vocabSize());
-        }
+        model.checkVocabulary(tokenizer.vocabulary().size());
         this.model = model;
         this.tokenizer = tokenizer;
         this.cache = model.newCache(contextSize);

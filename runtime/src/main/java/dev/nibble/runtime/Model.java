@@ -175,6 +175,17 @@ public final class Model implements AutoCloseable {
         return backend;
     }
 
+    /**
+     * Refuses a tokenizer of {@code tokens} tokens for this model unless its vocabulary has exactly the model's rows:
+     * ids would otherwise pick the wrong embeddings and logits (garbage text, a wrong perplexity) or none at all.
+     */
+    public void checkVocabulary(int tokens) {
+        if (tokens != config.vocabSize()) {
+            throw new IllegalArgumentException(file.path() + ": the tokenizer has " + tokens + " tokens but the model "
+                    + config.vocabSize() + "; the vocabulary does not belong to these weights (convert the model again)");
+        }
+    }
+
     /** Tokens that go through the weights together in one pass (the backend's batch). */
     public int batch() {
         return batch;

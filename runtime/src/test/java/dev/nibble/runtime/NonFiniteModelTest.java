@@ -47,4 +47,16 @@ class NonFiniteModelTest {
         String m = failure("output.weight", Float.NaN);
         assertTrue(m.contains("in its output"), m);
     }
+
+    /** A vocabulary of another size than the model's rows is refused by every path that tokenizes (perplexity too). */
+    @Test
+    void aTokenizerOfAnotherSizeIsRefused() throws IOException {
+        Path file = RandomModel.write(dir.resolve("v.gguf"), 2, 3, t -> t);
+        try (CpuBackend backend = new CpuBackend(1); Model model = Model.load(file, backend)) {
+            model.checkVocabulary(RandomModel.VOCAB);
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> model.checkVocabulary(RandomModel.VOCAB - 1));
+            assertTrue(e.getMessage().contains("the tokenizer has 96 tokens but the model 97"), e.getMessage());
+        }
+    }
 }

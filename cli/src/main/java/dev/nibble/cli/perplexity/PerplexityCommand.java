@@ -61,6 +61,7 @@ public final class PerplexityCommand implements Callable<Integer> {
                         + m.config().contextLength() + ", is " + ctx);
             }
             Vocabulary vocab = VocabularyGguf.read(m.file());
+            m.checkVocabulary(vocab.size());
             if (vocab.bosId() < 0) {
                 throw new IllegalArgumentException(gguf + ": the vocabulary has no BOS token to start each window");
             }
