@@ -237,18 +237,26 @@ NB_API nb_status nb_cuda_upload_weight(nb_cuda *ctx, int32_t wtype, const void *
                                        void *d_dst);
 
 /* y[t*n_out + o] = sum_i W[o][i] * x[t*n_in + i] for t < n_tok, o < n_out; W as uploaded by
- * nb_cuda_upload_weight. Few tokens: fused dequantize-and-GEMV, each weight read once for all tokens;
- * more: a tensor-core kernel (f16 operands, f32 accumulation) dequantizing weight tiles in registers. */
+ * nb_cuda_upload_weight. Quantized types (Q4_0, Q8_0, Q4_K, Q6_K, IQ4_NL) and n_tok <= 64: activations quantized
+ * to 8 bits per block of 32 (each token alone), each weight read once for all tokens; n_tok <= 8: a dp4a GEMV,
+ * 9..64: int8 tensor cores. Batch invariance, row t of y against row t of another call on the same weights:
+ *   - both calls with 9..64 tokens: bit-identical (on any GPU, and through the fused entry points below);
+ *   - both with 1..8 tokens: bit-identical through the same entry point with the same weights on GPUs of the same
+ *     multiprocessor count (not across entry points: a fused call splits the K sum differently);
+ *   - one with 1..8 and one with 9..64, or either against more than 64 tokens: not bit-identical (rounding only).
+ * Float types with n_tok <= 8: f32 GEMV. Otherwise a tensor-core kernel (f16 operands, f32 accumulation)
+ * dequantizing weight tiles in registers, not batch-invariant. */
 NB_API nb_status nb_cuda_matmul(nb_cuda *ctx, int32_t wtype, const void *d_w, int64_t n_out, int64_t n_in,
                                 const float *d_x, int64_t n_tok, float *d_y);
 /* Several weights of one input in one launch (Q, K and V of a layer): y_j = W_j x for j < n_w (n_w <= 4), each W_j
  * of type wtypes[j] with n_outs[j] rows of n_in, each y_j n_tok rows of n_outs[j]. The host arrays are read during
- * the call only. Same results as n_w calls of nb_cuda_matmul. */
+ * the call only. Same results as n_w calls of nb_cuda_matmul (bit for bit: quantized types at 9..64 tokens). */
 NB_API nb_status nb_cuda_matmul_shared_input(nb_cuda *ctx, int32_t n_w, const int32_t *wtypes, const void *const *d_ws,
                                              const int64_t *n_outs, int64_t n_in, const float *d_x, int64_t n_tok,
                                              float *const *d_ys);
 /* The feed-forward's first half in one launch: y = silu(G x) * (U x), G and U both of type wtype, n_out rows of n_in;
- * y is n_tok rows of n_out. Same results as two nb_cuda_matmul calls and nb_cuda_swiglu. */
+ * y is n_tok rows of n_out. Same results as two nb_cuda_matmul calls and nb_cuda_swiglu (bit for bit: quantized
+ * types at 9..64 tokens). */
 NB_API nb_status nb_cuda_matmul_swiglu(nb_cuda *ctx, int32_t wtype, const void *d_gate, const void *d_up,
                                        int64_t n_out, int64_t n_in, const float *d_x, int64_t n_tok, float *d_y);
 /* out[r*n_cols + c] = row ids[r] of the uploaded table (n_rows x n_cols) as f32. An id outside [0, n_rows)

@@ -4,7 +4,8 @@
 //
 // Weights are random valid ggml bytes; the host reference dequantizes them with a plain C port of the layouts in
 // formats/.../Dequantizer.java and accumulates in double. Every output is poisoned with NaN first, so an element the
-// kernel forgot shows up. Exit status 1 on any failure.
+// kernel forgot shows up. The integer kernels (quantized types, <= 64 tokens) are also checked for batch invariance
+// (check_invariance): within 1..8 tokens (gemv_int) and within 9..64 (mmq), not across. Exit status 1 on any failure.
 // Timings run the calls inside a captured graph (no launch overhead, as in decoding), rotating over enough weight
 // copies that the L2 cache cannot hold them, and take the median of 21 graph launches.
 #include <cuda_runtime.h>
@@ -18,6 +19,7 @@
 #include <string>
 #include <vector>
 #include "nibble.h"
+#include "nb_cuda_internal.cuh" // struct nb_cuda: mm_portable, to check the integer matmul's portable form too
 
 namespace {
 
@@ -256,15 +258,15 @@ struct DevBuf {
 };
 
 // Which kernel a call takes, and how its error is measured. The f32 GEMVs: plain relative error
-// ||y - ref|| / ||ref||. The int8-activation GEMVs and the f16 tensor-core GEMM: as the project's CPU tests,
-// ||y - ref|| / sqrt(sum_t sum_o sum_i (w_oi x_ti)^2), the norm of the terms (rounding the activations moves each
-// output by a fraction of the norm of its terms, and cancellation can make the output itself tiny).
+// ||y - ref|| / ||ref||. The int8-activation matmul (quantized types, <= 64 tokens) and the f16 tensor-core GEMMs: as
+// the project's CPU tests, ||y - ref|| / sqrt(sum_t sum_o sum_i (w_oi x_ti)^2), the norm of the terms (rounding the
+// activations moves each output by a fraction of the norm of its terms, and cancellation can make the output tiny).
 bool int_path(int t) { return t == Q4_0 || t == Q8_0 || t == Q4_K || t == Q6_K || t == IQ4_NL; }
 bool term_metric(int t, int64_t n_tok) { return n_tok > 8 || int_path(t); }
 double tolerance(int t, int64_t n_tok) {
-    if (n_tok > 8) return 1e-3;       // f16 tensor-core GEMM (term norm)
-    if (int_path(t)) return 1e-2;     // int8 activations (term norm)
-    return 1e-5;                      // f32 GEMV (plain relative)
+    if (int_path(t) && n_tok <= 64) return 1e-2; // int8 activations (term norm)
+    if (n_tok > 8) return 1e-3;                  // f16 tensor-core GEMM (term norm)
+    return 1e-5;                                 // f32 GEMV (plain relative)
 }
 
 // Rows whose reference is computed: all of a small matrix; for a large one the first and last 40 (tile edges) and
@@ -478,6 +480,182 @@ void check_swiglu(nb_cuda *ctx, int t, int64_t n_out, int64_t n_in, const std::v
     delete u.d;
 }
 
+// Batch invariance of the integer kernels (quantized types): random weights and 64 random activation rows; each entry
+// point (nb_cuda_matmul; nb_cuda_matmul_shared_input with three weights; nb_cuda_matmul_swiglu) runs
+//  - gemv_int (1..8 tokens): every token of the first 8 alone, then the first k tokens in one call (k = 2, 3, 5, 8:
+//    every token-count instance); each of the k output rows must equal its single-token row bit for bit;
+//  - mmq (9..64 tokens): all 64 tokens in one call, then the same 64 as consecutive calls of 9..47 tokens (every
+//    token tile width: 9..16, 17..32, 33..64); the rows must equal those of the one call bit for bit. Across entry
+//    points too: shared_input's first output and the SwiGLU against nb_cuda_matmul (+ nb_cuda_swiglu) on the same
+//    weights.
+// 1..8 against 9..64 tokens is not checked: the two kernels sum in different orders. n_out = 300 is no multiple of any
+// tile; n_in: a few chains (blocks of several row groups), 8 even chains (4096) and 8 uneven ones (11008). On sm_90
+// the portable form of mmq (workspace + mq_combine instead of clusters) runs as well and must give the same bits as
+// the cluster form.
+void check_invariance(nb_cuda *ctx, int t, Rng &rng, bool quick) {
+    const int gks[] = {2, 3, 5, 8};
+    const int ngk = (int) (sizeof gks / sizeof gks[0]), K = 64, KG = 8;
+    const std::vector<std::vector<int>> splits = {{9, 16, 39}, {17, 47}, {24, 40}};
+    const int nsp = (int) splits.size();
+    std::vector<int64_t> n_ins = block_size(t) == 256 ? std::vector<int64_t>{768, 4096, 11008}
+                                                      : std::vector<int64_t>{352, 4096, 11008};
+    if (quick) n_ins.pop_back();
+    const int64_t outs[3] = {300, 37, 129};
+    const int modes = ctx->compute_capability >= 90 ? 2 : 1;
+    std::vector<std::string> bad_g(ngk), bad_s(nsp);
+    std::string cross, entries;
+    static const char *entry_names[3] = {"matmul", "shared_input", "swiglu"};
+    using Rows = std::vector<std::vector<float>>; // per output of the entry point
+    for (int64_t n_in : n_ins) {
+        std::vector<HostWeight> ws;
+        for (int j = 0; j < 3; j++) ws.push_back(make_weight(ctx, t, outs[j], n_in, rng, false));
+        ws.push_back(make_weight(ctx, t, outs[0], n_in, rng, false)); // the up weight of the SwiGLU pair
+        std::vector<float> x((size_t) (K * n_in));
+        for (auto &v : x) v = rng.sym();
+        DevBuf dx(ctx, K * n_in * 4);
+        CHECK_OK(nb_cuda_upload(ctx, dx.p, x.data(), K * n_in * 4));
+        std::vector<DevBuf *> dys;
+        for (int j = 0; j < 3; j++) dys.push_back(new DevBuf(ctx, K * outs[j] * 4));
+        // Runs entry e on tokens [t0, t0 + n): the outputs (one, or three for shared_input), each n rows. Entry 3:
+        // nb_cuda_matmul on the gate and on the up weight, then nb_cuda_swiglu (the unfused form of entry 2).
+        auto run = [&](int e, int t0, int n) {
+            const float *xp = (const float *) dx.p + (int64_t) t0 * n_in;
+            const int no = e == 1 ? 3 : 1;
+            for (int j = 0; j < 3; j++) CHECK_OK(nb_cuda_memset(ctx, dys[j]->p, 0xFF, n * outs[j] * 4));
+            if (e == 0) {
+                CHECK_OK(nb_cuda_matmul(ctx, t, ws[0].d->p, outs[0], n_in, xp, n, (float *) dys[0]->p));
+            } else if (e == 1) {
+                int32_t types[3] = {t, t, t};
+                const void *wp[3] = {ws[0].d->p, ws[1].d->p, ws[2].d->p};
+                float *yp[3] = {(float *) dys[0]->p, (float *) dys[1]->p, (float *) dys[2]->p};
+                CHECK_OK(nb_cuda_matmul_shared_input(ctx, 3, types, wp, outs, n_in, xp, n, yp));
+            } else if (e == 2) {
+                CHECK_OK(nb_cuda_matmul_swiglu(ctx, t, ws[0].d->p, ws[3].d->p, outs[0], n_in, xp, n, (float *) dys[0]->p));
+            } else {
+                DevBuf gate(ctx, n * outs[0] * 4), up(ctx, n * outs[0] * 4);
+                CHECK_OK(nb_cuda_matmul(ctx, t, ws[0].d->p, outs[0], n_in, xp, n, (float *) gate.p));
+                CHECK_OK(nb_cuda_matmul(ctx, t, ws[3].d->p, outs[0], n_in, xp, n, (float *) up.p));
+                CHECK_OK(nb_cuda_swiglu(ctx, (const float *) gate.p, (const float *) up.p, n * outs[0],
+                                        (float *) dys[0]->p));
+            }
+            Rows r(no);
+            for (int j = 0; j < no; j++) {
+                r[j].resize((size_t) (n * outs[j]));
+                CHECK_OK(nb_cuda_read(ctx, r[j].data(), dys[j]->p, n * outs[j] * 4));
+            }
+            return r;
+        };
+        // The first differing float of p and q (n floats), as a message; "" when they are equal.
+        auto differ = [&](const std::vector<float> &p, const std::vector<float> &q, size_t n, int64_t no,
+                          const char *what) -> std::string {
+            if (memcmp(p.data(), q.data(), n * 4) == 0) return "";
+            size_t i = 0;
+            while (memcmp(&p[i], &q[i], 4) == 0) i++;
+            char m[320];
+            snprintf(m, sizeof m, "n_in %lld %s: token %lld row %lld: %.9g vs %.9g", (long long) n_in, what,
+                     (long long) (i / no), (long long) (i % no), p[i], q[i]);
+            return m;
+        };
+        // [mode]: every result, for the cluster / workspace comparison
+        std::vector<std::vector<Rows>> all(modes);
+        for (int mode = 0; mode < modes; mode++) {
+            ctx->mm_portable = mode;
+            const char *form = mode ? " (workspace form)" : "";
+            Rows whole[3]; // mmq: the 64 tokens in one call, per entry point
+            for (int e = 0; e < 3; e++) {
+                const int no = e == 1 ? 3 : 1;
+                // gemv_int: the first KG tokens alone, then the first k in one call
+                Rows one(no);
+                for (int i = 0; i < KG; i++) {
+                    Rows r = run(e, i, 1);
+                    for (int j = 0; j < no; j++) one[j].insert(one[j].end(), r[j].begin(), r[j].end());
+                }
+                all[mode].push_back(one);
+                for (int ki = 0; ki < ngk; ki++) {
+                    const int k = gks[ki];
+                    Rows r = run(e, 0, k);
+                    for (int j = 0; j < no && bad_g[ki].empty(); j++) {
+                        std::string what = std::string(entry_names[e]) + form + " output " + std::to_string(j) +
+                                           ", " + std::to_string(k) + " tokens against each alone";
+                        bad_g[ki] = differ(r[j], one[j], (size_t) (k * outs[j]), outs[j], what.c_str());
+                    }
+                    all[mode].push_back(r);
+                }
+                // mmq: the 64 tokens in one call, then in consecutive calls
+                whole[e] = run(e, 0, K);
+                all[mode].push_back(whole[e]);
+                for (int si = 0; si < nsp; si++) {
+                    Rows parts(no);
+                    int t0 = 0;
+                    std::string sizes;
+                    for (int n : splits[si]) {
+                        Rows r = run(e, t0, n);
+                        for (int j = 0; j < no; j++) parts[j].insert(parts[j].end(), r[j].begin(), r[j].end());
+                        t0 += n;
+                        sizes += (sizes.empty() ? "" : " + ") + std::to_string(n);
+                    }
+                    for (int j = 0; j < no && bad_s[si].empty(); j++) {
+                        std::string what = std::string(entry_names[e]) + form + " output " + std::to_string(j) + ", " +
+                                           sizes + " tokens against 64 in one call";
+                        bad_s[si] = differ(parts[j], whole[e][j], (size_t) (K * outs[j]), outs[j], what.c_str());
+                    }
+                    all[mode].push_back(parts);
+                }
+            }
+            // mmq across entry points: shared_input's first output and the fused SwiGLU against nb_cuda_matmul (and
+            // nb_cuda_swiglu) on the same weights.
+            if (entries.empty()) {
+                std::string what = std::string("shared_input output 0 against matmul") + form;
+                entries = differ(whole[1][0], whole[0][0], (size_t) (K * outs[0]), outs[0], what.c_str());
+            }
+            if (entries.empty()) {
+                Rows unfused = run(3, 0, K);
+                std::string what = std::string("swiglu against matmul + matmul + nb_cuda_swiglu") + form;
+                entries = differ(whole[2][0], unfused[0], (size_t) (K * outs[0]), outs[0], what.c_str());
+            }
+        }
+        ctx->mm_portable = 0;
+        if (modes == 2 && cross.empty()) {
+            bool same = all[0].size() == all[1].size();
+            for (size_t i = 0; same && i < all[0].size(); i++)
+                for (size_t j = 0; same && j < all[0][i].size(); j++)
+                    same = all[0][i][j].size() == all[1][i][j].size() &&
+                           memcmp(all[0][i][j].data(), all[1][i][j].data(), all[0][i][j].size() * sizeof(float)) == 0;
+            if (!same) cross = "n_in " + std::to_string(n_in) + ": the workspace form differs from the cluster form";
+        }
+        for (auto *d : dys) delete d;
+        for (auto &w : ws) delete w.d;
+    }
+    std::string shapes;
+    for (int64_t n : n_ins) shapes += (shapes.empty() ? "" : ", ") + std::to_string(n);
+    auto line = [&](const std::string &bad, const char *what, const char *claim) {
+        g_cases++;
+        const bool ok = bad.empty();
+        if (!ok) g_failures++;
+        printf("%s invariance %-6s %s: matmul, shared_input, swiglu, 300 x {%s}%s: %s\n", ok ? "PASS" : "FAIL",
+               type_name(t), what, shapes.c_str(), modes == 2 ? ", cluster and workspace forms" : "",
+               ok ? claim : bad.c_str());
+    };
+    for (int ki = 0; ki < ngk; ki++) {
+        char what[64];
+        snprintf(what, sizeof what, "gemv_int k %d", gks[ki]);
+        line(bad_g[ki], what, "every token bit-identical to the token alone");
+    }
+    for (int si = 0; si < nsp; si++) {
+        std::string what = "mmq 64 =";
+        for (int n : splits[si]) what += (what.size() > 8 ? " + " : " ") + std::to_string(n);
+        line(bad_s[si], what.c_str(), "every token bit-identical to the 64 tokens in one call");
+    }
+    line(entries, "mmq entry points", "shared_input == matmul, swiglu == matmul + matmul + nb_cuda_swiglu");
+    if (modes == 2) {
+        g_cases++;
+        if (!cross.empty()) g_failures++;
+        printf("%s invariance %-6s cluster form == workspace form%s%s\n", cross.empty() ? "PASS" : "FAIL", type_name(t),
+               cross.empty() ? "" : ": ", cross.c_str());
+    }
+    fflush(stdout);
+}
+
 void check_embed(nb_cuda *ctx, int t, int64_t n_rows, int64_t n_cols, Rng &rng) {
     g_cases++;
     int64_t rb = row_bytes(t, n_cols);
@@ -634,8 +812,15 @@ void check_norm_fused(nb_cuda *ctx, int64_t n, int64_t rows, bool add, Rng &rng)
     for (auto &h : ws) delete h.d;
 }
 
-struct Timing { std::string what; double us, rate; const char *unit; };
+// One timing line: microseconds per call, weight bytes per second, and multiply-adds (2 flops each) per second.
+struct Timing { std::string what; double us, gbs, tflops; };
 std::vector<Timing> g_timings;
+void report(const char *what, double us, double weight_bytes, double flops) {
+    Timing tm{what, us, weight_bytes / (us * 1e-6) / 1e9, flops / (us * 1e-6) / 1e12};
+    printf("TIME %s  %9.2f us  %8.1f GB/s  %7.2f TFLOP/s\n", what, tm.us, tm.gbs, tm.tflops);
+    fflush(stdout);
+    g_timings.push_back(tm);
+}
 
 void time_matmul(nb_cuda *ctx, int t, int64_t n_out, int64_t n_in, int64_t n_tok, Rng &rng) {
     int64_t bytes = nb_cuda_weight_bytes(t, n_out, n_in), rb = row_bytes(t, n_in);
@@ -676,19 +861,7 @@ void time_matmul(nb_cuda *ctx, int t, int64_t n_out, int64_t n_in, int64_t n_tok
     char what[96];
     snprintf(what, sizeof what, "%-6s %5lld x %-5lld tok %3lld", type_name(t), (long long) n_out, (long long) n_in,
              (long long) n_tok);
-    Timing tm;
-    tm.what = what;
-    tm.us = us;
-    if (n_tok <= 8) {
-        tm.rate = (double) bytes / (us * 1e-6) / 1e9;
-        tm.unit = "GB/s (weight bytes)";
-    } else {
-        tm.rate = 2.0 * n_out * n_in * n_tok / (us * 1e-6) / 1e12;
-        tm.unit = "TFLOP/s";
-    }
-    printf("TIME %s  %9.2f us  %8.1f %s\n", what, tm.us, tm.rate, tm.unit);
-    fflush(stdout);
-    g_timings.push_back(tm);
+    report(what, us, (double) bytes, 2.0 * n_out * n_in * n_tok);
 }
 
 // Timing of the fused decode calls: Q,K,V (3 x n x n) and gate/up + SwiGLU (2 x ff x n), one token, graph-replayed.
@@ -750,10 +923,65 @@ void time_fused(nb_cuda *ctx, int t, int64_t n, int64_t ff, Rng &rng) {
         double us = samples[samples.size() / 2];
         char what[96];
         snprintf(what, sizeof what, "%-6s %s tok   1", type_name(t), labels[which]);
-        Timing tm{what, us, (double) (which % 2 == 0 ? qkv_bytes : ffn_bytes) / (us * 1e-6) / 1e9, "GB/s (weight bytes)"};
-        printf("TIME %s  %9.2f us  %8.1f %s\n", what, tm.us, tm.rate, tm.unit);
-        fflush(stdout);
-        g_timings.push_back(tm);
+        report(what, us, (double) (which % 2 == 0 ? qkv_bytes : ffn_bytes),
+               which % 2 == 0 ? 2.0 * 3 * n * n : 2.0 * 2 * ff * n);
+    }
+    for (auto &w : ws) delete w.d;
+}
+
+// The fused entry points at n_tok tokens: gate/up + SwiGLU (2 x ff x n) and Q,K,V (3 x n x n), graph-replayed over
+// four weight sets (over 200 MB, so that no weight is in L2 at its next use).
+void time_batch_fused(nb_cuda *ctx, int t, int64_t n, int64_t ff, int64_t n_tok, Rng &rng) {
+    const int copies = 4;
+    std::vector<HostWeight> ws;
+    for (int c = 0; c < copies; c++) {
+        for (int j = 0; j < 3; j++) ws.push_back(make_weight(ctx, t, n, n, rng, false));
+        for (int j = 0; j < 2; j++) ws.push_back(make_weight(ctx, t, ff, n, rng, false));
+    }
+    std::vector<float> x((size_t) (n_tok * n));
+    for (auto &v : x) v = rng.sym();
+    DevBuf dx(ctx, n_tok * n * 4), dy(ctx, n_tok * 3 * ff * 4);
+    CHECK_OK(nb_cuda_upload(ctx, dx.p, x.data(), n_tok * n * 4));
+    for (int which = 0; which < 2; which++) {
+        const int calls = 3 * copies;
+        void *graph = nullptr;
+        CHECK_OK(nb_cuda_capture_begin(ctx));
+        for (int i = 0; i < calls; i++) {
+            HostWeight *w = &ws[(i % copies) * 5];
+            if (which == 0) {
+                CHECK_OK(nb_cuda_matmul_swiglu(ctx, t, w[3].d->p, w[4].d->p, ff, n, (const float *) dx.p, n_tok,
+                                               (float *) dy.p));
+            } else {
+                int32_t types[3] = {t, t, t};
+                const void *wp[3] = {w[0].d->p, w[1].d->p, w[2].d->p};
+                int64_t outs[3] = {n, n, n};
+                float *yp[3] = {(float *) dy.p, (float *) dy.p + n_tok * n, (float *) dy.p + 2 * n_tok * n};
+                CHECK_OK(nb_cuda_matmul_shared_input(ctx, 3, types, wp, outs, n, (const float *) dx.p, n_tok, yp));
+            }
+        }
+        CHECK_OK(nb_cuda_capture_end(ctx, &graph));
+        for (int i = 0; i < 3; i++) CHECK_OK(nb_cuda_graph_launch(ctx, graph));
+        CHECK_OK(nb_cuda_sync(ctx));
+        std::vector<double> samples;
+        for (int i = 0; i < 21; i++) {
+            auto t0 = std::chrono::steady_clock::now();
+            CHECK_OK(nb_cuda_graph_launch(ctx, graph));
+            CHECK_OK(nb_cuda_sync(ctx));
+            auto t1 = std::chrono::steady_clock::now();
+            samples.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count() / calls);
+        }
+        nb_cuda_graph_free(graph);
+        std::sort(samples.begin(), samples.end());
+        char what[96];
+        if (which == 0)
+            snprintf(what, sizeof what, "%-6s swiglu 2x%lldx%lld tok %3lld", type_name(t), (long long) ff, (long long) n,
+                     (long long) n_tok);
+        else
+            snprintf(what, sizeof what, "%-6s qkv 3x%lldx%lld tok %3lld", type_name(t), (long long) n, (long long) n,
+                     (long long) n_tok);
+        const double bytes = which == 0 ? 2.0 * nb_cuda_weight_bytes(t, ff, n) : 3.0 * nb_cuda_weight_bytes(t, n, n);
+        const double flops = which == 0 ? 2.0 * 2 * ff * n * n_tok : 2.0 * 3 * n * n * n_tok;
+        report(what, samples[samples.size() / 2], bytes, flops);
     }
     for (auto &w : ws) delete w.d;
 }
@@ -805,8 +1033,9 @@ int main(int argc, char **argv) {
             if (!ok) g_failures++;
             printf("%s argument validation\n", ok ? "PASS" : "FAIL");
         }
-        std::vector<int64_t> toks = quick ? std::vector<int64_t>{1, 3, 8, 9, 77}
-                                          : std::vector<int64_t>{1, 2, 3, 7, 8, 9, 17, 64, 77, 300, 512};
+        std::vector<int64_t> toks = quick ? std::vector<int64_t>{1, 3, 8, 9, 16, 33, 64, 77}
+                                          : std::vector<int64_t>{1, 2, 3, 7, 8, 9, 13, 16, 17, 24, 32, 33, 48, 64, 65,
+                                                                 77, 300, 512};
         for (int t : kTypes) {
             std::vector<int64_t> n_ins;
             if (is_float(t)) n_ins = quick ? std::vector<int64_t>{5, 768, 4096} : std::vector<int64_t>{1, 5, 40, 768, 4096, 4097};
@@ -824,7 +1053,8 @@ int main(int argc, char **argv) {
         }
         // The fused entry points: same-type and mixed-type weights (the q4_k_m case: V in Q6_K), float types, a
         // K-split shape, and more tokens than the GEMV takes.
-        std::vector<int64_t> ftoks = quick ? std::vector<int64_t>{1, 3, 9} : std::vector<int64_t>{1, 2, 3, 8, 9, 77};
+        std::vector<int64_t> ftoks = quick ? std::vector<int64_t>{1, 3, 9, 33, 64}
+                                           : std::vector<int64_t>{1, 2, 3, 8, 9, 13, 16, 24, 32, 48, 64, 77};
         check_shared_input(ctx, {Q4_K, Q4_K, Q6_K}, {37, 5, 11}, 768, ftoks, rng);
         check_shared_input(ctx, {Q4_0, Q4_0, Q4_0}, {300, 64, 64}, 4096, ftoks, rng);
         check_shared_input(ctx, {Q8_0, F16, Q8_0, IQ4_NL}, {3, 17, 40, 1}, 512, ftoks, rng);
@@ -833,10 +1063,15 @@ int main(int argc, char **argv) {
             int64_t n_in = block_size(t) == 256 ? 1024 : 352;
             check_swiglu(ctx, t, 37, n_in, ftoks, rng);
         }
-        check_swiglu(ctx, Q4_K, 301, 11008, {1, 4, 17}, rng);
+        check_swiglu(ctx, Q4_K, 301, 11008, {1, 4, 17, 64}, rng);
+        check_shared_input(ctx, {Q4_0, Q4_0, Q4_0}, {300, 64, 64}, 11008, {1, 9, 48}, rng); // uneven chains
+        // Batch invariance of the integer kernels, bit for bit, for the three entry points: gemv_int (k <= 8 tokens
+        // against each alone), mmq (64 tokens in one call against calls of 9..47); on sm_90 both forms of mmq
+        // (clusters, workspace) and one against the other.
+        for (int t : {Q4_0, Q4_K, Q6_K, Q8_0, IQ4_NL}) check_invariance(ctx, t, rng, quick);
         // rmsnorm output quantized for the next matmul: bit-identical to quantize_x, and the record dropped when stale.
         for (bool add : {true, false})
-            for (int64_t rows : {1, 2, 3, 8, 9}) check_norm_fused(ctx, 4096, rows, add, rng);
+            for (int64_t rows : {1, 2, 3, 8, 9, 16, 64}) check_norm_fused(ctx, 4096, rows, add, rng);
         check_norm_fused(ctx, 352, 1, true, rng);  // 11 units: lanes past the row in the norm's warps
         check_norm_fused(ctx, 11008, 2, true, rng); // past the 2048 cached floats, a partial last round
         check_norm_fused(ctx, 96, 8, false, rng);
@@ -859,8 +1094,16 @@ int main(int argc, char **argv) {
         for (int t : {Q6_K, Q8_0}) time_matmul(ctx, t, 4096, 4096, 512, rng);
         time_matmul(ctx, Q4_0, 4096, 4096, 128, rng);
         for (int t : {Q4_0, Q4_K}) time_fused(ctx, t, 4096, 11008, rng);
-        printf("\n%-34s %10s %10s\n", "matmul (n_out x n_in, tokens)", "us", "rate");
-        for (auto &tm : g_timings) printf("%-34s %10.2f %10.1f %s\n", tm.what.c_str(), tm.us, tm.rate, tm.unit);
+        // Decode batches (continuous batching: one token per sequence): the Llama-2-7B matmuls at 1..64 tokens,
+        // plain and through the fused entry points.
+        for (int t : {Q4_0, Q4_K})
+            for (int64_t tok : {1, 8, 16, 32, 64}) {
+                for (int s = 0; s < 3; s++) time_matmul(ctx, t, shapes[s][0], shapes[s][1], tok, rng);
+                time_batch_fused(ctx, t, 4096, 11008, tok, rng);
+            }
+        printf("\n%-40s %10s %10s %10s\n", "matmul (n_out x n_in, tokens)", "us", "GB/s", "TFLOP/s");
+        for (auto &tm : g_timings)
+            printf("%-40s %10.2f %10.1f %10.2f\n", tm.what.c_str(), tm.us, tm.gbs, tm.tflops);
     }
     nb_cuda_close(ctx);
     return g_failures ? 1 : 0;

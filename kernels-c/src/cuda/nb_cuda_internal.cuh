@@ -34,6 +34,10 @@ struct nb_cuda {
      * records exactly the launches (with or without quantize_x) that the same calls made eagerly, so it is
      * capture-safe, and the graph replays them in the same order. */
     nb_cuda_xq xq, xq_prev;
+    /* Tests only (nb_cuda_check_matmul sets it): the integer tensor-core matmul (mmq, 9..64 tokens) takes its portable
+     * form (workspace + mq_combine) where it would use thread-block clusters, so that one GPU checks both. calloc
+     * leaves it 0. */
+    int mm_portable;
     char error[512];
 };
 
@@ -50,11 +54,12 @@ static inline nb_status nb_cuda_use(nb_cuda *ctx) {
     return NB_ERR_DEVICE;
 }
 
-/* Whether the integer GEMV's int8 activations of rows tokens of n floats fit the scratch buffer (and its index
- * range): 40 bytes per 32 floats per token, see quantize_x in nb_cuda_matmul.cu. */
+/* Whether the integer matmuls' int8 activations of rows tokens of n floats fit the scratch buffer (and its index
+ * range): 40 bytes per 32 floats per token, see quantize_x, gemv_int_fits (1..8 tokens) and mmq_fits (9..64, in half
+ * the buffer) in nb_cuda_matmul.cu; half the buffer for every count, so that whatever this accepts both accept. */
 static inline bool nb_cuda_xq_fits(int64_t rows, int64_t n) {
-    return rows >= 1 && rows <= 8 && n >= 32 && n % 32 == 0 && n / 32 <= 0x7FFFFFFF / 64 &&
-           (size_t) rows * (size_t) (n / 32) * 40 <= (size_t) NB_CUDA_SCRATCH_BYTES;
+    return rows >= 1 && rows <= 64 && n >= 32 && n % 32 == 0 && n / 32 <= 0x7FFFFFFF / 64 &&
+           (size_t) rows * (size_t) (n / 32) * 40 <= (size_t) NB_CUDA_SCRATCH_BYTES / 2;
 }
 
 /* The producer's side: this call has written the quantized activations of x (rows x n) into the scratch buffer. */

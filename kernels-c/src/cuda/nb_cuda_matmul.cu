@@ -1,29 +1,54 @@
 // Weights on the device: upload (with repacking, see nb_cuda_quant.cuh), matmul and embedding lookup.
 //
-// matmul picks one of four kernels:
+// matmul picks one of five kernels:
 //  * gemv_int (Q4_0, Q8_0, Q4_K, Q6_K, IQ4_NL; n_tok <= 8): the activations as int8 blocks of 32 (the ggml q8 idea: a
-//    4-bit weight then costs 1/4 of a dp4a), written once per call into the context's scratch buffer by quantize_x.
-//    Warp task = 4 rows x one K slice; the slices of a row group are the warps of one block (split K, so that 4096
-//    rows still make a full wave), lane l reads unit k + l of each row (16-byte coalesced loads), partial sums meet
-//    in shared memory.
-//    The same kernel runs up to four weights of one type on one input (nb_cuda_matmul_shared_input) and gate/up
-//    pairs with the SwiGLU applied before the store (nb_cuda_matmul_swiglu).
-//  * gemv_float (F32, F16, BF16, NF4; n_tok <= 8): the same shape with f32 math and the activations read through L1.
-//  * gemm_q (Q4_0, Q8_0, Q4_K, Q6_K with n_in % 64 == 0, n_tok > 8; token tile 128, 64 or 32, the widest that gives
+//    4-bit weight then costs 1/4 of a dp4a), written once per call into the context's scratch buffer by quantize_x
+//    (or by the rmsnorm before, nb_cuda_xq_ready). Warp task = 4 rows x one K slice; the slices of a row group are
+//    the warps of one block (split K, so that 4096 rows still make a full wave), lane l reads unit k + l of each row
+//    (16-byte coalesced loads), partial sums meet in shared memory; see its section below.
+//  * mmq (the same types; 9 <= n_tok <= 64): int8 tensor cores (mma.sync m16n8k32 s8 x s8 -> s32) on the same
+//    quantized activations, the weights unpacked to int8 in registers, the exact integer dot of every 32-weight unit
+//    scaled in float. Blocks of 256 (128 at 33..64 tokens) rows x one K chain, the chains summed by a thread-block
+//    cluster on sm_90, or through a workspace and mq_combine elsewhere; see its section below.
+//    Both integer kernels also run up to four weights of one type on one input (nb_cuda_matmul_shared_input) and
+//    gate/up pairs with the SwiGLU applied before the store (nb_cuda_matmul_swiglu).
+//  * gemv_float (F32, F16, BF16, NF4; n_tok <= 8): lane l reads 16-byte vector k + l of 4 rows, f32 math, the
+//    activations read through L1.
+//  * gemm_q (Q4_0, Q8_0, Q4_K, Q6_K with n_in % 64 == 0, n_tok > 64; token tile 128, 64 or 32, the widest that gives
 //    at least half as many blocks as SMs): activations converted to f16 once per call (convert_x16, into the
 //    scratch buffer), a 4-stage cp.async pipeline of raw quantized and f16 tiles, weights dequantized from shared
 //    memory straight into mma fragments; see its section below.
-//  * gemm (n_tok > 8 for the other types, and the shapes gemm_q does not take, such as n_in % 64 != 0): a
-//    128 x BN x 64 tile per block of 8 warps, mma.sync m16n8k16 (f16 in, f32 accumulate). Each K step, every thread
-//    loads one 32-weight unit and 16 or 32 activations into registers for the next tile while the tensor cores work on
-//    the current one, then dequantizes/converts them to f16 into the other half of a double-buffered, XOR-swizzled
-//    shared tile that ldmatrix reads without bank conflicts.
+//  * gemm (n_tok > 8 for the other types, n_tok > 64 for IQ4_NL, and the shapes gemm_q does not take, such as
+//    n_in % 64 != 0): a 128 x BN x 64 tile per block of 8 warps, mma.sync m16n8k16 (f16 in, f32 accumulate). Each K
+//    step, every thread loads one 32-weight unit and 16 or 32 activations into registers for the next tile while the
+//    tensor cores work on the current one, then dequantizes/converts them to f16 into the other half of a
+//    double-buffered, XOR-swizzled shared tile that ldmatrix reads without bank conflicts.
+//
+// Batch invariance (integer types; each token's activations are quantized alone, and quantize_x and the fused rmsnorm
+// write the same bits):
+//  - 9 <= n_tok <= 64 (mmq): output (row r, token t) is bit-identical whatever the other tokens of the call are, and
+//    whichever of the three entry points computes it (nb_cuda_matmul, nb_cuda_matmul_shared_input,
+//    nb_cuda_matmul_swiglu == nb_cuda_matmul twice + nb_cuda_swiglu), on every GPU: the K order is fixed by n_in
+//    alone (the units in blocks of 8, NG = min(8, ceil(U / 8)) chains of consecutive blocks, mq_chain_begin, each
+//    chain accumulated unit by unit in one float, then y = ((p0 + p1) + p2) + ...); every float operation is an
+//    explicit __fmaf_rn / __fmul_rn / __fadd_rn (no contraction left to the compiler); the integer dots are exact;
+//    the cluster and workspace forms and all token tile widths share that code.
+//  - 1 <= n_tok <= 8 (gemv_int): output (r, t) is bit-identical for every n_tok in 1..8 of the same entry point, the
+//    same weights (n_out, n_in, and for nb_cuda_matmul_shared_input the same set of weights) on GPUs of the same SM
+//    count: the K split (KS slices of SU units) is chosen from the rows of the launch and the SM count, never from
+//    n_tok, and each token's sum is the same explicitly rounded operations for every token-count instance. It is not
+//    bit-identical across entry points (a QKV launch has other KS than three single matmuls) nor across GPUs.
+//  - Not against each other: n_tok <= 8 and n_tok >= 9 give different bits (different K orders; both round the same
+//    int8 activations, so they differ by float rounding only). Nor n_tok > 64 (gemm_q / gemm, f16 operands) against
+//    n_tok <= 64, nor the float types (F32, F16, BF16, NF4: gemv_float for n_tok <= 8, gemm above).
 #include <stdint.h>
 #include <type_traits>
+#include <cooperative_groups.h>
 #include "nb_cuda_internal.cuh"
 #include "nb_cuda_quant.cuh"
 
 using namespace nbq;
+namespace cg = cooperative_groups;
 
 namespace {
 
@@ -33,6 +58,13 @@ constexpr int kRows = 4;      // rows per warp task in the GEMVs
 // Steps of 32 units per row loaded before use in the GEMVs: 4 (a whole 4096-wide Q4_0 row in one round trip) for one
 // token and a small unit, else 2, which keeps the kernel at <= ~128 registers (2 blocks per SM, 64 KB in flight).
 template <int NT, class Raw> constexpr int depth() { return NT == 1 && sizeof(Raw) <= 20 ? 4 : 2; }
+
+// silu(g) * u = g / (1 + exp(-g)) * u, each step rounded on its own (the fused kernels' SwiGLU). The same bits as the
+// contracted g / (1.0f + expf(-g)) * u of nb_cuda_swiglu: expf ends in a multiply by a power of two, which is exact,
+// so fusing the + 1 into it rounds the same sum once either way (outside the denormal range).
+__device__ __forceinline__ float silu_mul(float g, float u) {
+    return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), u);
+}
 
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
@@ -126,16 +158,20 @@ __global__ void repack_kernel(const uint8_t *__restrict__ src, int64_t rows, int
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Integer GEMV (see the top of the file).
+// Activations for the integer kernels (gemv_int, mmq): quantize_x turns the n_tok (<= 64) activation rows into int8
+// blocks of 32 in the scratch buffer, laid out for 16-byte reads: plane A (int8 words 0-3 of every unit, [nt][U]
+// uint4), plane B (words 4-7), then (dx, sx) per unit ([nt][U] float2: the scale amax / 127 and dx * the sum of the 32
+// int8 values). Four threads per unit, eight activations each. Each token is quantized on its own, so its bits do not
+// depend on the batch. Both kernels read exactly this layout (gemv_int through __ldg, mmq through cp.async).
 //
-// Step 1, quantize_x: the n_tok (<= 8) activation rows -> int8 blocks of 32 in the scratch buffer, laid out for
-// coalesced 16-byte reads: plane A (int8 words 0-3 of every unit, [nt][U] uint4), plane B (words 4-7), then (dx, sx)
-// per unit ([nt][U] float2). Four threads per unit, eight activations each.
-// Step 2, gemv_int: a warp task is (group of kRows weight rows, one K slice of SU units); a block holds kWarps / KS
-// row groups x KS slices, so that even 4096 rows make about one full wave of warps (KS = 4 there) and every lane has
-// its kRows 16-byte loads in flight at once. Lane l of a warp reads unit k + l of each row (coalesced), its int8
-// activation words straight from global memory (L1 hits: every warp of the SM reads the same few KB), and the
-// slices' partial sums meet in shared memory.
+// Integer GEMV (gemv_int, 1..8 tokens): a warp task is (group of kRows weight rows, one K slice of SU units); a block
+// holds kWarps / KS row groups x KS slices, so that even 4096 rows make about one full wave of warps (KS = 4 there)
+// and every lane has its kRows 16-byte loads in flight at once. Lane l of a warp reads unit k + l of each row
+// (coalesced), its int8 activation words straight from global memory (L1 hits: every warp of the SM reads the same
+// few KB), and the slices' partial sums meet in shared memory. KS and SU depend on the rows of the launch (n_out, the
+// number of weights, SwiGLU) and the SM count, never on the token count, and each token's sum is the same sequence of
+// explicitly rounded operations for every NT: so 1..8 tokens give the same bits per token (for one call shape and
+// SM count), but not the bits of mmq.
 // Measured on an H200 and dropped: quantizing x inside every GEMV block instead of the separate launch (slower at
 // n_in = 11008, no gain at 4096), L2 prefetch of the next weight steps (doubled the fused gate/up time) and
 // programmatic dependent launch (~0.5 us per isolated kernel, nothing end to end).
@@ -282,8 +318,11 @@ gemv_int(const __grid_constant__ GemvJob job, const uint4 *__restrict__ xq, int 
                     s1 = __dp4a(iu[r].q[5], (int) b.y, s1);
                     s1 = __dp4a(iu[r].q[6], (int) b.z, s1);
                     s1 = __dp4a(iu[r].q[7], (int) b.w, s1);
-                    float part = iu[r].s0 * (float) s0 + iu[r].s1 * (float) s1;
-                    acc[r][t] = fmaf(ds.x, part, fmaf(-iu[r].m, ds.y, acc[r][t]));
+                    // s0 * f0 + s1 * f1 as the compiler contracted it, written out so that every NT instance
+                    // computes a token's sum with the same operations.
+                    const float part =
+                        __fmaf_rn(iu[r].s0, __int2float_rn(s0), __fmul_rn(iu[r].s1, __int2float_rn(s1)));
+                    acc[r][t] = __fmaf_rn(ds.x, part, __fmaf_rn(-iu[r].m, ds.y, acc[r][t]));
                 }
             }
         }
@@ -311,7 +350,7 @@ gemv_int(const __grid_constant__ GemvJob job, const uint4 *__restrict__ xq, int 
             if constexpr (kSwiglu) {
                 float up = 0.0f;
                 for (int s = 0; s < KS; s++) up += red[grp * KS + s][r + RPG][t];
-                v = v / (1.0f + expf(-v)) * up;
+                v = silu_mul(v, up);
             }
             y[(int64_t) t * n_out + row0 + r] = v;
         }
@@ -845,6 +884,491 @@ __global__ void __launch_bounds__(kThreads, 2) gemm_q(const uint8_t *__restrict_
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Integer tensor-core matmul (mmq) for 9..64 tokens: Q4_0, Q8_0, Q4_K, Q6_K, IQ4_NL. See the top of the file for the
+// fixed reduction order that makes every token's result independent of the batch.
+//
+// Warp tile: MT m16 tiles of weight rows (SwiGLU: the same 16 output rows of gate and of up) x 8 * NT8 / TH tokens,
+// over one chain of units. Per unit: the weights unpacked to int8 A fragments (Q4_0 as q - 8, so no offset term), one
+// mma.m16n8k32 (Q6_K: two m16n8k16, one per 16-weight half with its own scale) per token tile, C initialised to the
+// bits of MQ_C = 1.5 * 2^23, so that D read as a float is exactly MQ_C + dot; then per element
+//   acc = fma(dx, fma(s, D, -s * MQ_C), acc)                          (Q4_0, Q8_0, IQ4_NL)
+//   acc = fma(dx, fma(s, D, -s * MQ_C), fma(-m, sx, acc))             (Q4_K: s = d * sc, m = dmin * min)
+//   acc = fma(dx, fma(s1, D1 - MQ_C, fma(s0, D0, -s0 * MQ_C)), acc)   (Q6_K: s0, s1 = d * scale of each half)
+// where fma(s, D, -s * MQ_C) is exactly s * (float) dot rounded once (s * MQ_C is exact: s has at most 19
+// significant bits), i.e. no int-to-float conversion instruction (a quarter-rate unit) is needed.
+// Block: 8 warps, 16 * MT rows per row group. LOCAL (the template's SPLIT = false; not launched: gemv_int is faster
+// at 1..8 tokens; to be removed or used for a mode where 1..64 tokens must all agree): warps = chains (cw, the power
+// of two >= NG) x row groups, every chain of the block's rows in one block, the chain partials summed in shared
+// memory. SPLIT (9..64 tokens, MT = 2): the warps are row groups of one chain (8 of them, or 4 x TH = 2 token halves
+// at 33..64 tokens: 256 or 128 weight rows a block), the grid is (NG chains, row tiles); on sm_90 a thread-block
+// cluster of the NG blocks of a row tile sums the partials through distributed shared memory, elsewhere they go to
+// a workspace in the scratch buffer and mq_combine sums them (one more launch).
+// Loads: a cp.async pipeline of S stages of MQ_SU units: per row group its rows' quants ([row][unit][16 B], the unit
+// slot XOR-swizzled by row so that the 4-byte fragment reads hit 32 distinct banks) and raw scales, per chain the
+// activation tile [unit][token][32 B int8] and [unit][token] (dx, sx). Per stage each warp first turns its raw
+// scales into a float2 table (prep), then runs the MMAs.
+
+constexpr int MQ_SU = 4;                    // units per pipeline stage
+constexpr int MQ_MAXC = 8;                  // chains per row at most
+constexpr int MQ_MAX_TOK = 64;              // most tokens the integer matmul takes
+constexpr uint32_t MQ_MAGIC = 0x4B400000u;  // the bits of MQ_C; as int32, MQ_MAGIC + i has the bits of MQ_C + i
+constexpr float MQ_C = 12582912.0f;         // 1.5 * 2^23
+constexpr int MQ_SMEM_LIMIT = 99 * 1024;    // shared memory per block on sm_86 / sm_89
+
+// The fixed K partition (a function of U = n_in / 32 alone): the row's units in blocks of 8, S8 = ceil(U / 8) blocks,
+// NG = min(S8, 8) chains, chain c = blocks [c * S8 / NG, (c + 1) * S8 / NG) (the last one cut at U).
+__host__ __device__ inline int mq_chains(int U) {
+    const int s8 = (U + 7) / 8;
+    return s8 < MQ_MAXC ? s8 : MQ_MAXC;
+}
+__host__ __device__ inline int mq_chain_begin(int U, int c) {
+    return 8 * (int) ((int64_t) c * ((U + 7) / 8) / mq_chains(U));
+}
+__host__ __device__ inline int mq_chain_end(int U, int c) {
+    const int e = mq_chain_begin(U, c + 1);
+    return e < U ? e : U;
+}
+
+// Per type: QB quant bytes and SB raw scale bytes a row takes per stage (MQ_SU units).
+//   Q4_0, IQ4_NL, Q8_0: SB = the four fp16 d.  Q4_K: the super-block header (16 B).
+//   Q6_K: the high bits of the four units (32 B), their int8 scales (8 B), the aligned 4 bytes holding fp16 d.
+template <int T> struct MQ;
+template <> struct MQ<Q4_0> { static constexpr int QB = 64, SB = 8; };
+template <> struct MQ<IQ4_NL> { static constexpr int QB = 64, SB = 8; };
+template <> struct MQ<Q8_0> { static constexpr int QB = 128, SB = 8; };
+template <> struct MQ<Q4_K> { static constexpr int QB = 64, SB = 16; };
+template <> struct MQ<Q6_K> { static constexpr int QB = 64, SB = 44; };
+
+// Block shape: TH = 2 token halves at 64 tokens (the warps of a row group share its weight tile and each takes 32
+// tokens, which keeps the accumulators at 32 x 32 per warp), else 1. Row groups: 8 / (TH * chains per block).
+template <int NT8> constexpr int mq_th() { return NT8 == 8 ? 2 : 1; }
+
+// Shared memory of mmq<T, NT8, MT, ..., SPLIT>: S stages of (the 8 / TH row groups' weight tiles, CWM activation
+// tiles), then the per-warp scale tables; the chain partials (after the last stage) reuse the stages. S is the most
+// stages (<= 4) that fit in 99 KB, so that every instance runs on every architecture (two blocks per SM on sm_90).
+template <int T, int NT8, int MT, bool SPLIT> struct MqSize {
+    static constexpr int TH = mq_th<NT8>(), R = 16 * MT, TT = 8 * NT8, CWM = SPLIT ? 1 : MQ_MAXC;
+    static constexpr int WST = R * (MQ<T>::QB + MQ<T>::SB);       // one row group's weight tile of a stage
+    static constexpr int ACT = MQ_SU * TT * 40;                    // one chain's activation tile of a stage
+    static constexpr int STAGE = kWarps / TH * WST + CWM * ACT;
+    static constexpr int PREP = kWarps * R * MQ_SU * 8;
+    static constexpr int PART = TT * (kWarps / TH * R + 4 * CWM) * 4; // [cw][TT][rows + 4] floats, at most
+    static constexpr int fit(int s) { return s * STAGE + PREP; }
+    static constexpr int S = fit(4) <= MQ_SMEM_LIMIT ? 4 : fit(3) <= MQ_SMEM_LIMIT ? 3 : 2;
+    static constexpr int BYTES = fit(S) > PART ? fit(S) : PART;
+    static_assert(BYTES <= MQ_SMEM_LIMIT && WST % 16 == 0, "mmq tile");
+};
+
+// mmq's job: the same fields as gemv_int's (so that the entry points fill one struct for either kernel), with its
+// own tiles: plain mode: tiles [first[j], first[j+1]) compute weight j; SwiGLU mode: w[0] = gate, w[1] = up (same
+// shape, L[0]), n_w = 2, first[1..4] = all tiles.
+using MqJob = GemvJob;
+
+struct MqArgs {
+    const uint4 *xq;  // the activations quantized (quantize_x's layout) for nt tokens of U units
+    int U, nt, ng;    // units per row, tokens, chains (mq_chains(U))
+    int cw;           // LOCAL: chains per block (a power of two >= ng)
+    int tile0;        // SPLIT: the first tile of this launch (blockIdx.y = tile - tile0)
+    int64_t ws_rows;  // SPLIT workspace mode: rows of one (chain, token) plane of ws (tiles * RBw)
+    float *ws;        // SPLIT workspace mode: the partials [chain][token][tile * RBw + row]; nullptr: cluster mode
+};
+
+__device__ __forceinline__ void cp_async8(uint32_t dst, const void *src, uint32_t bytes) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(dst), "l"(src), "r"(bytes) : "memory");
+}
+
+__device__ __forceinline__ void mma_k32(uint32_t *d, const uint32_t *a, uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%11,%12,%13};\n"
+        : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "r"(MQ_MAGIC), "r"(MQ_MAGIC), "r"(MQ_MAGIC),
+          "r"(MQ_MAGIC));
+}
+__device__ __forceinline__ void mma_k16(uint32_t *d, uint32_t a0, uint32_t a1, uint32_t b) {
+    asm("mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%7,%8,%9,%10};\n"
+        : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+        : "r"(a0), "r"(a1), "r"(b), "r"(MQ_MAGIC), "r"(MQ_MAGIC), "r"(MQ_MAGIC), "r"(MQ_MAGIC));
+}
+
+
+// Nibble word of row r, unit slot uu in a warp's quant tile (16 bytes per unit, slot uu ^ ((r >> 1) & 3)).
+__device__ __forceinline__ uint32_t mq_word(const uint8_t *q, int r, int uu, int w) {
+    return *reinterpret_cast<const uint32_t *>(q + r * 64 + ((uu ^ ((r >> 1) & 3)) << 4) + 4 * w);
+}
+
+// A 4-bit word (8 sequential nibbles) as its two interleaved int8 words, q - 8 (Q4_0) or q (Q4_K).
+template <bool kSub8> __device__ __forceinline__ void mq_split4(uint32_t w, uint32_t &even, uint32_t &odd) {
+    even = w & 0x0F0F0F0Fu;
+    odd = (w >> 4) & 0x0F0F0F0Fu;
+    if constexpr (kSub8) { // per byte b + 0x78 <= 0x87 (no carry), then flipping bit 7 gives b - 8
+        even = (even + 0x78787878u) ^ 0x80808080u;
+        odd = (odd + 0x78787878u) ^ 0x80808080u;
+    }
+}
+
+// The scale table entry of row r, unit uu of the stage starting at unit ub, from the raw scales sd ([R] rows):
+// Q4_0 / IQ4_NL / Q8_0: (d, 0); Q4_K: (d * sc, dmin * min); Q6_K: (d * scale0, d * scale1). Every product is exact.
+template <int T>
+__device__ __forceinline__ float2 mq_prep(const uint8_t *sd, int R, int r, int uu, int ub) {
+    if constexpr (T == Q4_K) {
+        typename Q<Q4_K>::Raw raw;
+        raw.h = *reinterpret_cast<const uint4 *>(sd + r * 16);
+        raw.j = (ub + uu) & 7;
+        int sc, mn;
+        Q<Q4_K>::scale_min(raw, sc, mn);
+        return make_float2(__fmul_rn(h2f(raw.h.x & 0xFFFF), (float) sc), __fmul_rn(h2f(raw.h.x >> 16), (float) mn));
+    } else if constexpr (T == Q6_K) {
+        const uint32_t sc = *reinterpret_cast<const unsigned short *>(sd + R * 32 + r * 8 + uu * 2);
+        const uint32_t dw = *reinterpret_cast<const uint32_t *>(sd + R * 40 + r * 4);
+        const float d = h2f((dw >> (16 * ((ub >> 3) & 1))) & 0xFFFF);
+        return make_float2(__fmul_rn(d, (float) (signed char) (sc & 0xFF)), __fmul_rn(d, (float) (signed char) (sc >> 8)));
+    } else {
+        return make_float2(h2f(*reinterpret_cast<const unsigned short *>(sd + r * 8 + uu * 2)), 0.0f);
+    }
+}
+
+template <int T, int NT8, int MT, bool SWI, bool SPLIT>
+__global__ void __launch_bounds__(kThreads, 2) mmq(const __grid_constant__ MqJob job, const MqArgs a) {
+    using Z = MqSize<T, NT8, MT, SPLIT>;
+    constexpr int TH = Z::TH, NTW = NT8 / TH; // token halves; token tiles of a warp
+    constexpr int R = Z::R, TT = Z::TT, QB = MQ<T>::QB, WST = Z::WST, ACT = Z::ACT, STAGE = Z::STAGE, S = Z::S;
+    constexpr int RPW = SWI ? 16 : R; // output rows per row group
+    static_assert(!SWI || MT == 2, "SwiGLU: one m-tile of gate, one of up");
+    extern __shared__ uint4 mq_smem[];
+    uint8_t *sm = reinterpret_cast<uint8_t *>(mq_smem);
+    const uint32_t sbase = (uint32_t) __cvta_generic_to_shared(sm);
+
+    // warp = (rg * cw + cc) * TH + th: token half th of row group rg of chain column cc.
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+    const int cw = SPLIT ? 1 : a.cw, rw = kWarps / TH / cw, th = warp % TH, wt = warp / TH, cc = wt % cw, rg = wt / cw;
+    const int64_t tile = SPLIT ? (int64_t) a.tile0 + blockIdx.y : (int64_t) blockIdx.x;
+    int j = 0;
+#pragma unroll
+    for (int i = 1; i < 4; i++)
+        if (i < job.n_w && tile >= job.first[i]) j = i;
+    const int64_t n_out = job.n_out[j];
+    const int RBo = rw * RPW;                                // output rows of the block
+    const int64_t orow0 = (tile - job.first[j]) * RBo;      // the block's first output row
+    const int64_t wrow0 = orow0 + rg * RPW;                  // the row group's first output row
+    const int U = a.U, nt = a.nt, ng = a.ng;
+    const int chain = SPLIT ? (int) blockIdx.x : cc;
+    const bool active = chain < ng;
+    const int cu0 = active ? mq_chain_begin(U, chain) : 0, cu1 = active ? mq_chain_end(U, chain) : 0;
+    const int nst = (cu1 - cu0 + MQ_SU - 1) / MQ_SU; // this warp's (and chain's) stages
+    int NST = nst;                                    // the block's
+    if (!SPLIT) {
+        NST = 0;
+        for (int c = 0; c < ng; c++) NST = max(NST, (mq_chain_end(U, c) - mq_chain_begin(U, c) + MQ_SU - 1) / MQ_SU);
+    }
+    const Layout &L = job.L[j];
+    // Weight and row of the row group's row r (rows past n_out read the last row; their results are dropped).
+    auto wrow = [&](int r, const uint8_t *&wp) -> int64_t {
+        const int64_t o = wrow0 + (SWI ? (r & 15) : r);
+        wp = SWI ? job.w[r >> 4] : job.w[j];
+        return o < n_out ? o : n_out - 1;
+    };
+
+    auto load = [&](int s, int b) {
+        if (!active || s >= nst) return;
+        const int ub = cu0 + MQ_SU * s;
+        // The row group's weight tile, copied by its TH warps (thread rt of TH * 32).
+        const uint32_t wst = sbase + b * STAGE + wt * WST;
+        const int rt = th * 32 + lane;
+        if constexpr (T == Q8_0) { // 32 bytes a unit: eight 16-byte chunks a row, chunk c at c ^ (r & 7)
+#pragma unroll
+            for (int k = 0; k < R * 8 / (32 * TH); k++) {
+                const int p = rt + 32 * TH * k, r = p >> 3, c = p & 7, u = ub + (c >> 1);
+                const uint8_t *wp;
+                const int64_t row = wrow(r, wp);
+                const bool ok = u < cu1;
+                cp_async16(wst + r * 128 + ((c ^ (r & 7)) << 4),
+                           ok ? wp + L.off[0] + row * L.row[0] + (int64_t) u * 32 + (c & 1) * 16 : (const void *) wp,
+                           ok ? 16 : 0);
+            }
+        } else {
+#pragma unroll
+            for (int k = 0; k < R * 4 / (32 * TH); k++) {
+                const int p = rt + 32 * TH * k, r = p >> 2, uu = p & 3, u = ub + uu;
+                const uint8_t *wp;
+                const int64_t row = wrow(r, wp);
+                const bool ok = u < cu1;
+                cp_async16(wst + r * 64 + ((uu ^ ((r >> 1) & 3)) << 4),
+                           ok ? wp + L.off[0] + row * L.row[0] + (int64_t) u * 16 : (const void *) wp, ok ? 16 : 0);
+            }
+        }
+        if (rt < R) { // raw scales, one row a thread (in the rows' zero padding past U)
+            const int r = rt;
+            const uint8_t *wp;
+            const int64_t row = wrow(r, wp);
+            const uint32_t sd = wst + R * QB;
+            if constexpr (T == Q4_K) {
+                cp_async16(sd + r * 16, wp + L.off[1] + row * L.row[1] + (int64_t) (ub >> 3) * 16, 16);
+            } else if constexpr (T == Q6_K) {
+                const uint8_t *hp = wp + L.off[1] + row * L.row[1] + (int64_t) ub * 8;
+                cp_async16(sd + r * 32, hp, 16);
+                cp_async16(sd + r * 32 + 16, hp + 16, 16);
+                cp_async8(sd + R * 32 + r * 8, wp + L.off[2] + row * L.row[2] + (int64_t) (ub >> 3) * 16 + (ub & 7) * 2, 8);
+                cp_async4(sd + R * 40 + r * 4, wp + L.off[3] + row * L.row[3] + (int64_t) ((ub >> 3) & ~1) * 2);
+            } else {
+                cp_async8(sd + r * 8, wp + L.off[1] + row * L.row[1] + (int64_t) ub * 2, 8);
+            }
+        }
+        // The chain's activations, copied by the threads of the chain's warps; zeros past nt and past the chain.
+        const uint32_t act = sbase + b * STAGE + kWarps / TH * WST + cc * ACT;
+        const int ct = (rg * TH + th) * 32 + lane, cn = rw * TH * 32;
+        constexpr int NP = MQ_SU * TT;
+        for (int p = ct; p < 3 * NP; p += cn) {
+            const int kind = p / NP, q = p - kind * NP, tok = q / MQ_SU, uu = q % MQ_SU, u = ub + uu;
+            const bool ok = tok < nt && u < cu1;
+            const size_t idx = (size_t) tok * U + u;
+            if (kind < 2) {
+                cp_async16(act + (uu * TT + tok) * 32 + kind * 16, ok ? a.xq + (size_t) kind * nt * U + idx : a.xq,
+                           ok ? 16 : 0);
+            } else {
+                const float2 *xs = reinterpret_cast<const float2 *>(a.xq + (size_t) 2 * nt * U);
+                cp_async8(act + NP * 32 + (uu * TT + tok) * 8, ok ? (const void *) (xs + idx) : (const void *) a.xq,
+                          ok ? 8 : 0);
+            }
+        }
+    };
+
+    float acc[MT][NTW][4];
+#pragma unroll
+    for (int m = 0; m < MT; m++)
+#pragma unroll
+        for (int n = 0; n < NTW; n++)
+#pragma unroll
+            for (int k = 0; k < 4; k++) acc[m][n][k] = 0.0f;
+
+    float2 *pw = reinterpret_cast<float2 *>(sm + S * STAGE) + warp * (MQ_SU * R); // [MQ_SU][R], this warp's
+    auto compute = [&](int s, int b) {
+        if (!active || s >= nst) return;
+        const int ub = cu0 + MQ_SU * s, nu = min(MQ_SU, cu1 - ub);
+        const uint8_t *wq = sm + b * STAGE + wt * WST, *sd = wq + R * QB;
+        const uint8_t *act = sm + b * STAGE + kWarps / TH * WST + cc * ACT;
+        const float *axs = reinterpret_cast<const float *>(act + MQ_SU * TT * 32);
+#pragma unroll
+        for (int k = 0; k < MQ_SU * R / 32; k++) {
+            const int p = lane + 32 * k;
+            pw[p] = mq_prep<T>(sd, R, p % R, p / R, ub);
+        }
+        __syncwarp();
+#pragma unroll 1
+        for (int uu = 0; uu < nu; uu++) {
+            // A fragments and scales of the MT m-tiles: rows ra = 16m + g and ra + 8.
+            uint32_t A[MT][4];
+            float sc[MT][2], nsc[MT][2], x2[MT][2];
+#pragma unroll
+            for (int m = 0; m < MT; m++) {
+                const int ra = 16 * m + g;
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    const float2 e = pw[uu * R + ra + 8 * h];
+                    sc[m][h] = e.x;
+                    nsc[m][h] = -__fmul_rn(e.x, MQ_C);
+                    x2[m][h] = T == Q4_K ? -e.y : e.y;
+                }
+                if constexpr (T == Q8_0) {
+#pragma unroll
+                    for (int h = 0; h < 2; h++) {
+                        const int r = ra + 8 * h;
+                        const uint2 v = *reinterpret_cast<const uint2 *>(wq + r * 128 +
+                                                                          (((2 * uu + (t >> 1)) ^ (r & 7)) << 4) + 8 * (t & 1));
+                        A[m][h] = v.x;     // word 2t
+                        A[m][2 + h] = v.y; // word 2t + 1
+                    }
+                } else if constexpr (T == Q6_K) { // A[m][2h + 0/1] = int8 word 4h + t of rows ra / ra + 8, q - 32
+#pragma unroll
+                    for (int rr = 0; rr < 2; rr++) {
+                        const int r = ra + 8 * rr;
+                        const uint2 hb = *reinterpret_cast<const uint2 *>(sd + r * 32 + uu * 8);
+#pragma unroll
+                        for (int h = 0; h < 2; h++) {
+                            const uint32_t lo = (mq_word(wq, r, uu, 2 * h + (t >> 1)) >> (4 * (t & 1))) & 0x0F0F0F0Fu;
+                            const uint32_t hi = ((h ? hb.y : hb.x) >> (2 * t)) & 0x03030303u;
+                            A[m][2 * h + rr] = ((lo | hi << 4) + 0x60606060u) ^ 0x80808080u;
+                        }
+                    }
+                } else {
+#pragma unroll
+                    for (int h = 0; h < 2; h++) {
+                        const uint32_t w = mq_word(wq, ra + 8 * h, uu, t);
+                        if constexpr (T == IQ4_NL) {
+                            A[m][h] = (uint32_t) Q<IQ4_NL>::lookup4(w & 0xFFFFu);
+                            A[m][2 + h] = (uint32_t) Q<IQ4_NL>::lookup4(w >> 16);
+                        } else {
+                            mq_split4<T == Q4_0>(w, A[m][h], A[m][2 + h]);
+                        }
+                    }
+                }
+            }
+#pragma unroll
+            for (int n = 0; n < NTW; n++) {
+                const int tok0 = (th * NTW + n) * 8; // the token tile's first token in the block
+                const uint8_t *tb = act + (uu * TT + tok0 + g) * 32;
+                const float4 dxs = *reinterpret_cast<const float4 *>(axs + 2 * (uu * TT + tok0 + 2 * t));
+                const float dx[2] = {dxs.x, dxs.z}, sx[2] = {dxs.y, dxs.w};
+                if constexpr (T == Q6_K) {
+                    const uint32_t b0 = *reinterpret_cast<const uint32_t *>(tb + 4 * t);      // word t
+                    const uint32_t b1 = *reinterpret_cast<const uint32_t *>(tb + 16 + 4 * t); // word 4 + t
+#pragma unroll
+                    for (int m = 0; m < MT; m++) {
+                        uint32_t d[4];
+                        float pa[4];
+                        mma_k16(d, A[m][0], A[m][1], b0);
+#pragma unroll
+                        for (int k = 0; k < 4; k++) pa[k] = __fmaf_rn(sc[m][k >> 1], __uint_as_float(d[k]), nsc[m][k >> 1]);
+                        mma_k16(d, A[m][2], A[m][3], b1);
+#pragma unroll
+                        for (int k = 0; k < 4; k++) {
+                            const float part = __fmaf_rn(x2[m][k >> 1], __fsub_rn(__uint_as_float(d[k]), MQ_C), pa[k]);
+                            acc[m][n][k] = __fmaf_rn(dx[k & 1], part, acc[m][n][k]);
+                        }
+                    }
+                } else {
+                    const uint2 bv = *reinterpret_cast<const uint2 *>(tb + 8 * t); // words 2t, 2t + 1
+#pragma unroll
+                    for (int m = 0; m < MT; m++) {
+                        uint32_t d[4];
+                        mma_k32(d, A[m], bv.x, bv.y);
+#pragma unroll
+                        for (int k = 0; k < 4; k++) {
+                            const int h = k >> 1, c = k & 1;
+                            const float part = __fmaf_rn(sc[m][h], __uint_as_float(d[k]), nsc[m][h]);
+                            float base = acc[m][n][k];
+                            if constexpr (T == Q4_K) base = __fmaf_rn(x2[m][h], sx[c], base);
+                            acc[m][n][k] = __fmaf_rn(dx[c], part, base);
+                        }
+                    }
+                }
+            }
+        }
+    };
+
+    // The pipeline (as gemm_q): stage i + S - 1 is loaded while stage i is computed.
+#pragma unroll
+    for (int s = 0; s < S - 1; s++) {
+        if (s < NST) load(s, s);
+        cp_async_commit();
+    }
+    for (int i = 0; i < NST; i++) {
+        cp_async_wait<S - 2>(); // stage i (this thread's copies)
+        __syncthreads();        // everyone's copies of stage i; everyone done with stage i - 1 (its buffer is free)
+        if (i + S - 1 < NST) load(i + S - 1, (i + S - 1) % S);
+        cp_async_commit();
+        compute(i, i % S);
+    }
+    cp_async_wait<0>();
+
+    // Chain partials. Row index in the block's tile: row group rg's rows rg * R + (16 m + g + 8 h); SwiGLU rows
+    // rg * 32 + (0..15) are gate, + 16 up. part = [cw][TT][RBw + 4] floats (conflict-free fragment stores).
+    const int RBw = rw * R, PS = RBw + 4;
+    auto rl_of = [&](int o) { return SWI ? (o >> 4) * 32 + (o & 15) : o; }; // output row -> tile row (gate)
+    if (SPLIT && a.ws != nullptr) {
+        if (active) {
+            float *base = a.ws + (size_t) blockIdx.y * RBw + rg * R;
+#pragma unroll
+            for (int m = 0; m < MT; m++)
+#pragma unroll
+                for (int n = 0; n < NTW; n++)
+#pragma unroll
+                    for (int k = 0; k < 4; k++) {
+                        const int tok = (th * NTW + n) * 8 + 2 * t + (k & 1);
+                        if (tok < nt)
+                            base[((size_t) chain * nt + tok) * a.ws_rows + 16 * m + g + 8 * (k >> 1)] = acc[m][n][k];
+                    }
+        }
+        return; // mq_combine sums the chains
+    }
+    __syncthreads(); // every warp is done with the stages: the partials reuse them
+    float *part = reinterpret_cast<float *>(sm);
+    if (active) {
+        float *pc = part + (size_t) cc * TT * PS + rg * R;
+#pragma unroll
+        for (int m = 0; m < MT; m++)
+#pragma unroll
+            for (int n = 0; n < NTW; n++)
+#pragma unroll
+                for (int k = 0; k < 4; k++) {
+                    const int tok = (th * NTW + n) * 8 + 2 * t + (k & 1);
+                    if (tok < nt) pc[tok * PS + 16 * m + g + 8 * (k >> 1)] = acc[m][n][k];
+                }
+    }
+    float *y = job.y[j];
+    if constexpr (!SPLIT) {
+        __syncthreads();
+        for (int e = tid; e < nt * RBo; e += kThreads) {
+            const int tok = e / RBo, o = e - tok * RBo;
+            const int64_t orow = orow0 + o;
+            if (orow >= n_out) continue;
+            const float *p = part + tok * PS + rl_of(o);
+            float v = p[0];
+            for (int c = 1; c < ng; c++) v = __fadd_rn(v, p[(size_t) c * TT * PS]);
+            if constexpr (SWI) {
+                float u = p[16];
+                for (int c = 1; c < ng; c++) u = __fadd_rn(u, p[(size_t) c * TT * PS + 16]);
+                v = silu_mul(v, u);
+            }
+            y[(int64_t) tok * n_out + orow] = v;
+        }
+    } else {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+        // Cluster of the ng chain blocks of this row tile: block q sums rows [q RBo / ng, (q + 1) RBo / ng) over the
+        // chains in order, reading each chain's partials from that block's shared memory.
+        cg::cluster_group cluster = cg::this_cluster();
+        cluster.sync();
+        const int q = (int) cluster.block_rank(), o0 = q * RBo / ng, nr = (q + 1) * RBo / ng - o0;
+        for (int e = tid; e < nt * nr; e += kThreads) {
+            const int tok = e / nr, o = o0 + (e - tok * nr);
+            const int64_t orow = orow0 + o;
+            if (orow >= n_out) continue;
+            const int idx = tok * PS + rl_of(o);
+            float v = cluster.map_shared_rank(part, 0)[idx];
+            for (int c = 1; c < ng; c++) v = __fadd_rn(v, cluster.map_shared_rank(part, c)[idx]);
+            if constexpr (SWI) {
+                float u = cluster.map_shared_rank(part, 0)[idx + 16];
+                for (int c = 1; c < ng; c++) u = __fadd_rn(u, cluster.map_shared_rank(part, c)[idx + 16]);
+                v = silu_mul(v, u);
+            }
+            y[(int64_t) tok * n_out + orow] = v;
+        }
+        cluster.sync(); // the other blocks read this block's partials until here
+#else
+        __trap(); // cluster mode is only launched on sm_90 and later
+#endif
+    }
+}
+
+// Workspace mode of the SPLIT kernel: y = the chains' partials summed in order (then SwiGLU), for `tiles` tiles of
+// RBw weight rows (RBo output rows) from a.tile0.
+template <bool SWI>
+__global__ void __launch_bounds__(kThreads) mq_combine(const __grid_constant__ MqJob job, const MqArgs a, int tiles,
+                                                       int RBw) {
+    const int RBo = SWI ? RBw / 2 : RBw, nt = a.nt, ng = a.ng;
+    const int64_t total = (int64_t) tiles * nt * RBo, plane = (int64_t) nt * a.ws_rows;
+    for (int64_t e = (int64_t) blockIdx.x * kThreads + threadIdx.x; e < total; e += (int64_t) gridDim.x * kThreads) {
+        const int o = (int) (e % RBo);
+        const int64_t rest = e / RBo;
+        const int tok = (int) (rest % nt), tl = (int) (rest / nt);
+        const int64_t tile = (int64_t) a.tile0 + tl;
+        int j = 0;
+#pragma unroll
+        for (int i = 1; i < 4; i++)
+            if (i < job.n_w && tile >= job.first[i]) j = i;
+        const int64_t n_out = job.n_out[j], orow = (tile - job.first[j]) * RBo + o;
+        if (orow >= n_out) continue;
+        const float *p = a.ws + (int64_t) tok * a.ws_rows + (int64_t) tl * RBw + (SWI ? (o >> 4) * 32 + (o & 15) : o);
+        float v = p[0];
+        for (int c = 1; c < ng; c++) v = __fadd_rn(v, p[c * plane]);
+        if constexpr (SWI) {
+            float u = p[16];
+            for (int c = 1; c < ng; c++) u = __fadd_rn(u, p[c * plane + 16]);
+            v = silu_mul(v, u);
+        }
+        job.y[j][(int64_t) tok * n_out + orow] = v;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Embedding lookup: one block per id, one thread per 32-weight unit.
 
 template <int T>
@@ -941,7 +1465,7 @@ int gemv_grid(nb_cuda *ctx, K kernel, int64_t n_out, int *cached) {
     return (int) (want < have ? want : have);
 }
 
-// Quantizes n_tok (<= 8) activation rows into the scratch buffer for gemv_int.
+// Quantizes n_tok (<= MQ_MAX_TOK) activation rows into the scratch buffer for gemv_int or mmq.
 nb_status quantize_activations(nb_cuda *ctx, const float *x, int64_t n_in, int64_t n_tok, bool xvec) {
     const int U = (int) (n_in / 32);
     int64_t total = n_tok * U * 4;
@@ -950,10 +1474,11 @@ nb_status quantize_activations(nb_cuda *ctx, const float *x, int64_t n_in, int64
     return nb_cuda_launched(ctx, "quantize_x");
 }
 
-// Whether the integer GEMV takes this call: few tokens, and their int8 activations fit in the scratch buffer.
-bool gemv_int_fits(int64_t n_in, int64_t n_tok) {
-    return n_tok <= 8 && n_in % 32 == 0 && n_in / 32 <= 0x7FFFFFFF / 64 &&
-           xq_bytes(n_tok, n_in / 32) <= (size_t) NB_CUDA_SCRATCH_BYTES;
+// Whether gemv_int takes this call: 1..8 tokens, and their int8 activations fit in the first cap bytes of the scratch
+// buffer (the unfused SwiGLU keeps the rest for its outputs).
+bool gemv_int_fits(int64_t n_in, int64_t n_tok, size_t cap = (size_t) NB_CUDA_SCRATCH_BYTES) {
+    return n_tok >= 1 && n_tok <= 8 && n_in % 32 == 0 && n_in / 32 <= 0x7FFFFFFF / 64 &&
+           xq_bytes(n_tok, n_in / 32) <= cap;
 }
 
 // Launches gemv_int for a job whose n_w, w, L, n_out and y are set; fills job.first. quantize_activations must
@@ -1008,6 +1533,143 @@ nb_status launch_gemv_int1(nb_cuda *ctx, const uint8_t *w, const Layout &L, int6
     job.n_out[0] = n_out;
     job.y[0] = y;
     return launch_gemv_int<T>(ctx, job, false, n_in, n_tok);
+}
+
+// Whether mmq takes this call: 9..MQ_MAX_TOK tokens (gemv_int takes fewer), and their int8 activations fit in half
+// of the first cap bytes of the scratch buffer (the rest is for the SPLIT workspace).
+bool mmq_fits(int64_t n_in, int64_t n_tok, size_t cap = (size_t) NB_CUDA_SCRATCH_BYTES) {
+    return n_tok > 8 && n_tok <= MQ_MAX_TOK && n_in % 32 == 0 && n_in / 32 <= 0x7FFFFFFF / 64 &&
+           xq_bytes(n_tok, n_in / 32) <= cap / 2;
+}
+
+// Whether one of the integer kernels takes n_tok tokens of n_in (gemv_int up to 8, mmq 9..64).
+bool int_fits(int64_t n_in, int64_t n_tok, size_t cap = (size_t) NB_CUDA_SCRATCH_BYTES) {
+    return n_tok <= 8 ? gemv_int_fits(n_in, n_tok, cap) : mmq_fits(n_in, n_tok, cap);
+}
+
+// Fills job.first with tiles of `rows` output rows (SwiGLU: all tiles are weight 0's, the gate's); false when there
+// are more tiles than `limit`.
+bool mq_tiles(MqJob &job, bool swiglu, int64_t rows, int64_t limit) {
+    int64_t at = 0;
+    for (int j = 0; j < 4; j++) {
+        job.first[j] = at;
+        if (j < (swiglu ? 1 : job.n_w)) at += (job.n_out[j] + rows - 1) / rows;
+    }
+    job.first[4] = at;
+    return at <= limit;
+}
+
+// Whether a cluster launch of `kernel` with ng blocks per cluster can run on this device (cached per device and ng).
+template <class K>
+bool mq_cluster_ok(nb_cuda *ctx, K kernel, int ng, size_t smem, int (*cache)[MQ_MAXC + 1]) {
+    const int dev = ctx->device;
+    if (ctx->compute_capability < 90 || ctx->mm_portable) return false;
+    if (dev >= 0 && dev < kMaxDevices && cache[dev][ng] != 0) return cache[dev][ng] > 0;
+    // No query while a graph is being captured: a cluster of <= 8 blocks of <= 99 KB always fits an sm_90 GPC (the
+    // launch would report it otherwise); the next eager call fills the cache.
+    if (ctx->capturing) return true;
+    cudaLaunchConfig_t cfg = {};
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeClusterDimension;
+    attr[0].val.clusterDim.x = (unsigned) ng;
+    attr[0].val.clusterDim.y = 1;
+    attr[0].val.clusterDim.z = 1;
+    cfg.gridDim = dim3((unsigned) ng, 1, 1);
+    cfg.blockDim = dim3(kThreads, 1, 1);
+    cfg.dynamicSmemBytes = smem;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    int clusters = 0;
+    const bool ok = cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg) == cudaSuccess && clusters >= 1;
+    cudaGetLastError(); // a refused query is not an error of the next launch
+    if (dev >= 0 && dev < kMaxDevices) cache[dev][ng] = ok ? 1 : -1;
+    return ok;
+}
+
+// SPLIT (9..64 tokens): grid (ng chains, tiles of RBw weight rows). On sm_90 a cluster of the ng blocks of a tile sums
+// the chains; elsewhere the chains go to a workspace after the quantized activations and mq_combine sums them, as
+// many tiles per launch as the first cap bytes of the scratch buffer hold.
+template <int T, int NT8, bool SWI>
+nb_status mq_split(nb_cuda *ctx, MqJob job, MqArgs a, size_t cap) {
+    auto kernel = mmq<T, NT8, 2, SWI, true>;
+    constexpr size_t smem = MqSize<T, NT8, 2, true>::BYTES;
+    constexpr int RBw = kWarps / mq_th<NT8>() * 32, RBo = SWI ? RBw / 2 : RBw; // weight / output rows of a tile
+    static int done[kMaxDevices] = {};
+    static int cluster_cache[kMaxDevices][MQ_MAXC + 1] = {};
+    nb_status s = ensure_smem(ctx, kernel, smem, done, "mmq: shared memory");
+    if (s != NB_OK) return s;
+    if (!mq_tiles(job, SWI, RBo, 65535)) return nb_cuda_fail(ctx, NB_ERR_UNSUPPORTED, "nb_cuda_matmul: too many rows");
+    const int tiles = (int) job.first[4];
+    a.cw = 1;
+    if (mq_cluster_ok(ctx, kernel, a.ng, smem, cluster_cache)) {
+        a.tile0 = 0;
+        a.ws = nullptr;
+        a.ws_rows = 0;
+        cudaLaunchConfig_t cfg = {};
+        cudaLaunchAttribute attr[1];
+        attr[0].id = cudaLaunchAttributeClusterDimension;
+        attr[0].val.clusterDim.x = (unsigned) a.ng;
+        attr[0].val.clusterDim.y = 1;
+        attr[0].val.clusterDim.z = 1;
+        cfg.gridDim = dim3((unsigned) a.ng, (unsigned) tiles, 1);
+        cfg.blockDim = dim3(kThreads, 1, 1);
+        cfg.dynamicSmemBytes = smem;
+        cfg.stream = ctx->stream;
+        cfg.attrs = attr;
+        cfg.numAttrs = 1;
+        s = nb_cuda_check(ctx, cudaLaunchKernelEx(&cfg, kernel, job, a), "mmq (cluster)");
+        return s == NB_OK ? nb_cuda_launched(ctx, "mmq") : s;
+    }
+    const size_t ws_off = (xq_bytes(a.nt, a.U) + 255) / 256 * 256;
+    const size_t per_tile = (size_t) a.ng * a.nt * RBw * sizeof(float);
+    const int64_t batch = ws_off < cap ? (int64_t) ((cap - ws_off) / per_tile) : 0;
+    if (batch < 1) return nb_cuda_fail(ctx, NB_ERR_UNSUPPORTED, "nb_cuda_matmul: n_in too large");
+    a.ws = (float *) ((uint8_t *) ctx->scratch + ws_off);
+    for (int t0 = 0; t0 < tiles; t0 += (int) batch) {
+        const int cnt = (int) (tiles - t0 < batch ? tiles - t0 : batch);
+        a.tile0 = t0;
+        a.ws_rows = (int64_t) cnt * RBw;
+        kernel<<<dim3((unsigned) a.ng, (unsigned) cnt), kThreads, smem, ctx->stream>>>(job, a);
+        s = nb_cuda_launched(ctx, "mmq");
+        if (s != NB_OK) return s;
+        const int64_t total = (int64_t) cnt * a.nt * RBo;
+        const int64_t blocks = (total + kThreads - 1) / kThreads, most = (int64_t) (ctx->sm_count > 0 ? ctx->sm_count : 1) * 8;
+        mq_combine<SWI><<<(unsigned) (blocks < most ? blocks : most), kThreads, 0, ctx->stream>>>(job, a, cnt, RBw);
+        s = nb_cuda_launched(ctx, "mq_combine");
+        if (s != NB_OK) return s;
+    }
+    return NB_OK;
+}
+
+// mmq for a job whose n_w, w, L, n_out and y are set (SwiGLU: gate, up), 9..64 tokens; the activations must be in
+// the scratch buffer already (quantize_activations, or the rmsnorm before).
+template <int T>
+nb_status launch_mmq(nb_cuda *ctx, const MqJob &job, bool swiglu, int64_t n_in, int64_t n_tok,
+                     size_t cap = (size_t) NB_CUDA_SCRATCH_BYTES) {
+    MqArgs a = {};
+    a.xq = (const uint4 *) ctx->scratch;
+    a.U = (int) (n_in / 32);
+    a.nt = (int) n_tok;
+    a.ng = mq_chains(a.U);
+    // 9..64 tokens (mmq_fits); gemv_int takes 1..8.
+    if (n_tok <= 16) return swiglu ? mq_split<T, 2, true>(ctx, job, a, cap) : mq_split<T, 2, false>(ctx, job, a, cap);
+    if (n_tok <= 32) return swiglu ? mq_split<T, 4, true>(ctx, job, a, cap) : mq_split<T, 4, false>(ctx, job, a, cap);
+    return swiglu ? mq_split<T, 8, true>(ctx, job, a, cap) : mq_split<T, 8, false>(ctx, job, a, cap);
+}
+
+// One weight; xq_ready: the scratch buffer already holds x quantized (left by the previous call).
+template <int T>
+nb_status launch_mmq1(nb_cuda *ctx, const uint8_t *w, const Layout &L, int64_t n_out, int64_t n_in, int64_t n_tok,
+                      float *y, const float *x, bool xvec, bool xq_ready, size_t cap) {
+    nb_status s = xq_ready ? NB_OK : quantize_activations(ctx, x, n_in, n_tok, xvec);
+    if (s != NB_OK) return s;
+    MqJob job = {};
+    job.n_w = 1;
+    job.w[0] = w;
+    job.L[0] = L;
+    job.n_out[0] = n_out;
+    job.y[0] = y;
+    return launch_mmq<T>(ctx, job, false, n_in, n_tok, cap);
 }
 
 template <int T, int NT>
@@ -1083,32 +1745,34 @@ nb_status run_gemm_q(nb_cuda *ctx, const uint8_t *w, const Layout &L, int64_t n_
     return NB_OK;
 }
 
-// y = W x for one weight, everything checked; the body of nb_cuda_matmul. The GEMMs may use the first x16_cap bytes
+// y = W x for one weight, everything checked; the body of nb_cuda_matmul. The kernels may use the first cap bytes
 // of the scratch buffer. xq_ready: the scratch buffer holds d_x quantized already (only nb_cuda_matmul passes it).
 nb_status matmul(nb_cuda *ctx, int32_t wtype, const uint8_t *w, const Layout &L, int64_t n_out, int64_t n_in,
-                 const float *d_x, int64_t n_tok, float *d_y, size_t x16_cap = (size_t) NB_CUDA_SCRATCH_BYTES,
+                 const float *d_x, int64_t n_tok, float *d_y, size_t cap = (size_t) NB_CUDA_SCRATCH_BYTES,
                  bool xq_ready = false) {
     const bool xvec = (n_in % 4) == 0 && ((uintptr_t) d_x & 15) == 0; // every activation row 16-byte aligned
     nb_status s = NB_OK;
     dispatch(wtype, [&](auto tc) {
         constexpr int T = decltype(tc)::value;
-        if (n_tok <= 8) {
-            if constexpr (has_int_path<T>()) {
-                if (gemv_int_fits(n_in, n_tok)) {
-                    s = launch_gemv_int1<T>(ctx, w, L, n_out, n_in, n_tok, d_y, d_x, xvec, xq_ready);
-                    return;
-                }
-            } else {
-                if (n_tok <= 1) s = launch_gemv_float<T, 1>(ctx, w, L, n_out, n_in, d_x, n_tok, xvec, d_y);
-                else if (n_tok <= 2) s = launch_gemv_float<T, 2>(ctx, w, L, n_out, n_in, d_x, n_tok, xvec, d_y);
-                else if (n_tok <= 4) s = launch_gemv_float<T, 4>(ctx, w, L, n_out, n_in, d_x, n_tok, xvec, d_y);
-                else s = launch_gemv_float<T, 8>(ctx, w, L, n_out, n_in, d_x, n_tok, xvec, d_y);
+        if constexpr (has_int_path<T>()) {
+            if (gemv_int_fits(n_in, n_tok, cap)) {
+                s = launch_gemv_int1<T>(ctx, w, L, n_out, n_in, n_tok, d_y, d_x, xvec, xq_ready);
                 return;
             }
+            if (mmq_fits(n_in, n_tok, cap)) {
+                s = launch_mmq1<T>(ctx, w, L, n_out, n_in, n_tok, d_y, d_x, xvec, xq_ready, cap);
+                return;
+            }
+        } else if (n_tok <= 8) {
+            if (n_tok <= 1) s = launch_gemv_float<T, 1>(ctx, w, L, n_out, n_in, d_x, n_tok, xvec, d_y);
+            else if (n_tok <= 2) s = launch_gemv_float<T, 2>(ctx, w, L, n_out, n_in, d_x, n_tok, xvec, d_y);
+            else if (n_tok <= 4) s = launch_gemv_float<T, 4>(ctx, w, L, n_out, n_in, d_x, n_tok, xvec, d_y);
+            else s = launch_gemv_float<T, 8>(ctx, w, L, n_out, n_in, d_x, n_tok, xvec, d_y);
+            return;
         }
         if constexpr (has_gemm_q<T>()) {
             if (gemm_q_fits(n_out, n_in)) {
-                s = run_gemm_q<T>(ctx, w, L, n_out, n_in, d_x, n_tok, xvec, d_y, x16_cap);
+                s = run_gemm_q<T>(ctx, w, L, n_out, n_in, d_x, n_tok, xvec, d_y, cap);
                 return;
             }
         }
@@ -1228,7 +1892,7 @@ extern "C" NB_API nb_status nb_cuda_matmul_shared_input(nb_cuda *ctx, int32_t n_
         if (nb_status s = check_weight(ctx, fn, wtypes[j], d_ws[j], n_outs[j], n_in, &L[j])) return s;
         NB_CUDA_REQUIRE(ctx, d_ys[j] != nullptr && ((uintptr_t) d_ys[j] & 3) == 0, "%s: null or misaligned y", fn);
     }
-    bool int_path = gemv_int_fits(n_in, n_tok);
+    bool int_path = int_fits(n_in, n_tok);
     for (int j = 0; j < n_w && int_path; j++)
         dispatch(wtypes[j], [&](auto tc) { if constexpr (!has_int_path<decltype(tc)::value>()) int_path = false; });
     if (!int_path) { // the GEMMs (or float GEMVs) one weight at a time
@@ -1238,14 +1902,15 @@ extern "C" NB_API nb_status nb_cuda_matmul_shared_input(nb_cuda *ctx, int32_t n_
         }
         return NB_OK;
     }
-    // Integer GEMVs: the activations quantized once (or by the previous call, an rmsnorm writing d_x: host-side
-    // record, capture-safe, see struct nb_cuda), then one launch per distinct weight type.
+    // Integer kernels (gemv_int up to 8 tokens, else mmq): the activations quantized once (or by the previous call, an
+    // rmsnorm writing d_x: host-side record, capture-safe, see struct nb_cuda), then one launch per distinct weight
+    // type.
     const bool xvec = (n_in % 4) == 0 && ((uintptr_t) d_x & 15) == 0;
     nb_status s = nb_cuda_xq_ready(ctx, d_x, n_tok, n_in) ? NB_OK : quantize_activations(ctx, d_x, n_in, n_tok, xvec);
     bool done[4] = {false, false, false, false};
     for (int j = 0; j < n_w && s == NB_OK; j++) {
         if (done[j]) continue;
-        GemvJob job = {};
+        MqJob job = {};
         for (int k = j; k < n_w; k++) {
             if (done[k] || wtypes[k] != wtypes[j]) continue;
             job.w[job.n_w] = (const uint8_t *) d_ws[k];
@@ -1257,7 +1922,10 @@ extern "C" NB_API nb_status nb_cuda_matmul_shared_input(nb_cuda *ctx, int32_t n_
         }
         dispatch(wtypes[j], [&](auto tc) {
             constexpr int T = decltype(tc)::value;
-            if constexpr (has_int_path<T>()) s = launch_gemv_int<T>(ctx, job, false, n_in, n_tok);
+            if constexpr (has_int_path<T>()) {
+                if (n_tok <= 8) s = launch_gemv_int<T>(ctx, job, false, n_in, n_tok);
+                else s = launch_mmq<T>(ctx, job, false, n_in, n_tok);
+            }
         });
     }
     return s;
@@ -1276,7 +1944,7 @@ extern "C" NB_API nb_status nb_cuda_matmul_swiglu(nb_cuda *ctx, int32_t wtype, c
     NB_CUDA_REQUIRE(ctx, ((uintptr_t) d_x & 3) == 0 && ((uintptr_t) d_y & 3) == 0, "%s: misaligned x or y", fn);
     bool fused = false;
     nb_status s = NB_OK;
-    if (gemv_int_fits(n_in, n_tok)) {
+    if (int_fits(n_in, n_tok)) {
         dispatch(wtype, [&](auto tc) {
             constexpr int T = decltype(tc)::value;
             if constexpr (has_int_path<T>()) {
@@ -1286,20 +1954,21 @@ extern "C" NB_API nb_status nb_cuda_matmul_swiglu(nb_cuda *ctx, int32_t wtype, c
                 // host-side record, capture-safe (see struct nb_cuda).
                 if (!nb_cuda_xq_ready(ctx, d_x, n_tok, n_in)) s = quantize_activations(ctx, d_x, n_in, n_tok, xvec);
                 if (s != NB_OK) return;
-                GemvJob job = {};
+                MqJob job = {};
                 job.n_w = 2;
                 job.w[0] = (const uint8_t *) d_gate;
                 job.w[1] = (const uint8_t *) d_up;
                 job.L[0] = job.L[1] = L;
                 job.n_out[0] = job.n_out[1] = n_out;
                 job.y[0] = job.y[1] = d_y;
-                s = launch_gemv_int<T>(ctx, job, true, n_in, n_tok);
+                if (n_tok <= 8) s = launch_gemv_int<T>(ctx, job, true, n_in, n_tok);
+                else s = launch_mmq<T>(ctx, job, true, n_in, n_tok);
             }
         });
     }
     if (fused) return s;
     // Unfused: G x and U x for a chunk of tokens into the scratch buffer, then silu(g) * u into y. The first part of
-    // the scratch buffer is left to the GEMMs for the chunk's f16 activations.
+    // the scratch buffer is left to the matmuls for the chunk's f16 or int8 activations (and mmq's workspace).
     const int64_t per_tok = 2 * n_out * (int64_t) sizeof(float) + n_in * 2;
     int64_t chunk = (NB_CUDA_SCRATCH_BYTES - 256) / per_tok;
     if (chunk < 1) return nb_cuda_fail(ctx, NB_ERR_UNSUPPORTED, "%s: n_out %lld too large", fn, (long long) n_out);

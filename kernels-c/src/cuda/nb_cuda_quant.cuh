@@ -1,19 +1,23 @@
 // Weight types on the device: the layout nb_cuda_upload_weight repacks each ggml type into, and the per-type
-// device helpers (load one 32-weight unit, turn it into floats or into int8 words) shared by the GEMV, the GEMM and
-// the embedding lookup.
+// device helpers (load one 32-weight unit, turn it into floats or into int8 words) shared by the GEMV, the GEMMs and
+// the embedding lookup; the integer tensor-core matmul (mmq in nb_cuda_matmul.cu) reads the same planes through
+// shared memory.
 //
 // Why repack: ggml blocks are 18 (Q4_0), 34 (Q8_0), 144 (Q4_K) or 210 (Q6_K) bytes, so a block-per-lane read is only
 // 2-byte aligned and a warp's reads straddle sectors. On the device every weight type is stored as up to four
 // "planes", each a matrix of n_out rows:
 //   plane 0: the quants, 16 bytes per 32 weights (32 for Q8_0), so one lane reads one 32-weight "unit" with a
 //            single aligned 16-byte load and consecutive lanes read consecutive units (coalesced);
-//   planes 1-3: the scales (and Q6_K's two high bits), kept in their ggml encoding, so the device copy is no larger
-//            than the file and dequantized values are bit-for-bit those of ggml / Dequantizer.java.
-// Each plane starts 256-byte aligned. Inside a unit the nibbles of 4-bit types are in sequential order (nibble k of
-// 32-bit word i is weight 8i+k), except IQ4_NL, ordered for its byte-permute codebook lookup (see Q<IQ4_NL>).
-// The integer (dp4a) GEMV consumes a unit as 8 int8 words where word 2i holds weights 8i+{0,2,4,6} and word 2i+1
-// weights 8i+{1,3,5,7}: a 4-bit word then splits into its two words with one mask each, and the GEMV stores the
-// int8 activations in the same interleaved order.
+//   planes 1-3: the scales (and Q6_K's two high bits), kept in their ggml encoding, so that dequantized values are
+//            bit-for-bit those of ggml / Dequantizer.java.
+// Each plane starts 256-byte aligned, and each row of a scale plane is padded with zeros to a multiple of 16 bytes
+// (at most 14 bytes a row), so that mmq copies the scales of four units of a row with one aligned cp.async. Every
+// access goes through Layout (plane p of row r at off[p] + r * row[p]), so the padding only moves row starts.
+// Inside a unit the nibbles of 4-bit types are in sequential order (nibble k of 32-bit word i is weight 8i+k), except
+// IQ4_NL, ordered for its byte-permute codebook lookup (see Q<IQ4_NL>). The integer kernels (the dp4a GEMV and mmq)
+// consume a unit as 8 int8 words where word 2i holds weights 8i+{0,2,4,6} and word 2i+1 weights 8i+{1,3,5,7}: a
+// 4-bit word then splits into its two words with one mask each, and the activations are quantized into the same
+// interleaved order.
 // Float types (F32/F16/BF16) keep ggml's element order; only each row is padded with zeros to a multiple of 16 bytes.
 #ifndef NB_CUDA_QUANT_CUH
 #define NB_CUDA_QUANT_CUH
@@ -63,13 +67,14 @@ inline bool layout_of(int32_t t, int64_t n_out, int64_t n_in, Layout *L) {
     if (bs == 0 || n_out < 1 || n_in < 1 || n_in % bs != 0) return false;
     int64_t units = n_in / 32, supers = n_in / 256;
     int64_t row[4] = {0, 0, 0, 0};
+    auto pad = [](int64_t b) { return (b + 15) / 16 * 16; };
     switch (t) {
-        case F32: row[0] = (n_in * 4 + 15) / 16 * 16; break;
-        case F16: case BF16: row[0] = (n_in * 2 + 15) / 16 * 16; break;
-        case Q4_0: case IQ4_NL: row[0] = units * 16; row[1] = units * 2; break;           // nibbles | fp16 d
-        case Q8_0: row[0] = units * 32; row[1] = units * 2; break;                        // int8    | fp16 d
+        case F32: row[0] = pad(n_in * 4); break;
+        case F16: case BF16: row[0] = pad(n_in * 2); break;
+        case Q4_0: case IQ4_NL: row[0] = units * 16; row[1] = pad(units * 2); break;      // nibbles | fp16 d
+        case Q8_0: row[0] = units * 32; row[1] = pad(units * 2); break;                   // int8    | fp16 d
         case Q4_K: row[0] = units * 16; row[1] = supers * 16; break;                      // nibbles | d,dmin,scales[12]
-        case Q6_K: row[0] = units * 16; row[1] = units * 8; row[2] = supers * 16; row[3] = supers * 2; break;
+        case Q6_K: row[0] = units * 16; row[1] = pad(units * 8); row[2] = supers * 16; row[3] = pad(supers * 2); break;
                                                                  // low nibbles | high 2 bits | int8 scales[16] | d
         case NF4: row[0] = units * 16; row[1] = supers * 8; break;                        // nibbles | d, codes[4], pad
     }

@@ -9,6 +9,7 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Random;
 import java.util.stream.Stream;
@@ -67,9 +68,9 @@ class CudaKernelTest {
     }
 
     static Stream<Arguments> matmulCases() {
-        int[][] shapes = { // rows, cols in blocks, tokens: GEMV (few tokens) and tensor-core (many) paths, odd edges
-            {1, 1, 1}, {37, 3, 1}, {129, 2, 2}, {3, 5, 7}, {64, 4, 8}, {41, 3, 9}, {96, 2, 17}, {130, 3, 77},
-            {257, 4, 130},
+        int[][] shapes = { // rows, cols in blocks, tokens: GEMV / integer (<= 64 tokens) and tensor-core paths, odd edges
+            {1, 1, 1}, {37, 3, 1}, {129, 2, 2}, {3, 5, 7}, {64, 4, 8}, {41, 3, 9}, {41, 3, 16}, {96, 2, 17},
+            {67, 9, 33}, {300, 5, 64}, {130, 3, 77}, {257, 4, 130},
         };
         List<Arguments> list = new ArrayList<>();
         for (GgmlType type : GgmlType.values()) {
@@ -95,14 +96,97 @@ class CudaKernelTest {
 
             KernelData.MatmulReference ref = KernelData.matmul(KernelData.dequantize(type, w, rows, cols), x, rows, cols,
                     tokens);
-            // Rounded operands (activations to 8 bits for few tokens on quantized types, both operands to f16 on the
-            // tensor cores) are measured against the norm of the terms, as in MatmulKernelTest.
+            // Rounded operands (activations to 8 bits on the integer path of quantized types up to 64 tokens, both
+            // operands to f16 on the tensor cores) are measured against the norm of the terms, as in MatmulKernelTest.
             boolean floatPath = tokens <= 8 && !type.isQuantized() || type == GgmlType.NF4 && tokens <= 8;
+            boolean intPath = integerPath(type) && tokens <= 64;
             float[] got = read(arena, y, tokens * rows);
             double err = floatPath ? KernelData.relativeError(got, ref.out()) : ref.errorAgainstTerms(got);
-            double tolerance = floatPath ? 1e-4 : tokens <= 8 ? 1e-2 : 3e-3;
+            double tolerance = floatPath ? 1e-4 : intPath ? 1e-2 : 3e-3;
             assertTrue(err < tolerance, type + " relative error " + err + " exceeds " + tolerance);
         }
+    }
+
+    /** The types whose matmul takes the integer path up to 64 tokens (dp4a GEMV to 8, int8 tensor cores 9..64). */
+    private static boolean integerPath(GgmlType type) {
+        return type == GgmlType.Q4_0 || type == GgmlType.Q8_0 || type == GgmlType.Q4_K || type == GgmlType.Q6_K
+                || type == GgmlType.IQ4_NL;
+    }
+
+    static Stream<GgmlType> invariantTypes() {
+        return Stream.of(GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q6_K, GgmlType.Q8_0);
+    }
+
+    /**
+     * Batch invariance, for nb_cuda_matmul and nb_cuda_matmul_swiglu (the greedy text of a sequence must not depend on
+     * what it is batched with), within each of the two integer kernels: up to 8 tokens (the GEMV) every token of a call
+     * of k tokens gives exactly the bits of a call with that token alone; from 9 to 64 tokens (the tensor-core kernel)
+     * 64 tokens in one call give exactly the bits of the same tokens in calls of 9 or more. Across the two ranges the
+     * bits differ (two summation orders).
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("invariantTypes")
+    void matmulIsBatchInvariant(GgmlType type) {
+        Random rnd = new Random(7 + type.id());
+        int rows = 300, maxTokens = 64, gemvTokens = 8;
+        for (int cols : new int[] {4096, 11008 / type.blockSize() * type.blockSize()}) {
+            try (Arena arena = Arena.ofConfined()) {
+                MemorySegment w = uploaded(arena, rnd, type, rows, cols, new MemorySegment[1]);
+                MemorySegment up = uploaded(arena, rnd, type, rows, cols, new MemorySegment[1]);
+                MemorySegment x = device(arena, KernelData.randomFloats(rnd, maxTokens * cols, 1));
+                for (boolean swiglu : new boolean[] {false, true}) {
+                    String what = type + (swiglu ? " swiglu " : " matmul ") + rows + "x" + cols + ", ";
+                    // up to 8 tokens: each of the first 8 alone, then the first k in one call
+                    MemorySegment alone = poisoned(arena, (long) gemvTokens * rows);
+                    for (int t = 0; t < gemvTokens; t++) {
+                        call(type, swiglu, w, up, rows, cols, x, t, 1, alone);
+                    }
+                    MemorySegment want = arena.allocate(4L * gemvTokens * rows, 64);
+                    cuda.read(alone, want);
+                    for (int k : new int[] {2, 3, 8}) {
+                        MemorySegment y = poisoned(arena, (long) k * rows);
+                        call(type, swiglu, w, up, rows, cols, x, 0, k, y);
+                        assertSameRows(arena, y, want, k, rows, what + k + " tokens against each token alone");
+                    }
+                    // 9 to 64 tokens: all 64 in one call, then in consecutive calls of these sizes
+                    MemorySegment whole = poisoned(arena, (long) maxTokens * rows);
+                    call(type, swiglu, w, up, rows, cols, x, 0, maxTokens, whole);
+                    MemorySegment wantWhole = arena.allocate(4L * maxTokens * rows, 64);
+                    cuda.read(whole, wantWhole);
+                    for (int[] sizes : new int[][] {{9, 16, 39}, {17, 47}}) {
+                        MemorySegment y = poisoned(arena, (long) maxTokens * rows);
+                        int t0 = 0;
+                        for (int n : sizes) {
+                            call(type, swiglu, w, up, rows, cols, x, t0, n, y);
+                            t0 += n;
+                        }
+                        assertSameRows(arena, y, wantWhole, maxTokens, rows,
+                                what + Arrays.toString(sizes) + " tokens against 64 in one call");
+                    }
+                }
+            }
+        }
+    }
+
+    /** Tokens [t0, t0 + n) of x through nb_cuda_matmul (w) or nb_cuda_matmul_swiglu (w, up) into the same rows of y. */
+    private static void call(GgmlType type, boolean swiglu, MemorySegment w, MemorySegment up, int rows, int cols,
+            MemorySegment x, int t0, int n, MemorySegment y) {
+        MemorySegment xs = x.asSlice(4L * t0 * cols, 4L * n * cols);
+        MemorySegment ys = y.asSlice(4L * t0 * rows, 4L * n * rows);
+        if (swiglu) {
+            cuda.matmulSwiglu(type, w, up, rows, cols, xs, n, ys);
+        } else {
+            cuda.matmul(type, w, rows, cols, xs, n, ys);
+        }
+    }
+
+    /** The first {@code tokens} rows of device y bit for bit equal to those of host {@code want}. */
+    private static void assertSameRows(Arena arena, MemorySegment y, MemorySegment want, int tokens, int rows,
+            String what) {
+        MemorySegment got = arena.allocate(4L * tokens * rows, 64);
+        cuda.read(y.asSlice(0, 4L * tokens * rows), got);
+        long at = got.mismatch(want.asSlice(0, 4L * tokens * rows));
+        assertEquals(-1L, at, what + ": output " + (at / 4) + " (token " + (at / 4 / rows) + ") differs");
     }
 
     /** An uploaded weight of random values, freed with the arena; {@code host} receives the file bytes. */
@@ -151,7 +235,7 @@ class CudaKernelTest {
     }
 
     static Stream<Integer> fusedTokenCounts() {
-        return Stream.of(1, 2, 3, 8, 9, 40);
+        return Stream.of(1, 2, 3, 8, 9, 40, 64);
     }
 
     @ParameterizedTest(name = "tokens {0}")
