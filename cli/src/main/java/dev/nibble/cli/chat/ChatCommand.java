@@ -84,7 +84,8 @@ public final class ChatCommand implements Callable<Integer> {
             err.flush();
             TerminalLineSource terminal = TerminalLineSource.openSystemTerminal();
             try (LineSource input = terminal != null ? terminal : new PlainLineSource(System.in, out)) {
-                new ChatLoop(session, input, out, terminal != null ? "> " : "").run();
+                new ChatLoop(session, input, out, terminal != null ? out : err, terminal != null,
+                        terminal != null ? "> " : "").run();
             }
         }
         return 0;

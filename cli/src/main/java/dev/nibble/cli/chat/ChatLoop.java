@@ -11,8 +11,10 @@ import java.util.List;
 import java.util.Locale;
 
 /**
- * The interactive part of {@code nibble chat}: reads the user's lines, runs slash commands, streams answers. Works the
- * same on a terminal and on piped standard input.
+ * The interactive part of {@code nibble chat}: reads the user's lines, runs slash commands, streams answers. On a
+ * terminal everything goes to the screen; from a pipe only the answers go to standard output (one a line, so that a
+ * script reads exactly them), status lines go to standard error, and a line starting with "/" is a message like any
+ * other, since a script's text is not a command.
  */
 final class ChatLoop {
 
@@ -28,15 +30,29 @@ final class ChatLoop {
     private final ChatSession session;
     private final LineSource input;
     private final PrintWriter out;
+    private final PrintWriter status;
+    private final boolean commands;
     private final String prompt;
     private final Stats stats = new Stats();
     private boolean toldAboutTrimming;
 
-    /** @param prompt what to show before each user line ("" when reading a pipe) */
+    /** A chat on a terminal: slash commands run, status lines go to {@code out} with the answers. */
     ChatLoop(ChatSession session, LineSource input, PrintWriter out, String prompt) {
+        this(session, input, out, out, true, prompt);
+    }
+
+    /**
+     * @param status   where lines about the chat go ("(answer cut at the token limit)", command results)
+     * @param commands whether a line starting with "/" is a command (on a terminal) or a message (from a pipe)
+     * @param prompt   what to show before each user line ("" when reading a pipe)
+     */
+    ChatLoop(ChatSession session, LineSource input, PrintWriter out, PrintWriter status, boolean commands,
+             String prompt) {
         this.session = session;
         this.input = input;
         this.out = out;
+        this.status = status;
+        this.commands = commands;
         this.prompt = prompt;
         input.onInterrupt(this::interrupt);
     }
@@ -54,7 +70,7 @@ final class ChatLoop {
             if (trimmed.isEmpty()) {
                 continue;
             }
-            if (trimmed.startsWith("/")) {
+            if (commands && trimmed.startsWith("/")) {
                 if (!command(trimmed)) {
                     return;
                 }
@@ -62,6 +78,7 @@ final class ChatLoop {
                 answer(line);
             }
             out.flush();
+            status.flush();
         }
     }
 
@@ -74,21 +91,27 @@ final class ChatLoop {
             });
         } catch (IllegalArgumentException e) {
             // A message too long for the context, or a template that refuses the conversation.
-            out.println("(" + e.getMessage() + ")");
+            status.println("(" + e.getMessage() + ")");
+            if (status != out) {
+                out.println(); // piped: still one line per message, so a script's answers stay in step
+            }
             return;
         }
         out.println();
         switch (turn.stopReason()) {
-            case INTERRUPTED -> out.println("(stopped)");
-            case MAX_TOKENS -> out.println("(answer cut at the token limit)");
-            case CONTEXT_FULL -> out.println("(the context window of " + session.contextSize() + " tokens is full; /reset to go on)");
+            case INTERRUPTED -> status.println("(stopped)");
+            case MAX_TOKENS -> status.println("(answer cut at the token limit)");
+            case CONTEXT_FULL -> status.println("(the context window of " + session.contextSize() + " tokens is full; /reset to go on)");
             default -> { }
         }
         if (turn.droppedMessages() > 0 && !toldAboutTrimming) {
-            out.println("(older messages were dropped to fit the " + session.contextSize() + "-token context; the system prompt stays)");
+            status.println("(older messages were dropped to fit the " + session.contextSize() + "-token context; the system prompt stays)");
             toldAboutTrimming = true;
         }
         stats.add(turn);
+        if (!commands) { // piped: what /stats would say about this answer, beside the answers rather than among them
+            status.println(stats.lastAnswer());
+        }
     }
 
     /** Runs a slash command; false when the chat should end. */
@@ -101,20 +124,20 @@ final class ChatLoop {
             case "/quit", "/exit" -> {
                 return false;
             }
-            case "/help" -> out.println(HELP);
+            case "/help" -> status.println(HELP);
             case "/reset" -> {
                 history.clear();
                 toldAboutTrimming = false;
-                out.println("(conversation cleared)");
+                status.println("(conversation cleared)");
             }
             case "/system" -> {
                 history.setSystem(argument.isEmpty() ? null : argument);
-                out.println(argument.isEmpty() ? "(system prompt removed)" : "(system prompt set)");
+                status.println(argument.isEmpty() ? "(system prompt removed)" : "(system prompt set)");
             }
             case "/save" -> save(argument);
             case "/load" -> load(argument);
-            case "/stats" -> out.println(stats.describe(session));
-            default -> out.println("(unknown command " + name + "; /help lists them)");
+            case "/stats" -> status.println(stats.describe(session));
+            default -> status.println("(unknown command " + name + "; /help lists them)");
         }
         return true;
     }
@@ -122,28 +145,28 @@ final class ChatLoop {
     /** Saves the conversation; a file that cannot be written is one line, and the chat goes on. */
     private void save(String argument) {
         if (argument.isEmpty()) {
-            out.println("(usage: /save FILE)");
+            status.println("(usage: /save FILE)");
             return;
         }
         try {
             List<ChatMessage> messages = session.history().messages();
             ConversationFile.write(Path.of(argument), messages);
-            out.println("(saved " + messages.size() + " messages to " + argument + ")");
+            status.println("(saved " + messages.size() + " messages to " + argument + ")");
         } catch (IOException | RuntimeException e) {
-            out.println("(" + problem(argument, e) + ")");
+            status.println("(" + problem(argument, e) + ")");
         }
     }
 
     private void load(String argument) {
         if (argument.isEmpty()) {
-            out.println("(usage: /load FILE)");
+            status.println("(usage: /load FILE)");
             return;
         }
         try {
             List<ChatMessage> messages = ConversationFile.read(Path.of(argument));
             ChatHistory loaded = ChatHistory.of(messages);
             if (loaded.turnCount() % 2 != 0) {
-                out.println("(" + argument + " ends with a user message; a saved chat ends with an answer)");
+                status.println("(" + argument + " ends with a user message; a saved chat ends with an answer)");
                 return;
             }
             ChatHistory history = session.history();
@@ -157,10 +180,10 @@ final class ChatLoop {
                 }
             }
             toldAboutTrimming = false;
-            out.println("(loaded " + messages.size() + " messages)");
+            status.println("(loaded " + messages.size() + " messages)");
         } catch (IOException | RuntimeException e) {
             // Whatever the file, the conversation so far is kept and the chat goes on.
-            out.println("(" + problem(argument, e) + ")");
+            status.println("(" + problem(argument, e) + ")");
         }
     }
 
@@ -194,13 +217,18 @@ final class ChatLoop {
             StringBuilder s = new StringBuilder();
             s.append(String.format(Locale.ROOT, "context: %d of %d tokens in the cache%n", session.cachedTokens(), session.contextSize()));
             if (last != null) {
-                s.append(String.format(Locale.ROOT, "last answer: prompt %d tokens (%d reused, %d run), %d generated%n",
-                        last.promptTokens(), last.reusedTokens(), last.promptTokens() - last.reusedTokens(), last.generatedTokens()));
+                s.append(lastAnswer()).append(System.lineSeparator());
             }
             long run = promptTokens - reusedTokens;
             s.append(String.format(Locale.ROOT, "session: %d answers; prompts %d tokens (%d reused), %.1f tok/s; generation %d tokens, %.1f tok/s",
                     turns, promptTokens, reusedTokens, rate(run, promptNanos), generatedTokens, rate(generatedTokens, generateNanos)));
             return s.toString();
+        }
+
+        String lastAnswer() {
+            return String.format(Locale.ROOT, "last answer: prompt %d tokens (%d reused, %d run), %d generated",
+                    last.promptTokens(), last.reusedTokens(), last.promptTokens() - last.reusedTokens(),
+                    last.generatedTokens());
         }
 
         private static double rate(long tokens, long nanos) {

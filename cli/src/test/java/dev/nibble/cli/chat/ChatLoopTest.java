@@ -136,6 +136,28 @@ class ChatLoopTest {
                 "no temporary file is left");
     }
 
+    /** From a pipe: standard output holds exactly one answer line per message; "/..." is a message; notes go apart. */
+    @Test
+    void pipedChatWritesOnlyAnswersToStdoutAndSlashLinesAreMessages() throws IOException {
+        ChatFormat format = ChatFormat.forModel(tokenizer, null, BuiltInTemplate.LLAMA2);
+        Sampler sampler = new Sampler();
+        int eos = tokenizer.vocabulary().eosId();
+        sampler.add(tokenizer.encode("one two three four five six", false, false)); // cut at 3 tokens
+        sampler.add(tokenizer.encode("Reset is a word.", false, false));
+        sampler.add(eos);
+        ChatSession session = new ChatSession(format, new Engine(256), sampler, new ChatHistory(null), 3, 32);
+        StringWriter out = new StringWriter();
+        StringWriter status = new StringWriter();
+        new ChatLoop(session, new ScriptedInput("Count\n/reset\n", new PrintWriter(out)), new PrintWriter(out, true),
+                new PrintWriter(status, true), false, "").run();
+        List<String> lines = out.toString().lines().toList();
+        assertEquals(2, lines.size(), out.toString());
+        assertEquals(tokenizer.decode(java.util.Arrays.copyOf(tokenizer.encode("one two three four five six", false,
+                false), 3)).strip(), lines.get(0).strip());
+        assertTrue(status.toString().contains("(answer cut at the token limit)"), status.toString());
+        assertEquals(4, session.history().messages().size(), "/reset was sent as a message, not run");
+    }
+
     @Test
     void userIsToldOnceThatOldMessagesWereDropped() throws IOException {
         ChatFormat format = ChatFormat.forModel(tokenizer, null, BuiltInTemplate.LLAMA2);
