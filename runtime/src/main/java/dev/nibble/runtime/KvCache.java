@@ -41,13 +41,38 @@ public final class KvCache implements AutoCloseable {
     }
 
     /**
-     * The context to use when the user gave none: the model's own context length, reduced so the cache takes at most
-     * {@code budgetBytes}.
+     * The longest context used when the user gave none, whatever the model declares: a file may claim 2^31 - 1
+     * positions, and even a real 1M-token model rarely needs its whole context for one sequence. {@code --ctx} asks
+     * for more.
+     */
+    public static final int MAX_DEFAULT_CONTEXT = 131_072;
+
+    /**
+     * The context to use when the user gave none: the model's own context length, at most
+     * {@link #MAX_DEFAULT_CONTEXT}, reduced so the cache takes at most {@code budgetBytes}.
      */
     public static int defaultCapacity(LlamaConfig config, GgmlType type, long budgetBytes) {
-        long perPosition = bytes(config, 1, type);
+        long perPosition = Math.max(1, bytes(config, 1, type));
         long fits = Math.max(1, budgetBytes / perPosition);
-        return (int) Math.min(config.contextLength(), fits);
+        return (int) Math.min(Math.min(config.contextLength(), MAX_DEFAULT_CONTEXT), fits);
+    }
+
+    /**
+     * One line saying why {@link #defaultCapacity} chose {@code capacity} for a model of {@code config}, or null when
+     * it is the model's own context length: for callers to tell the user.
+     */
+    public static String defaultCapacityNote(LlamaConfig config, GgmlType type, long budgetBytes, int capacity) {
+        int trained = config.contextLength();
+        if (capacity >= trained) {
+            return null;
+        }
+        if (capacity == MAX_DEFAULT_CONTEXT && bytes(config, MAX_DEFAULT_CONTEXT, type) <= budgetBytes) {
+            return "context " + capacity + " tokens (the model declares " + trained + "; without --ctx at most "
+                    + MAX_DEFAULT_CONTEXT + " are used, --ctx sets more)";
+        }
+        return "context " + capacity + " tokens (the model's " + trained + " would need "
+                + Model.size(bytes(config, Math.min(trained, MAX_DEFAULT_CONTEXT), type)) + " of KV cache and "
+                + Model.size(Math.max(0, budgetBytes)) + " may be used; --ctx sets it)";
     }
 
     KvPool pool() {

@@ -1,8 +1,12 @@
 package dev.nibble.runtime;
 
 import dev.nibble.formats.GgmlType;
+import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.lang.management.ManagementFactory;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
@@ -47,6 +51,8 @@ public final class KvPool implements AutoCloseable {
         }
         this.rows = rows;
         this.span = Math.min(span, rows);
+        long workBytes = backend.attentionWorkBytes(backend.batchTokens(), config.heads(), config.headDim(), this.span);
+        checkFits(config, backend, rows, workBytes);
         keys = new MemorySegment[config.layers()];
         values = new MemorySegment[config.layers()];
         rowBytes = (long) config.kvDim() * backend.cacheType().byteSize(1);
@@ -56,8 +62,6 @@ public final class KvPool implements AutoCloseable {
                 keys[l] = backend.allocate(bytes, arena);
                 values[l] = backend.allocate(bytes, arena);
             }
-            long workBytes = backend.attentionWorkBytes(backend.batchTokens(), config.heads(), config.headDim(),
-                    this.span);
             work = workBytes > 0 ? backend.allocate(workBytes, arena) : MemorySegment.NULL;
         } catch (RuntimeException e) {
             arena.close();
@@ -67,9 +71,76 @@ public final class KvPool implements AutoCloseable {
         freeRows = rows;
     }
 
-    /** Bytes a cache of {@code positions} positions of {@code type} takes for {@code config}. */
+    /**
+     * Bytes a cache of {@code positions} positions of {@code type} takes for {@code config}; {@link Long#MAX_VALUE}
+     * when that does not fit in a long (a file may declare 2^31 - 1 layers), so that every check refuses it.
+     */
     public static long bytes(LlamaConfig config, long positions, GgmlType type) {
-        return 2L * config.layers() * positions * config.kvDim() * type.byteSize(1);
+        try {
+            return Math.multiplyExact(Math.multiplyExact(Math.multiplyExact(2L * config.layers(), positions),
+                    (long) config.kvDim()), type.byteSize(1));
+        } catch (ArithmeticException e) {
+            return Long.MAX_VALUE;
+        }
+    }
+
+    /**
+     * Refuses, before anything is allocated, a pool that does not fit in what the backend has free, or, for a backend
+     * computing in host memory, in what the machine has available; the message gives the numbers.
+     */
+    private static void checkFits(LlamaConfig config, Backend backend, int rows, long workBytes) {
+        long cache = bytes(config, rows, backend.cacheType());
+        long total = cache > Long.MAX_VALUE - workBytes ? Long.MAX_VALUE : cache + workBytes;
+        long available = backend.availableBytes();
+        boolean host = available == Long.MAX_VALUE;
+        if (host) {
+            available = hostAvailableBytes();
+        }
+        if (total > available) {
+            throw new InsufficientMemoryException("not enough memory for a KV cache of " + rows + " positions: it needs "
+                    + (cache == Long.MAX_VALUE ? "more than 8 EiB" : Model.size(total)) + " (" + config.layers()
+                    + " layers x 2 x " + rows + " positions x " + config.kvDim() + " values of " + backend.cacheType()
+                    + (workBytes > 0 ? ", and " + Model.size(workBytes) + " of attention workspace" : "") + ") and "
+                    + Model.size(available) + " is " + (host ? "available on this machine" : "free on "
+                    + backend.description()) + "; use a smaller --ctx");
+        }
+    }
+
+    /**
+     * Memory the machine can give a new allocation now: Linux's MemAvailable (free memory plus reclaimable caches,
+     * such as the pages of a mapped model), or the JVM's view of free memory where that is lower or the only one
+     * known (inside a container with a memory limit the JVM reports the limit less what is used).
+     */
+    public static long hostAvailableBytes() {
+        long jvm = Runtime.getRuntime().maxMemory();
+        long jvmTotal = Long.MAX_VALUE;
+        if (ManagementFactory.getOperatingSystemMXBean() instanceof com.sun.management.OperatingSystemMXBean os) {
+            jvm = os.getFreeMemorySize();
+            jvmTotal = os.getTotalMemorySize();
+        }
+        long memAvailable = -1;
+        long memTotal = -1;
+        try {
+            for (String line : Files.readAllLines(Path.of("/proc/meminfo"))) {
+                if (line.startsWith("MemAvailable:")) {
+                    memAvailable = kib(line);
+                } else if (line.startsWith("MemTotal:")) {
+                    memTotal = kib(line);
+                }
+            }
+        } catch (IOException | RuntimeException e) {
+            return jvm;
+        }
+        // A container limit below the machine's memory: MemAvailable speaks for the whole machine, the JVM for the limit.
+        if (memAvailable < 0 || (memTotal > 0 && jvmTotal < memTotal)) {
+            return jvm;
+        }
+        return Math.max(jvm, memAvailable);
+    }
+
+    private static long kib(String meminfoLine) {
+        String digits = meminfoLine.replaceAll("[^0-9]", "");
+        return Long.parseLong(digits) * 1024;
     }
 
     /** Positions the pool holds. */

@@ -119,19 +119,28 @@ public final class Model implements AutoCloseable {
     public record MemoryPlan(long weightBytes, long workspaceBytes, long cacheBytes, int contextTokens) {
 
         public long total() {
-            return weightBytes + workspaceBytes + cacheBytes;
+            long sum = weightBytes + workspaceBytes;
+            return cacheBytes > Long.MAX_VALUE - sum ? Long.MAX_VALUE : sum + cacheBytes;
         }
 
-        /** Refuses, naming every part, a plan that does not fit in what the backend has free. */
+        /**
+         * Refuses, naming every part, a plan that does not fit in what the backend has free (for a backend computing
+         * in host memory, in what the machine has available: see {@link KvPool#hostAvailableBytes}).
+         */
         void check(Backend backend) {
             long available = backend.availableBytes();
+            boolean host = available == Long.MAX_VALUE;
+            if (host) {
+                available = KvPool.hostAvailableBytes();
+            }
             if (total() > available) {
-                String cache = contextTokens > 0 ? ", KV cache " + size(cacheBytes) + " for " + contextTokens + " tokens"
-                        : "; the KV cache comes on top";
+                String cache = contextTokens > 0 ? ", KV cache " + (cacheBytes == Long.MAX_VALUE ? "more than 8 EiB"
+                        : size(cacheBytes)) + " for " + contextTokens + " tokens" : "; the KV cache comes on top";
                 throw new InsufficientMemoryException("not enough memory on " + backend.description() + ": the model needs "
-                        + size(total()) + " (weights " + size(weightBytes) + ", workspace " + size(workspaceBytes)
-                        + cache + ") and " + size(available)
-                        + " is free; use a smaller --ctx, a smaller model, or another device");
+                        + (total() == Long.MAX_VALUE ? "more than 8 EiB" : size(total())) + " (weights " + size(weightBytes)
+                        + ", workspace " + size(workspaceBytes) + cache + ") and " + size(available)
+                        + (host ? " is available on this machine" : " is free")
+                        + "; use a smaller --ctx, a smaller model, or another device");
             }
         }
     }
@@ -143,7 +152,7 @@ public final class Model implements AutoCloseable {
         // as allocated in the constructor, and the attention workspace of a cache as long as the model's context
         long workspace = 4 * a[0] + 2 * a[1] + 2 * a[2] + a[3] + 3 * a[4]
                 + backend.attentionWorkBytes(batch, config.heads(), config.headDim(),
-                Math.max(contextTokens, config.contextLength()));
+                Math.max(contextTokens, Math.min(config.contextLength(), KvCache.MAX_DEFAULT_CONTEXT)));
         long cache = KvCache.bytes(config, contextTokens, backend.cacheType());
         return new MemoryPlan(weightBytes, workspace, cache, contextTokens);
     }
@@ -192,11 +201,13 @@ public final class Model implements AutoCloseable {
     }
 
     /**
-     * The context to use when the user gave none: the model's own context length, reduced so that the cache fits in
-     * {@link #cacheBudget} for sequences of that length.
+     * The context to use when the user gave none: the model's own context length, at most
+     * {@link KvCache#MAX_DEFAULT_CONTEXT}, reduced so that the cache fits in {@link #cacheBudget} for sequences of
+     * that length ({@link KvCache#defaultCapacityNote} says which applied).
      */
     public int defaultContext(long hostFreeBytes) {
-        return KvCache.defaultCapacity(config, backend.cacheType(), cacheBudget(hostFreeBytes, config.contextLength()));
+        int span = Math.min(config.contextLength(), KvCache.MAX_DEFAULT_CONTEXT);
+        return KvCache.defaultCapacity(config, backend.cacheType(), cacheBudget(hostFreeBytes, span));
     }
 
     /**

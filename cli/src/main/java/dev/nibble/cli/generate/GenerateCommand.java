@@ -11,6 +11,8 @@ import dev.nibble.formats.vocab.VocabularyGguf;
 import dev.nibble.runtime.GenerationResult;
 import dev.nibble.runtime.GenerationSettings;
 import dev.nibble.runtime.Generator;
+import dev.nibble.runtime.KvCache;
+import dev.nibble.runtime.Model;
 import dev.nibble.runtime.Sampler;
 import dev.nibble.runtime.SamplerSettings;
 import dev.nibble.runtime.chat.ChatHistory;
@@ -132,8 +134,10 @@ public final class GenerateCommand implements Callable<Integer> {
             SamplingOptions.Resolved sampler = sampling.resolve(generator.model().file().metadata(), actualSeed);
             int trained = generator.model().config().contextLength();
             if (ctx == 0 && generator.contextSize() < trained) {
-                info.println("nibble: context " + generator.contextSize() + " tokens (the model's " + trained
-                        + " would not fit in the free memory; --ctx sets it)");
+                Model m = generator.model();
+                long budget = m.cacheBudget(Model.hostFreeMemory(), Math.min(trained, KvCache.MAX_DEFAULT_CONTEXT));
+                info.println("nibble: " + KvCache.defaultCapacityNote(m.config(), m.backend().cacheType(), budget,
+                        generator.contextSize()));
             } else if (ctx > trained) {
                 err.println("nibble: warning: --ctx " + ctx + " is beyond the " + trained
                         + " tokens the model was trained on; text past that point may degrade");

@@ -18,8 +18,10 @@ import java.util.Optional;
  * An open GGUF file: the whole file mapped read-only off-heap (no copy, any size), with its metadata and its tensors as
  * zero-copy slices of the mapping. Everything is validated at {@link #open}; a file that breaks the format is refused
  * with a {@link dev.nibble.formats.FormatException} naming the item and byte offset. Versions 3 and 2 are read (they
- * share one layout); version 1 and later versions are refused. Metadata strings up to 64 MiB and arrays up to 2^24
- * elements are accepted, far beyond any real model's. The slices stay valid until {@link #close()}.
+ * share one layout); version 1 and later versions are refused. Metadata strings up to 64 MiB and arrays up to 2^22
+ * elements are accepted, and in all at most 2^22 array elements, 128 MiB of strings, 65,536 keys and 262,144 tensors:
+ * far beyond any real model's, and small enough that no file can make the reader use more than a few hundred MB of
+ * heap. The slices stay valid until {@link #close()}.
  */
 public final class GgufFile implements AutoCloseable {
 

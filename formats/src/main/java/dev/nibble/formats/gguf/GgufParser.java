@@ -18,7 +18,9 @@ import java.util.Set;
 /**
  * Reads and validates the header, metadata and tensor table of a mapped GGUF file. Every length and count is checked
  * against the bytes left in the file before anything is allocated for it, so no input can make it allocate more than
- * the file could describe; any problem becomes a {@link FormatException} naming the item and byte offset.
+ * the file could describe, and totals over the whole file (array elements, string bytes, keys, tensors) bound what
+ * any layout of it can make this reader allocate; any problem becomes a {@link FormatException} naming the item and
+ * byte offset.
  */
 final class GgufParser {
 
@@ -42,8 +44,18 @@ final class GgufParser {
      * Longest array and string accepted: far beyond any real vocabulary (about 300k entries) or chat template, and small
      * enough that one value cannot exhaust the heap even when the file is big enough to hold it.
      */
-    static final long MAX_ARRAY_LENGTH = 1 << 24;
+    static final long MAX_ARRAY_LENGTH = 1 << 22;
     static final long MAX_STRING_BYTES = 1 << 26;
+    /*
+     * Totals over the whole file, which bound what the metadata and the tensor table can make this reader allocate
+     * however the file is laid out (a small entry costs the file a dozen bytes and the heap a hundred): array elements
+     * of every key together (a large vocabulary's tokens, scores, types and merges are about 10^6), string bytes of
+     * every key and element together (such a vocabulary has about 10 MB), keys, and tensors.
+     */
+    static final long MAX_METADATA_VALUES = 1 << 22;
+    static final long MAX_METADATA_STRING_BYTES = 1 << 27;
+    static final long MAX_KEYS = 1 << 16;
+    static final long MAX_TENSORS = 1 << 18;
     /** Lists grow from this size rather than trusting a count up front. */
     private static final int INITIAL_CAPACITY = 1 << 12;
 
@@ -53,6 +65,9 @@ final class GgufParser {
     private long pos;
     private String item = "header";
     private long alignmentKeyOffset = -1;
+    /** Array elements and string bytes of the metadata read so far, for the totals above. */
+    private long metadataValues;
+    private long metadataStringBytes;
 
     GgufParser(Path path, MemorySegment file) {
         this.path = path;
@@ -90,6 +105,14 @@ final class GgufParser {
         long kvCount = readCount("metadata key count", MIN_KV);
         if (tensorCount * MIN_TENSOR_INFO + kvCount * MIN_KV > size - pos) {
             throw error(8, tensorCount + " tensors and " + kvCount + " keys cannot fit in the " + (size - pos) + " bytes left");
+        }
+        if (tensorCount > MAX_TENSORS) {
+            throw error(8, "tensor count " + tensorCount + " is more than this reader accepts (" + MAX_TENSORS
+                    + "; the largest models have a few thousand)");
+        }
+        if (kvCount > MAX_KEYS) {
+            throw error(16, "metadata key count " + kvCount + " is more than this reader accepts (" + MAX_KEYS
+                    + "; models have a few dozen)");
         }
 
         GgufMetadata metadata = readMetadata(kvCount);
@@ -214,6 +237,11 @@ final class GgufParser {
         if (n > MAX_ARRAY_LENGTH) {
             throw error(at, "array of " + n + " elements is longer than this reader accepts (" + MAX_ARRAY_LENGTH + ")");
         }
+        if (n > MAX_METADATA_VALUES - metadataValues) {
+            throw error(at, "array of " + n + " elements would bring the metadata to " + (metadataValues + n)
+                    + " array elements in all, more than this reader accepts (" + MAX_METADATA_VALUES + ")");
+        }
+        metadataValues += n;
         List<Object> elements = new ArrayList<>((int) Math.min(n, INITIAL_CAPACITY));
         for (long i = 0; i < n; i++) {
             elements.add(readValue(elementType, depth + 1));
@@ -294,6 +322,12 @@ final class GgufParser {
         if (n > MAX_STRING_BYTES) {
             throw error(at, "string of " + n + " bytes is longer than this reader accepts (" + MAX_STRING_BYTES + ")");
         }
+        if (n > MAX_METADATA_STRING_BYTES - metadataStringBytes) {
+            throw error(at, "string of " + n + " bytes would bring the strings of the metadata and tensor names to "
+                    + (metadataStringBytes + n) + " bytes in all, more than this reader accepts ("
+                    + MAX_METADATA_STRING_BYTES + ")");
+        }
+        metadataStringBytes += n;
         byte[] bytes = readBytes((int) n);
         if (!strict) {
             return new String(bytes, StandardCharsets.UTF_8);

@@ -27,6 +27,13 @@ final class RestrictedUnpickler {
     static final int MAX_STACK = 1 << 20;
     static final int MAX_MEMO = 1 << 22;
     static final int MAX_GLOBAL_LINE = 256;
+    /**
+     * Totals over the whole pickle, which bound the objects it can make this reader build however it is written (a
+     * one-byte opcode can build a list): values pushed or memoized (a state dict needs about 30 per tensor, so this
+     * allows over 100,000 tensors; each costs at most a few dozen bytes of heap), and string bytes.
+     */
+    static final long MAX_VALUES = 1 << 22;
+    static final long MAX_STRING_BYTES = 1 << 26;
 
     private static final Pattern STORAGE_CLASS = Pattern.compile("[A-Z][A-Za-z0-9]*Storage");
 
@@ -52,6 +59,8 @@ final class RestrictedUnpickler {
     private int opcodeAt;
     private final List<Object> stack = new ArrayList<>();
     private final Map<Long, Object> memo = new HashMap<>();
+    private long values;
+    private long stringBytes;
 
     private RestrictedUnpickler(Path file, String item, byte[] code) {
         this.file = file;
@@ -357,7 +366,16 @@ final class RestrictedUnpickler {
         if (stack.size() >= MAX_STACK) {
             throw error("stack deeper than " + MAX_STACK);
         }
+        count();
         stack.add(value);
+    }
+
+    /** Counts one value built (pushed or memoized) against {@link #MAX_VALUES}. */
+    private void count() throws FormatException {
+        if (++values > MAX_VALUES) {
+            throw error("the pickle builds more than " + MAX_VALUES + " values in all, more than a state dict of 100,000"
+                    + " tensors needs; refusing to load");
+        }
     }
 
     private Object pop() throws FormatException {
@@ -381,6 +399,7 @@ final class RestrictedUnpickler {
         if (memo.size() >= MAX_MEMO && !memo.containsKey(index)) {
             throw error("memo larger than " + MAX_MEMO + " entries");
         }
+        count();
         memo.put(index, peek());
     }
 
@@ -426,6 +445,11 @@ final class RestrictedUnpickler {
         if (length < 0 || length > code.length - pos) {
             throw error("string of " + length + " bytes runs past the end of the pickle");
         }
+        if (length > MAX_STRING_BYTES - stringBytes) {
+            throw error("string of " + length + " bytes would bring the pickle's strings to " + (stringBytes + length)
+                    + " bytes in all, more than a state dict needs (" + MAX_STRING_BYTES + "); refusing to load");
+        }
+        stringBytes += length;
         byte[] out = new byte[(int) length];
         System.arraycopy(code, pos, out, 0, out.length);
         pos += out.length;

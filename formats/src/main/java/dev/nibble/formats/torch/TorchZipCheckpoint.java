@@ -33,9 +33,18 @@ import org.apache.commons.compress.archivers.zip.ZipFile;
  */
 public final class TorchZipCheckpoint implements AutoCloseable {
 
-    static final long MAX_PICKLE_BYTES = 1L << 30;
+    /** A state dict's pickle takes about 200 bytes per tensor; 256 MiB is over a million tensors. */
+    static final long MAX_PICKLE_BYTES = 1L << 28;
     /** Deflate cannot expand data by more than about 1032:1; a larger claim is a lie or a zip bomb. */
     private static final long MAX_DEFLATE_RATIO = 1032;
+    /**
+     * What all compressed records read from one archive may inflate to together: {@value #INFLATE_FILE_RATIO} times the
+     * file plus {@value #INFLATE_SLACK} bytes. PyTorch stores records uncompressed (they are then slices of the
+     * mapping and cost nothing); weights that someone deflated shrink by a few percent to a third, so only a zip bomb
+     * (many records each near deflate's 1032:1) comes near this, and it is refused before anything is inflated.
+     */
+    static final long INFLATE_FILE_RATIO = 16;
+    static final long INFLATE_SLACK = 64L << 20;
 
     private final Path path;
     private final Arena arena;
@@ -76,7 +85,22 @@ public final class TorchZipCheckpoint implements AutoCloseable {
     }
 
     /** Reads the archive's records into tensors; lives only while the zip is open. */
-    private record Reader(Path path, ZipFile zip, MemorySegment file, Arena arena) {
+    private static final class Reader {
+        private final Path path;
+        private final ZipFile zip;
+        private final MemorySegment file;
+        private final Arena arena;
+        /** Bytes the compressed records read so far inflated to (or, once checked, will), and their bound. */
+        private long inflated;
+        private final long maxInflated;
+
+        Reader(Path path, ZipFile zip, MemorySegment file, Arena arena) {
+            this.path = path;
+            this.zip = zip;
+            this.file = file;
+            this.arena = arena;
+            this.maxInflated = INFLATE_SLACK + Math.min(file.byteSize(), Long.MAX_VALUE / 32) * INFLATE_FILE_RATIO;
+        }
 
         List<CheckpointTensor> read() throws IOException {
             String prefix = prefix();
@@ -93,10 +117,22 @@ public final class TorchZipCheckpoint implements AutoCloseable {
             }
             ZipArchiveEntry pickle = zip.getEntry(prefix + "data.pkl");
             if (pickle.getSize() > MAX_PICKLE_BYTES) {
-                throw new FormatException(path, pickle.getName(), -1, "is " + pickle.getSize() + " bytes, more than a state dict needs");
+                throw new FormatException(path, pickle.getName(), -1, "is " + pickle.getSize() + " bytes, more than a state dict"
+                        + " needs (at most " + MAX_PICKLE_BYTES + " are read)");
             }
+            reserveInflation(List.of(pickle));
             byte[] code = data(pickle).toArray(ValueLayout.JAVA_BYTE);
             Map<String, PickledTensor> pickled = RestrictedUnpickler.readStateDict(path, pickle.getName(), code);
+            code = null;
+            // Every compressed storage record the tensors name, counted against the bound before any is inflated.
+            Map<String, ZipArchiveEntry> records = new LinkedHashMap<>();
+            for (PickledTensor t : pickled.values()) {
+                ZipArchiveEntry entry = zip.getEntry(prefix + "data/" + t.storage().key());
+                if (entry != null) {
+                    records.putIfAbsent(entry.getName(), entry);
+                }
+            }
+            reserveInflation(records.values());
             Map<String, MemorySegment> storages = new HashMap<>();
             List<CheckpointTensor> tensors = new ArrayList<>(pickled.size());
             for (Map.Entry<String, PickledTensor> e : pickled.entrySet()) {
@@ -176,6 +212,28 @@ public final class TorchZipCheckpoint implements AutoCloseable {
             }
         }
 
+        /**
+         * Counts what the compressed ones of {@code entries} declare they inflate to against the bound for the whole
+         * archive, refusing before any of them is inflated; {@link #data} then holds each to its declared size.
+         */
+        private void reserveInflation(Iterable<ZipArchiveEntry> entries) throws FormatException {
+            long total = inflated;
+            int records = 0;
+            for (ZipArchiveEntry e : entries) {
+                if (e.getMethod() != ZipEntry.STORED && e.getSize() > 0) {
+                    total += Math.min(e.getSize(), Long.MAX_VALUE / 4);
+                    records++;
+                    if (total > maxInflated) {
+                        throw new FormatException(path, "zip archive", -1, "its compressed records inflate to more than "
+                                + maxInflated + " bytes in all (" + records + " records, " + total + " bytes counted so far),"
+                                + " more than " + INFLATE_FILE_RATIO + " times the " + file.byteSize() + "-byte file plus "
+                                + INFLATE_SLACK + "; weights do not compress that well, so this is refused as a zip bomb");
+                    }
+                }
+            }
+            inflated = total;
+        }
+
         /** The record's bytes: a slice of the mapping when stored, else inflated into the arena. */
         private MemorySegment data(ZipArchiveEntry entry) throws IOException {
             long size = entry.getSize();
@@ -192,7 +250,10 @@ public final class TorchZipCheckpoint implements AutoCloseable {
                 }
                 return file.asSlice(at, size);
             }
-            if (!zip.canReadEntryData(entry) || size > compressed * MAX_DEFLATE_RATIO + 1024) {
+            // Deflate only: what a re-zipped checkpoint uses, and what the JDK reads (other methods need libraries
+            // that are not there, or are not worth trusting with hostile input).
+            if (entry.getMethod() != ZipEntry.DEFLATED || !zip.canReadEntryData(entry)
+                    || size > compressed * MAX_DEFLATE_RATIO + 1024) {
                 throw new FormatException(path, entry.getName(), at, "record compressed with method " + entry.getMethod()
                         + " to " + compressed + " bytes from a claimed " + size + " cannot be read");
             }

@@ -5,6 +5,10 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.nibble.formats.FormatException;
 import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.charset.CharacterCodingException;
+import java.nio.charset.CodingErrorAction;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -26,6 +30,15 @@ public final class HuggingFaceVocabulary {
 
     private static final Pattern BYTE_PIECE = Pattern.compile("<0x[0-9A-F]{2}>");
     private static final ObjectMapper JSON = new ObjectMapper();
+    /**
+     * Bounds on what a tokenizer's files may make this reader build: the largest real tokenizer.json is about 35 MB
+     * (its JSON tree takes about ten times that on the heap) and the largest vocabularies about 260,000 tokens; the
+     * token bound matches the longest array a GGUF file may hold. Ids may leave holes (filled with placeholders, as
+     * llama.cpp's converter does), but not more holes than tokens, so that one large id cannot make millions.
+     */
+    static final long MAX_JSON_BYTES = 64L << 20;
+    static final int MAX_TOKENS = 1 << 22;
+    static final int MAX_HOLES = 1 << 10;
 
     private HuggingFaceVocabulary() {
     }
@@ -123,6 +136,11 @@ public final class HuggingFaceVocabulary {
             throw new FormatException(file, "model.merges", -1, "missing or empty; a BPE tokenizer needs its merges");
         }
         int n = byId.keySet().stream().mapToInt(Integer::intValue).max().orElseThrow() + 1;
+        if (n - byId.size() > Math.max(MAX_HOLES, byId.size())) {
+            throw new FormatException(file, "model.vocab", -1, "token ids run to " + (n - 1) + " but only " + byId.size()
+                    + " tokens are given; " + (n - byId.size()) + " missing ids is more than this reader fills in (at most "
+                    + Math.max(MAX_HOLES, byId.size()) + ")");
+        }
         List<String> tokens = new ArrayList<>(n);
         int[] types = new int[n];
         Config config = Config.read(modelDir);
@@ -151,7 +169,7 @@ public final class HuggingFaceVocabulary {
         Map<String, Integer> ids = indexOf(tokens);
         checkMerges(file, merges, ids);
         JsonNode single = root.path("post_processor").path("type").asText("").equals("TemplateProcessing")
-                ? root.path("post_processor").path("single") : null;
+                && root.path("post_processor").path("single").isArray() ? root.path("post_processor").path("single") : null;
         int templateBos = -1;
         int templateEos = -1;
         if (single != null && single.size() > 0) {
@@ -291,8 +309,9 @@ public final class HuggingFaceVocabulary {
     }
 
     private static void putToken(Path file, Map<Integer, String> byId, int id, String text, String item) throws FormatException {
-        if (id < 0 || id > 10_000_000) {
-            throw new FormatException(file, item, -1, "token '" + text + "' has invalid id " + id);
+        if (id < 0 || id >= MAX_TOKENS) {
+            throw new FormatException(file, item, -1, "token '" + text + "' has invalid id " + id + " (ids are 0 to "
+                    + (MAX_TOKENS - 1) + ")");
         }
         String old = byId.putIfAbsent(id, text);
         if (old != null && !old.equals(text)) {
@@ -325,10 +344,27 @@ public final class HuggingFaceVocabulary {
     }
 
     static JsonNode readJson(Path file) throws IOException {
+        long size = Files.size(file);
+        if (size > MAX_JSON_BYTES) {
+            throw new FormatException(file, "JSON", -1, "is " + size + " bytes, more than a tokenizer file needs (at most "
+                    + MAX_JSON_BYTES + " are read)");
+        }
+        byte[] bytes = Files.readAllBytes(file);
+        String text;
         try {
-            return JSON.readTree(file.toFile());
+            // JSON files are UTF-8 (RFC 8259); the parser's own guessing of UTF-16 and UTF-32 is not wanted.
+            text = StandardCharsets.UTF_8.newDecoder().onMalformedInput(CodingErrorAction.REPORT)
+                    .onUnmappableCharacter(CodingErrorAction.REPORT).decode(ByteBuffer.wrap(bytes)).toString();
+        } catch (CharacterCodingException e) {
+            throw new FormatException(file, "JSON", -1, "is not valid UTF-8 text");
+        }
+        int bom = text.startsWith("\uFEFF") ? 1 : 0;
+        try {
+            return JSON.readTree(text.substring(bom));
         } catch (JacksonException e) {
-            long offset = e.getLocation() == null ? -1 : e.getLocation().getByteOffset();
+            long chars = e.getLocation() == null ? -1 : e.getLocation().getCharOffset();
+            long offset = chars < 0 ? -1 : 3L * bom
+                    + text.substring(bom, (int) Math.min(text.length(), bom + chars)).getBytes(StandardCharsets.UTF_8).length;
             throw new FormatException(file, "JSON", offset, e.getOriginalMessage());
         }
     }
@@ -380,6 +416,9 @@ public final class HuggingFaceVocabulary {
                     throw new FormatException(file, "added_tokens_decoder", -1, "key '" + e.getKey() + "' is not a token id");
                 }
                 String content = e.getValue().path("content").asText("");
+                if (id < 0) {
+                    throw new FormatException(file, "added_tokens_decoder", -1, "key '" + e.getKey() + "' is not a token id");
+                }
                 if (id < tokens.size()) {
                     if (!tokens.get(id).equals(content)) {
                         throw new FormatException(file, "added_tokens_decoder", -1, "id " + id + " is '" + content

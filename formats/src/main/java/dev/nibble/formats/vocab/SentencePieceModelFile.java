@@ -29,7 +29,19 @@ record SentencePieceModelFile(List<String> pieces, float[] scores, int[] types, 
     private static final int WIRE_LENGTH = 2;
     private static final int WIRE_FIXED32 = 5;
 
+    /**
+     * Real tokenizer.model files are under 10 MB (Gemma's, of 256,000 pieces, is 4 MB); the piece bound matches the
+     * longest array a GGUF file may hold. Together they bound what a file can make this reader build.
+     */
+    static final long MAX_FILE_BYTES = 64L << 20;
+    static final int MAX_PIECES = 1 << 22;
+
     static SentencePieceModelFile read(Path file) throws IOException {
+        long size = Files.size(file);
+        if (size > MAX_FILE_BYTES) {
+            throw new FormatException(file, "protobuf", -1, "is " + size + " bytes, more than a SentencePiece model needs"
+                    + " (at most " + MAX_FILE_BYTES + " are read)");
+        }
         ByteBuffer buf = ByteBuffer.wrap(Files.readAllBytes(file)).order(ByteOrder.LITTLE_ENDIAN);
         try {
             return new Reader(file, buf).model();
@@ -71,6 +83,10 @@ record SentencePieceModelFile(List<String> pieces, float[] scores, int[] types, 
                 int field = (int) (tag >>> 3);
                 int wire = (int) (tag & 7);
                 if (field == 1 && wire == WIRE_LENGTH) {
+                    if (pieces.size() >= MAX_PIECES) {
+                        throw new FormatException(file, "piece " + pieces.size(), tagAt, "more than " + MAX_PIECES
+                                + " pieces, more than this reader accepts");
+                    }
                     int end = messageEnd();
                     String piece = null;
                     float score = 0f;
@@ -88,6 +104,7 @@ record SentencePieceModelFile(List<String> pieces, float[] scores, int[] types, 
                         } else {
                             skip(w);
                         }
+                        within(end, tagAt);
                     }
                     if (piece == null) {
                         throw new FormatException(file, "piece " + pieces.size(), tagAt, "has no text");
@@ -103,6 +120,7 @@ record SentencePieceModelFile(List<String> pieces, float[] scores, int[] types, 
                         int w = (int) (t & 7);
                         if (w != WIRE_VARINT) {
                             skip(w);
+                            within(end, tagAt);
                             continue;
                         }
                         // int32 fields are sign-extended to 64-bit varints, so the cast restores -1.
@@ -117,6 +135,7 @@ record SentencePieceModelFile(List<String> pieces, float[] scores, int[] types, 
                             case 43 -> pad = v;
                             default -> { }
                         }
+                        within(end, tagAt);
                     }
                 } else if (field == 3 && wire == WIRE_LENGTH) {
                     int end = messageEnd();
@@ -135,6 +154,7 @@ record SentencePieceModelFile(List<String> pieces, float[] scores, int[] types, 
                         } else {
                             skip(w);
                         }
+                        within(end, tagAt);
                     }
                 } else {
                     skip(wire);
@@ -151,6 +171,14 @@ record SentencePieceModelFile(List<String> pieces, float[] scores, int[] types, 
             }
             return new SentencePieceModelFile(pieces, s, ty, modelType, byteFallback, unk, bos, eos, pad, suffix,
                     normalizer, dummyPrefix, removeExtra, escape);
+        }
+
+        /** Refuses a field that ran past the end of the message holding it. */
+        private void within(int end, long messageAt) throws FormatException {
+            if (buf.position() > end) {
+                throw new FormatException(file, "message", messageAt, "a field runs " + (buf.position() - end)
+                        + " bytes past the end of its message at byte " + end);
+            }
         }
 
         private long varint() throws FormatException {

@@ -172,6 +172,56 @@ class GgufBadInputTest {
         assertTrue(e.getMessage().contains("longer than this reader accepts"), e.getMessage());
     }
 
+    @Test
+    void manyKeysAreRefusedAtTheCountWithTheNumbers() throws IOException {
+        // Issue 11: 2^24 keys of empty arrays (a 201 MB file) made the reader build 2.4 GB of objects.
+        long keys = GgufParser.MAX_KEYS + 1;
+        Path file = RawGguf.header(3, 0, keys).writeTo(dir.resolve("keys.gguf"));
+        sparselyExtend(file, keys * 32);
+        FormatException e = assertThrows(FormatException.class, () -> GgufFile.open(file).close());
+        assertEquals(16, e.offset());
+        assertTrue(e.getMessage().contains("key count " + keys) && e.getMessage().contains("(" + GgufParser.MAX_KEYS),
+                e.getMessage());
+    }
+
+    @Test
+    void manyTensorsAreRefusedAtTheCountWithTheNumbers() throws IOException {
+        long tensors = GgufParser.MAX_TENSORS + 1;
+        Path file = RawGguf.header(3, tensors, 0).writeTo(dir.resolve("tensors.gguf"));
+        sparselyExtend(file, tensors * 40);
+        FormatException e = assertThrows(FormatException.class, () -> GgufFile.open(file).close());
+        assertEquals(8, e.offset());
+        assertTrue(e.getMessage().contains("tensor count " + tensors) && e.getMessage().contains("(" + GgufParser.MAX_TENSORS),
+                e.getMessage());
+    }
+
+    @Test
+    void arrayElementsAreBoundedInTotalNotJustPerArray() throws IOException {
+        // Two arrays, each within the per-array limit, that together exceed the total: refused at the second's count.
+        long half = GgufParser.MAX_METADATA_VALUES / 2;
+        RawGguf raw = RawGguf.header(3, 0, 2).str("a").u32(ARRAY).u32(RawGguf.UINT8).u64(half).zeros((int) half)
+                .str("b").u32(ARRAY).u32(RawGguf.UINT8);
+        int at = raw.size();
+        raw.u64(half + 1).zeros((int) half + 1);
+        FormatException e = rejects(raw.toBytes());
+        assertEquals(at, e.offset());
+        assertTrue(e.getMessage().contains("key 'b'") && e.getMessage().contains((2 * half + 1) + " array elements in all")
+                && e.getMessage().contains("(" + GgufParser.MAX_METADATA_VALUES + ")"), e.getMessage());
+    }
+
+    @Test
+    void nestedArraysCountEveryElementTowardsTheTotal() throws IOException {
+        // An array of arrays: the inner arrays' elements count too, so nesting cannot multiply what the total allows.
+        long half = GgufParser.MAX_METADATA_VALUES / 2;
+        RawGguf raw = RawGguf.header(3, 0, 1).str("n").u32(ARRAY).u32(ARRAY).u64(2)
+                .u32(RawGguf.UINT8).u64(half).zeros((int) half).u32(RawGguf.UINT8);
+        int at = raw.size();
+        raw.u64(half).zeros((int) half);
+        FormatException e = rejects(raw.toBytes());
+        assertEquals(at, e.offset());
+        assertTrue(e.getMessage().contains("array elements in all"), e.getMessage());
+    }
+
     private static void sparselyExtend(Path file, long bytes) throws IOException {
         try (RandomAccessFile f = new RandomAccessFile(file.toFile(), "rw")) {
             f.setLength(f.length() + bytes);

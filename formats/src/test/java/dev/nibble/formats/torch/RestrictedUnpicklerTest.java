@@ -202,4 +202,15 @@ class RestrictedUnpicklerTest {
         FormatException e = assertThrows(FormatException.class, () -> read(pickle));
         assertTrue(e.getMessage().contains("runs past the end"), e.getMessage());
     }
+
+    @Test
+    void valuesThePickleBuildsAreBoundedInTotal() {
+        // One list grown by an APPEND per value: the stack stays shallow, so only a total over the pickle stops it.
+        Pickle q = new Pickle().op(0x80).op(2).op(']');
+        for (long i = 0; i <= RestrictedUnpickler.MAX_VALUES; i++) {
+            q.op('N').op('a');
+        }
+        FormatException e = assertThrows(FormatException.class, () -> read(q.op('.').bytes()));
+        assertTrue(e.getMessage().contains("more than " + RestrictedUnpickler.MAX_VALUES + " values in all"), e.getMessage());
+    }
 }

@@ -262,4 +262,25 @@ class TorchZipCheckpointTest {
                     ckpt.tensors().getFirst());
         }
     }
+
+    @Test
+    void compressedRecordsAreBoundedInTotalBeforeAnyIsInflated() throws IOException {
+        // Issue 11: an 11 MB zip of many records, each deflated near deflate's 1032:1 limit, made inspect use 2 GB. Each
+        // record passes the per-record ratio; together they inflate far beyond the file, and are refused up front.
+        byte[] zeros = new byte[1 << 20];
+        List<View> views = new java.util.ArrayList<>();
+        int records = (int) (TorchZipCheckpoint.INFLATE_SLACK >> 20) + 16;
+        for (int i = 0; i < records; i++) {
+            Storage s = new Storage("s" + i, "FloatStorage", 4, zeros);
+            views.add(whole("t" + i, s, zeros.length / 4));
+        }
+        Path p = dir.resolve("bomb.bin");
+        TorchZipWriter.write(p, views, true);
+        long size = Files.size(p);
+        assertTrue(size < 4L << 20, "the archive is small: " + size);
+        FormatException e = assertThrows(FormatException.class, () -> TorchZipCheckpoint.open(p).close());
+        long bound = TorchZipCheckpoint.INFLATE_SLACK + TorchZipCheckpoint.INFLATE_FILE_RATIO * size;
+        assertTrue(e.getMessage().contains("more than " + bound + " bytes in all")
+                && e.getMessage().contains("the " + size + "-byte file"), e.getMessage());
+    }
 }

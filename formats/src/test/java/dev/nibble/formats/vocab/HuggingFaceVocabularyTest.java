@@ -162,6 +162,75 @@ class HuggingFaceVocabularyTest {
         assertTrue(e.getMessage().contains("tokenizer_config.json") && e.getMessage().contains("<|nope|>"), e.getMessage());
     }
 
+    @Test
+    void oneLargeIdCannotMakeMillionsOfPlaceholders() throws IOException {
+        // Issue 11 item 10: holes in the id space are filled with placeholders; one id of 9,999,999 in a small file
+        // made ten million of them. Now ids are below 2^22 and at most as many holes as tokens (or 1,024) are filled.
+        ObjectNode root = tinyJson();
+        ((ObjectNode) root.path("model").path("vocab")).put("\u2581zz", 4_000_000);
+        FormatException e = assertThrows(FormatException.class, () -> loadJson(root));
+        assertTrue(e.getMessage().contains("token ids run to 4000000 but only") && e.getMessage().contains("missing ids"),
+                e.getMessage());
+        ((ObjectNode) root.path("model").path("vocab")).put("\u2581zz", HuggingFaceVocabulary.MAX_TOKENS);
+        e = assertThrows(FormatException.class, () -> loadJson(root));
+        assertTrue(e.getMessage().contains("invalid id " + HuggingFaceVocabulary.MAX_TOKENS), e.getMessage());
+    }
+
+    @Test
+    void tokenizerJsonThatIsNotUtf8IsAFormatErrorNamingTheFile() throws IOException {
+        // Found by fuzzing: bytes that look like UTF-32 made the JSON parser throw its own CharConversionException.
+        Files.write(tmp.resolve("tokenizer.json"), new byte[] {0, 0, 0, '{', 0, 0, 0, '}'});
+        FormatException e = assertThrows(FormatException.class, () -> HuggingFaceVocabulary.loadTokenizerJson(tmp));
+        assertTrue(e.getMessage().contains("tokenizer.json") && e.getMessage().contains("JSON"), e.getMessage());
+        Files.write(tmp.resolve("tokenizer.json"), new byte[] {'{', (byte) 0xC3, '}'});
+        e = assertThrows(FormatException.class, () -> HuggingFaceVocabulary.loadTokenizerJson(tmp));
+        assertTrue(e.getMessage().contains("not valid UTF-8"), e.getMessage());
+    }
+
+    @Test
+    void aPostProcessorTemplateThatIsNotAListIsIgnoredNotACrash() throws IOException {
+        ObjectNode root = tinyJson();
+        root.putObject("post_processor").put("type", "TemplateProcessing").putObject("single").put("x", 1);
+        assertTrue(loadJson(root).size() > 0);
+    }
+
+    @Test
+    void aNegativeAddedTokenIdIsAFormatError() throws IOException {
+        Files.copy(TestData.resolve("tiny-llama/safetensors/tokenizer.model"), tmp.resolve("tokenizer.model"));
+        Files.writeString(tmp.resolve("tokenizer_config.json"), "{\"added_tokens_decoder\": {\"-1\": {\"content\": \"x\"}}}");
+        FormatException e = assertThrows(FormatException.class, () -> HuggingFaceVocabulary.loadSentencePiece(tmp));
+        assertTrue(e.getMessage().contains("key '-1' is not a token id"), e.getMessage());
+    }
+
+    @Test
+    void oversizedTokenizerFilesAreRefusedBeforeTheyAreRead() throws IOException {
+        for (String name : new String[] {"tokenizer.json", "tokenizer.model"}) {
+            Path file = tmp.resolve(name);
+            try (java.io.RandomAccessFile f = new java.io.RandomAccessFile(file.toFile(), "rw")) {
+                f.setLength(HuggingFaceVocabulary.MAX_JSON_BYTES + 1); // sparse: nothing is written
+            }
+            boolean json = name.endsWith("json");
+            FormatException e = assertThrows(FormatException.class, () -> {
+                if (json) {
+                    HuggingFaceVocabulary.loadTokenizerJson(tmp);
+                } else {
+                    HuggingFaceVocabulary.loadSentencePiece(tmp);
+                }
+            });
+            assertTrue(e.getMessage().contains("is " + (HuggingFaceVocabulary.MAX_JSON_BYTES + 1) + " bytes"), e.getMessage());
+            Files.delete(file);
+        }
+    }
+
+    @Test
+    void linesInQuotedFileContentAreEscapedSoMessagesStayOneLine() throws IOException {
+        ObjectNode root = tinyJson();
+        ((ArrayNode) root.path("model").path("merges")).insert(0, "a\nb c\u2028d");
+        FormatException e = assertThrows(FormatException.class, () -> loadJson(root));
+        assertTrue(!e.getMessage().contains("\n") && !e.getMessage().contains("\u2028") && e.getMessage().contains("a\\nb"),
+                e.getMessage());
+    }
+
     private ObjectNode tinyJson() throws IOException {
         return (ObjectNode) JSON.readTree(TestData.resolve("tiny-llama/safetensors/tokenizer.json").toFile());
     }

@@ -13,7 +13,15 @@ final class Jinja2Syntax {
 
     /** Spaces and tabs that start a line and lead up to a block or comment tag (not one opened with {@code +}). */
     private static final Pattern BLOCK_INDENT = Pattern.compile("(?m)^[ \\t]+(?=\\{[%#](?!\\+))");
-    private static final Pattern TAG = Pattern.compile("\\{[{%].*?[%}]}", Pattern.DOTALL);
+    /**
+     * How deep blocks ({@code if}, {@code for}, {@code macro} ...) and brackets inside one tag may nest: real chat
+     * templates nest blocks five or six deep; deeper nesting only serves to exhaust the renderer's stack.
+     */
+    static final int MAX_BLOCK_DEPTH = 100;
+    static final int MAX_BRACKET_DEPTH = 100;
+    /** Block tags that a matching {@code end...} tag closes ({@code set} only in its block form, without '='). */
+    private static final java.util.Set<String> BLOCK_TAGS = java.util.Set.of("if", "for", "macro", "call", "filter",
+            "raw", "generation", "block", "with", "autoescape", "set");
     /** {@code not x is defined}: Jinja2 applies the test first, Jinjava the {@code not}. */
     private static final Pattern NOT_TEST = Pattern.compile(
             "\\bnot\\s+([A-Za-z_]\\w*(?:\\.[A-Za-z_]\\w*|\\[[^\\[\\]]*])*\\s+is\\s+(?:not\\s+)?[A-Za-z_]\\w*)\\b(?!\\s*\\()");
@@ -26,14 +34,102 @@ final class Jinja2Syntax {
     }
 
     static String rewrite(String source) {
-        Matcher tags = TAG.matcher(lstripBlocks(source));
-        StringBuilder out = new StringBuilder(source.length() + 32);
-        while (tags.find()) {
-            String tag = parenthesizeNamespaceArguments(tags.group());
-            tags.appendReplacement(out, Matcher.quoteReplacement(rewriteOutsideStrings(tag)));
+        String text = lstripBlocks(source);
+        StringBuilder out = new StringBuilder(text.length() + 32);
+        int done = 0;
+        for (int[] tag = nextTag(text, 0); tag != null; tag = nextTag(text, tag[1])) {
+            out.append(text, done, tag[0]);
+            out.append(rewriteOutsideStrings(parenthesizeNamespaceArguments(text.substring(tag[0], tag[1]))));
+            done = tag[1];
         }
-        tags.appendTail(out);
-        return out.toString();
+        return out.append(text, done, text.length()).toString();
+    }
+
+    /**
+     * The next {@code {{ ... }}} or {@code {% ... %}} at or after {@code from}, as {start, end}: from an opening
+     * {@code {{} or {@code {%} to the first {@code }}} or {@code %}} after it (either closes either, as in the pattern
+     * {@code \{[{%].*?[%}]}}), or null. Linear in the text however its braces are arranged: once no closing follows an
+     * opening, none follows a later one either.
+     */
+    private static int[] nextTag(String text, int from) {
+        int open = from;
+        while (true) {
+            open = text.indexOf('{', open);
+            if (open < 0 || open + 1 >= text.length()) {
+                return null;
+            }
+            char c = text.charAt(open + 1);
+            if (c == '{' || c == '%') {
+                break;
+            }
+            open++;
+        }
+        for (int i = open + 2; i + 1 < text.length(); i++) {
+            char c = text.charAt(i);
+            if ((c == '%' || c == '}') && text.charAt(i + 1) == '}') {
+                return new int[] {open, i + 2};
+            }
+        }
+        return null;
+    }
+
+    /**
+     * Refuses a template whose blocks, or brackets within one tag, nest deeper than {@link #MAX_BLOCK_DEPTH} and
+     * {@link #MAX_BRACKET_DEPTH}, before the renderer recurses into them. Unbalanced blocks are left for the renderer
+     * to report.
+     */
+    static void checkNesting(String source) {
+        int depth = 0;
+        int line = 1;
+        int counted = 0;
+        for (int[] tag = nextTag(source, 0); tag != null; tag = nextTag(source, tag[1])) {
+            String code = source.substring(tag[0] + 2, tag[1] - 2);
+            for (; counted < tag[0]; counted++) {
+                line += source.charAt(counted) == '\n' ? 1 : 0;
+            }
+            checkBrackets(code, line);
+            if (source.charAt(tag[0] + 1) != '%') {
+                continue;
+            }
+            String word = firstWord(code);
+            if (word.startsWith("end")) {
+                depth = Math.max(0, depth - 1);
+            } else if (BLOCK_TAGS.contains(word) && !(word.equals("set") && code.contains("="))) {
+                if (++depth > MAX_BLOCK_DEPTH) {
+                    throw new ChatTemplateException("the chat template nests blocks more than " + MAX_BLOCK_DEPTH
+                            + " deep (template line " + line + "); real templates nest a few");
+                }
+            }
+        }
+    }
+
+    private static void checkBrackets(String code, int line) {
+        int depth = 0;
+        for (int i = 0; i < code.length(); i++) {
+            char c = code.charAt(i);
+            if (c == '\'' || c == '"') {
+                i = endOfString(code, i) - 1;
+            } else if (c == '(' || c == '[' || c == '{') {
+                if (++depth > MAX_BRACKET_DEPTH) {
+                    throw new ChatTemplateException("the chat template nests brackets more than " + MAX_BRACKET_DEPTH
+                            + " deep in one expression (template line " + line + ")");
+                }
+            } else if (c == ')' || c == ']' || c == '}') {
+                depth = Math.max(0, depth - 1);
+            }
+        }
+    }
+
+    private static String firstWord(String code) {
+        int i = 0;
+        while (i < code.length() && (code.charAt(i) == '-' || code.charAt(i) == '+' || Character.isWhitespace(code.charAt(i)))) {
+            i++;
+        }
+        int start = i;
+        while (i < code.length() && (Character.isLetterOrDigit(code.charAt(i)) || code.charAt(i) == '_')) {
+            i++;
+        }
+        return code.substring(start, i);
     }
 
     /**

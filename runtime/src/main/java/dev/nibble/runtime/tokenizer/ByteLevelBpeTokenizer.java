@@ -46,6 +46,19 @@ public final class ByteLevelBpeTokenizer extends Tokenizer {
             alphabet.add(String.valueOf(ByteLevelAlphabet.charOf(b)));
         }
         this.byteIds = byteTokenIds(alphabet, "byte-level");
+        for (int id = 0; id < vocab.size(); id++) {
+            int type = vocab.tokenTypes()[id];
+            if (type == Vocabulary.NORMAL || type == Vocabulary.BYTE) {
+                String token = vocab.tokens().get(id);
+                for (int i = 0; i < token.length(); i++) {
+                    if (ByteLevelAlphabet.byteOf(token.charAt(i)) < 0) {
+                        throw new IllegalArgumentException("token " + id + " has the character U+"
+                                + String.format("%04X", (int) token.charAt(i)) + ", which is outside the byte-level"
+                                + " alphabet; the tokenizer data is not byte-level BPE");
+                    }
+                }
+            }
+        }
         this.mergeRank = new HashMap<>(vocab.merges().size() * 2);
         this.mergeResult = new int[vocab.merges().size()];
         for (int rank = 0; rank < mergeResult.length; rank++) {
@@ -176,6 +189,10 @@ public final class ByteLevelBpeTokenizer extends Tokenizer {
         byte[] out = new byte[token.length()];
         for (int i = 0; i < token.length(); i++) {
             int b = ByteLevelAlphabet.byteOf(token.charAt(i));
+            if (b < 0 && vocab.tokenTypes()[id] == Vocabulary.UNUSED) {
+                // Placeholders are not checked when the tokenizer is made (normal and byte tokens are).
+                return utf8(token);
+            }
             if (b < 0) {
                 throw new IllegalStateException("token " + id + " '" + token + "' has a character outside the byte alphabet");
             }
