@@ -187,7 +187,7 @@ class BatchCommandTest {
         List<String> command = List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
                 "--enable-native-access=ALL-UNNAMED", "-cp", System.getProperty("java.class.path"),
                 "dev.nibble.cli.Nibble", "batch", "-m", GenerateCommandTest.model().toString(), "-i", in.toString(),
-                "-o", out.toString(), "--parallel", "8", "-t", "1");
+                "-o", out.toString(), "--parallel", "1", "-t", "1"); // slow enough that a signal lands mid-run
         Process child = new ProcessBuilder(command).redirectErrorStream(true)
                 .redirectOutput(dir.resolve("child.log").toFile()).start();
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
@@ -222,7 +222,7 @@ class BatchCommandTest {
 
     @Test
     void aRunKilledAtAnyMomentLosesOnlyWhatWasInFlight() throws Exception {
-        int count = 120;
+        int count = 300;
         Path in = manyRequests(count);
         Path out = dir.resolve("many.out.jsonl");
         Process child = startAndWait(in, out, 10);
@@ -234,7 +234,7 @@ class BatchCommandTest {
 
     @Test
     void ctrlCStopsAfterTheLineBeingWrittenAndSaysHowToResume() throws Exception {
-        int count = 120;
+        int count = 300;
         Path in = manyRequests(count);
         Path out = dir.resolve("many.out.jsonl");
         Process child = startAndWait(in, out, 10);
