@@ -29,6 +29,10 @@ import java.util.Set;
 public record LlamaConfig(int contextLength, int dim, int layers, int ffnDim, int heads, int kvHeads, int headDim,
                           int vocabSize, float rmsEps, float ropeTheta, float ropeScale, int[] eosIds) {
 
+    /** The most layers a file may declare: far more than any Llama-family model has. */
+    public static final int MAX_LAYERS = 4096;
+
+
     /** Control tokens that end a turn in the vocabularies nibble knows, as llama.cpp also treats them. */
     private static final Set<String> END_OF_GENERATION_TOKENS =
             Set.of("</s>", "<|eot_id|>", "<|end_of_text|>", "<|eom_id|>", "<|im_end|>", "<|endoftext|>");
@@ -51,6 +55,10 @@ public record LlamaConfig(int contextLength, int dim, int layers, int ffnDim, in
         int contextLength = positive(m, file, "llama.context_length");
         int dim = positive(m, file, "llama.embedding_length");
         int layers = positive(m, file, "llama.block_count");
+        if (layers > MAX_LAYERS) { // checked before anything is sized by it
+            throw new FormatException(file, "llama.block_count", -1, layers + " is more than the " + MAX_LAYERS
+                    + " layers nibble accepts (Llama 3.1 405B has 126); the file is damaged");
+        }
         int ffnDim = positive(m, file, "llama.feed_forward_length");
         int heads = positive(m, file, "llama.attention.head_count");
         int kvHeads = optionalPositive(m, file, "llama.attention.head_count_kv").orElse(heads);

@@ -56,6 +56,14 @@ class LlamaConfigTest {
     }
 
     @Test
+    void anAbsurdLayerCountIsRefusedBeforeAnythingIsSizedByIt() {
+        FormatException e = assertThrows(FormatException.class,
+                () -> LlamaConfig.from(llama70b().putU32("llama.block_count", Integer.MAX_VALUE).build(), FILE));
+        assertTrue(e.getMessage().contains("2147483647 is more than the 4096 layers"),
+                e.getMessage());
+    }
+
+    @Test
     void linearRopeScalingDividesPositions() throws Exception {
         GgufMetadata m = llama70b().putString("llama.rope.scaling.type", "linear")
                 .putF32("llama.rope.scaling.factor", 4f).putF32("llama.rope.freq_base", 500000f).build();
