@@ -12,7 +12,7 @@ import static dev.nibble.formats.gguf.RawGguf.UINT64;
 
 import com.code_intelligence.jazzer.junit.FuzzTest;
 import dev.nibble.formats.FormatException;
-import dev.nibble.formats.FuzzChecks;
+import dev.nibble.testing.FuzzChecks;
 import dev.nibble.formats.vocab.VocabularyGguf;
 import java.io.IOException;
 import java.lang.foreign.ValueLayout;

@@ -2,7 +2,7 @@ package dev.nibble.formats.torch;
 
 import com.code_intelligence.jazzer.junit.FuzzTest;
 import dev.nibble.formats.FormatException;
-import dev.nibble.formats.FuzzChecks;
+import dev.nibble.testing.FuzzChecks;
 import dev.nibble.formats.checkpoint.CheckpointTensor;
 import dev.nibble.formats.torch.TorchZipWriter.Pickle;
 import dev.nibble.formats.torch.TorchZipWriter.Storage;

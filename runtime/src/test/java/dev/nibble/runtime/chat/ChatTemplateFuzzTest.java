@@ -3,7 +3,7 @@ package dev.nibble.runtime.chat;
 import com.code_intelligence.jazzer.junit.FuzzTest;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.nibble.runtime.FuzzChecks;
+import dev.nibble.testing.FuzzChecks;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;

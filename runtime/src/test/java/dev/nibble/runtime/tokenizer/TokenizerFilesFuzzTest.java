@@ -7,7 +7,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.nibble.formats.FormatException;
 import dev.nibble.formats.vocab.HuggingFaceVocabulary;
 import dev.nibble.formats.vocab.Vocabulary;
-import dev.nibble.runtime.FuzzChecks;
+import dev.nibble.testing.FuzzChecks;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;

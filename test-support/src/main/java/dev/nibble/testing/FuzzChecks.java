@@ -1,4 +1,4 @@
-package dev.nibble.runtime;
+package dev.nibble.testing;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -7,11 +7,10 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 
 /**
- * What every fuzz target of the runtime asserts, whatever the input (the same checks as the formats module's
- * FuzzChecks, which runtime tests cannot see): a refusal is one of the documented exceptions with a one-line message,
- * nothing else escapes (the fuzzer reports any other Throwable: a NullPointerException, an index error,
- * OutOfMemoryError, StackOverflowError), no input takes more than a few seconds, and no input makes the reader
- * allocate more than a fixed multiple of its size.
+ * What every fuzz target (the parsers of formats, the tokenizer files and chat templates of runtime) asserts, whatever
+ * the input: a refusal is one of the documented exceptions with a one-line message, nothing else escapes (the fuzzer
+ * reports any other Throwable: a NullPointerException, an index error, OutOfMemoryError, StackOverflowError), no input
+ * takes more than a few seconds, and no input makes the parser allocate more than a fixed multiple of its size.
  */
 public final class FuzzChecks {
 
