@@ -12,6 +12,7 @@ import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.CancellationException;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.function.Consumer;
 import java.util.function.IntFunction;
@@ -106,7 +107,6 @@ public final class BatchEngine implements AutoCloseable {
         final CompletableFuture<GenerationResult> result = new CompletableFuture<>();
         KvCache cache;
         int prefilled;
-        boolean finished; // its cache is given back and its future completed
 
         Sequence(Generation generation) {
             this.generation = generation;
@@ -127,7 +127,8 @@ public final class BatchEngine implements AutoCloseable {
     private final Runnable onClose;
     private final LinkedBlockingQueue<Sequence> incoming = new LinkedBlockingQueue<>();
     private final ArrayDeque<Sequence> waiting = new ArrayDeque<>();
-    private final List<Sequence> running = new ArrayList<>();
+    // copy-on-write: monitoring views read it from other threads; at most `parallel` entries, changed once per request
+    private final List<Sequence> running = new CopyOnWriteArrayList<>();
     private final Thread worker;
     private volatile boolean closed;
 
@@ -266,7 +267,6 @@ public final class BatchEngine implements AutoCloseable {
                 for (Sequence s : running) {
                     finish(s, t);
                 }
-                running.clear();
             }
         }
         CancellationException gone = new CancellationException("the batch engine was closed before this request ended");
@@ -353,11 +353,11 @@ public final class BatchEngine implements AutoCloseable {
                 finish(s, e);
             }
         }
-        running.removeIf(s -> s.finished);
     }
 
+    /** Ends a running sequence: its place and rows are free before its caller hears of it. */
     private void finish(Sequence s, Throwable failure) {
-        s.finished = true;
+        running.remove(s);
         s.cache.close();
         if (failure == null) {
             s.result.complete(s.generation.result());
@@ -391,17 +391,14 @@ public final class BatchEngine implements AutoCloseable {
 
     /** Sequences running now (prefilling or generating), at most {@link #parallel()}. */
     public int running() {
-        return Math.min(Math.max(running.size(), 0), parallel);
+        return running.size();
     }
 
     /** Positions of the KV cache pool that running sequences have reserved. */
     public int reservedPoolTokens() {
         long reserved = 0;
-        for (Object o : running.toArray()) { // a copy: never fails on the worker's concurrent changes
-            if (o instanceof Sequence s) {
-                KvCache cache = s.cache;
-                reserved += cache == null ? 0 : cache.capacity();
-            }
+        for (Sequence s : running) {
+            reserved += s.cache.capacity();
         }
         return (int) Math.min(reserved, pool.rows());
     }
