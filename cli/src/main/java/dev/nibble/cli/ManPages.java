@@ -9,7 +9,9 @@ import picocli.codegen.docgen.manpage.ManPageGenerator;
 /**
  * Writes the man pages of nibble and of each of its commands (AsciiDoc, by picocli-codegen's ManPageGenerator) into
  * the folder given, from the same command line the program runs (footers included). Run by the build, into
- * {@code cli/target/man}; picocli-codegen is needed only then, so it is not in the runnable jar.
+ * {@code cli/target/man}, where Asciidoctor's manpage backend (asciidoctor-maven-plugin, cli/pom.xml) then turns them
+ * into roff in {@code cli/target/man/man1}, the pages of the release archive; picocli-codegen is needed only then, so
+ * it is not in the runnable jar.
  */
 public final class ManPages {
 
