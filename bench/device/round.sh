@@ -7,6 +7,8 @@
 #   bench    nibble bench on synthetic Llama-2 shapes (BENCH="7b:q4_0 7b:q4_k ..." overrides the list)
 #   batch    batched generation, 7B Q4_0: 128-token prompts, 128 tokens each, 1 to 64 sequences together
 #   big      70B Q4_0 and q4_k_m-type Q4_K with a 4,096-token context under --gpu-memory 48G, peak recorded
+#   split    70B Q4_0 with a 4,096-token context under --gpu-memory 24G: the layers that fit on the GPU, the rest on
+#            the CPU (SPLIT_MEMORY overrides 24G), peak recorded
 #   copy     device-to-device copy bandwidth (the ceiling for decode), through PyTorch
 # usage, through the device tool, from the repository root with carry [".device"]:
 #   bash bench/device/round.sh checks tests bench copy
@@ -34,7 +36,7 @@ for step in "$@"; do
       done ;;
     tests|sanitize)
       classes="--select-class dev.nibble.runtime.nativelib.CudaKernelTest"
-      [ "$step" = tests ] && classes="$classes --select-class dev.nibble.runtime.TinyLlamaOnCudaTest --select-class dev.nibble.runtime.TinyLlamaOnCpuTest"
+      [ "$step" = tests ] && classes="$classes --select-class dev.nibble.runtime.TinyLlamaOnCudaTest --select-class dev.nibble.runtime.TinyLlamaOnCpuTest --select-class dev.nibble.runtime.TinyLlamaOnCudaAndCpuTest --select-class dev.nibble.runtime.LayerSplitTest"
       prefix=""
       [ "$step" = sanitize ] && prefix="compute-sanitizer --tool memcheck --leak-check no --report-api-errors no --print-limit 20 --error-exitcode 9"
       $prefix $JAVA -cp /tmp/app/cp org.junit.platform.console.ConsoleLauncher execute $classes \
@@ -71,6 +73,17 @@ for step in "$@"; do
         grep -E '"test"|median|peak' "/tmp/big-$name.json" | tr -d ' \n' | sed 's/,"/ /g' | tee -a "$summary"; echo | tee -a "$summary"
         tail -3 "/tmp/big-$name.err" | tee -a "$summary"
       done ;;
+    split)
+      nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 > /tmp/split.mem &
+      sampler=$!
+      nibble bench --synthetic 70b:q4_0 --device cuda --gpu-memory "${SPLIT_MEMORY:-24G}" --ctx 4096 -p 64 -n 32 -r 3 \
+        --json > /tmp/split.json 2> /tmp/split.err
+      rc=$?
+      kill $sampler
+      echo "split 70b:q4_0 under --gpu-memory ${SPLIT_MEMORY:-24G}: exit $rc; device memory in use at most $(sort -n /tmp/split.mem | tail -1) MiB (nvidia-smi)" | tee -a "$summary"
+      grep -E '"test"|median|peak|"backend"' /tmp/split.json | tr -d ' \n' | sed 's/,"/ /g' | tee -a "$summary"; echo | tee -a "$summary"
+      grep -E "layers|device:" /tmp/split.err | tee -a "$summary"
+      tail -3 /tmp/split.err | tee -a "$summary" ;;
     copy)
       python3 - <<'PY' 2>&1 | tee -a "$summary"
 import torch

@@ -18,8 +18,6 @@ public final class LlamaCppFlags {
     static final Map<String, String> INSTEAD = new LinkedHashMap<>();
 
     static {
-        INSTEAD.put("-ngl", "nibble puts every layer on the GPU with --device cuda (auto picks a usable GPU); "
-                + "layer splits are not supported yet");
         INSTEAD.put("-fa", "nibble's attention is always fused (flash-decoding on the GPU); there is nothing to switch");
         INSTEAD.put("--mlock", "nibble maps the model file and leaves paging to the OS; pinning it is not supported");
         INSTEAD.put("--no-mmap", "nibble always maps the model file (on a GPU, weights are copied from the mapping)");
@@ -31,9 +29,6 @@ public final class LlamaCppFlags {
         INSTEAD.put("--numa", "nibble does not place threads by NUMA node; -t sets how many there are");
         INSTEAD.put("-cb", "nibble batch and nibble serve always batch continuously");
     }
-
-    @Option(names = {"-ngl", "--n-gpu-layers", "--gpu-layers"}, hidden = true, paramLabel = "N")
-    String gpuLayers;
 
     @Option(names = {"-fa", "--flash-attn"}, hidden = true, arity = "0..1", paramLabel = "on|off|auto")
     String flashAttention;

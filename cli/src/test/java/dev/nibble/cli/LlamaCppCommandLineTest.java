@@ -44,15 +44,20 @@ class LlamaCppCommandLineTest {
         assertEquals(plain.out(), r.out());
         List<String> warnings = r.err().lines().filter(l -> l.startsWith("nibble: warning:")).toList();
         assertEquals(List.of(
-                "nibble: warning: -ngl ignored: nibble puts every layer on the GPU with --device cuda (auto picks a usable "
-                        + "GPU); layer splits are not supported yet",
                 "nibble: warning: -fa ignored: nibble's attention is always fused (flash-decoding on the GPU); there is "
                         + "nothing to switch",
                 "nibble: warning: --mlock ignored: nibble maps the model file and leaves paging to the OS; pinning it is "
                         + "not supported"), warnings);
+        // -ngl is --gpu-layers: without a GPU (as in CI) the device line says it is ignored; with one, all layers go there
+        String device = r.err().lines().filter(l -> l.startsWith("nibble: device: ")).findFirst().orElseThrow();
+        assertTrue(device.startsWith("nibble: device: cpu ") ? device.endsWith("; --gpu-layers is ignored without a GPU)")
+                : device.contains(", --gpu-layers 99"), device);
         CliRun bench = CliRun.of("bench", "-m", M, "-p", "8", "-n", "2", "-r", "1", "--n-gpu-layers", "99", "-c", "32");
         assertEquals(0, bench.exitCode(), bench.err());
-        assertTrue(bench.err().contains("warning: -ngl ignored"), bench.err());
+        assertTrue(bench.err().contains("--gpu-layers"), bench.err());
+        CliRun bad = CliRun.of("generate", "-m", M, "-p", "x", "-ngl", "many");
+        assertEquals("nibble: error: --gpu-layers many is not a number of layers; give 0 or more, all, or auto\n",
+                bad.err());
     }
 
     @Test
@@ -67,7 +72,8 @@ class LlamaCppCommandLineTest {
                         command + help);
             }
             assertTrue(help.contains("Examples:\n  nibble " + command), command + help);
-            assertTrue(help.contains("llama.cpp's -ngl, -fa, --mlock"), command + help);
+            assertTrue(help.contains("llama.cpp's -fa, --mlock"), command + help);
+            assertTrue(help.contains("-ngl, --gpu-layers, --n-gpu-layers=N"), command + help);
         }
         assertTrue(CliRun.of("generate", "--help").out().contains(
                 "Environment: NIBBLE_MODEL (-m), NIBBLE_THREADS (-t), NIBBLE_CTX (-c),\nNIBBLE_DEVICE (--device)"));
@@ -98,7 +104,7 @@ class LlamaCppCommandLineTest {
         CliRun bash = CliRun.of("completion", "bash");
         assertEquals(0, bash.exitCode(), bash.err());
         assertTrue(bash.out().contains("complete -F") && bash.out().contains("'--ctx-size'")
-                && bash.out().contains("'--temp'") && !bash.out().contains("-ngl"), "hidden flags are not offered");
+                && bash.out().contains("'--temp'") && !bash.out().contains("'-fa'"), "hidden flags are not offered");
         CliRun zsh = CliRun.of("completion", "zsh");
         assertEquals(bash.out(), zsh.out());
         assertTrue(zsh.out().contains("bashcompinit"));

@@ -24,7 +24,7 @@ import java.util.function.IntFunction;
  * all of them, so many sequences cost little more than one while decoding is bound by memory bandwidth.
  *
  * <pre>{@code
- * try (BatchEngine engine = BatchEngine.open(Path.of("model.gguf"), new CpuBackend(0),
+ * try (BatchEngine engine = BatchEngine.open(Path.of("model.gguf"), Placement.of(new CpuBackend(0)),
  *         new BatchEngine.Options(16, 2048, 0), LoadProgress.NONE)) {
  *     List<CompletableFuture<GenerationResult>> results = new ArrayList<>();
  *     for (String prompt : prompts) {
@@ -87,17 +87,16 @@ public final class BatchEngine implements AutoCloseable {
      */
     public static Plan plan(Model model, int parallel, int context) {
         int places = Math.min(parallel, model.batch());
-        Backend backend = model.backend();
-        long perPosition = KvPool.bytes(model.config(), 1, backend.cacheType());
+        long perPosition = model.cacheBytesPerPosition();
         long budget = model.cacheBudget(Model.hostFreeMemory(), context);
         long fit = Math.max(0, budget / perPosition);
         if (fit < context) {
             throw new InsufficientMemoryException("the KV cache for one sequence of " + context + " positions needs "
-                    + Model.size(context * perPosition) + " on " + backend.description() + " and "
+                    + Model.size(context * perPosition) + " on " + model.description() + " and "
                     + Model.size(Math.max(budget, 0)) + " is free; use a smaller --ctx or -n");
         }
         int rows = (int) Math.min((long) places * context, Math.min(fit, Integer.MAX_VALUE));
-        return new Plan(places, context, rows, rows * perPosition, parallel, backend.description());
+        return new Plan(places, context, rows, rows * perPosition, parallel, model.description());
     }
 
     /** A request waiting or running: its loop, its cache once it has started, how much of its prompt has run. */
@@ -152,27 +151,27 @@ public final class BatchEngine implements AutoCloseable {
     }
 
     /**
-     * Loads a GGUF model on {@code backend}, which the engine then owns (closed with it, or here if loading fails).
+     * Loads a GGUF model on {@code placement}, which the engine then owns (closed with it, or here if loading fails).
      * The KV cache pool is checked to fit before any weight is copied.
      */
-    public static BatchEngine open(Path modelFile, Backend backend, Options options, LoadProgress progress)
+    public static BatchEngine open(Path modelFile, Placement placement, Options options, LoadProgress progress)
             throws IOException {
         Model model = null;
         try {
             int context = options.context();
             long rows = options.poolTokens() > 0 ? options.poolTokens() : (long) options.parallel() * context;
-            model = Model.load(modelFile, backend, (int) Math.min(Integer.MAX_VALUE, rows), progress);
+            model = Model.load(modelFile, placement, (int) Math.min(Integer.MAX_VALUE, rows), progress);
             Tokenizer tokenizer = Tokenizer.from(VocabularyGguf.read(model.file()));
             Model loaded = model;
             return new BatchEngine(model, tokenizer, options, () -> {
                 loaded.close();
-                backend.close();
+                placement.close();
             });
         } catch (IOException | RuntimeException e) {
             if (model != null) {
                 model.close();
             }
-            backend.close();
+            placement.close();
             throw e;
         }
     }
@@ -207,7 +206,7 @@ public final class BatchEngine implements AutoCloseable {
 
     /** Bytes of the KV cache pool. */
     public long poolBytes() {
-        return KvPool.bytes(model.config(), pool.rows(), model.backend().cacheType());
+        return pool.rows() * model.cacheBytesPerPosition();
     }
 
     /**

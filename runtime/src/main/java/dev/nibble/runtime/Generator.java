@@ -25,7 +25,7 @@ public final class Generator implements AutoCloseable {
     private final Model model;
     private final Tokenizer tokenizer;
     private final KvCache cache;
-    private final Backend ownedBackend;
+    private final Placement owned;
     private final AtomicBoolean busy = new AtomicBoolean();
 
     /** Runs {@code model} with {@code tokenizer} in a context of {@code contextSize} tokens; the caller keeps the model. */
@@ -33,12 +33,12 @@ public final class Generator implements AutoCloseable {
         this(model, tokenizer, contextSize, null);
     }
 
-    private Generator(Model model, Tokenizer tokenizer, int contextSize, Backend ownedBackend) {
+    private Generator(Model model, Tokenizer tokenizer, int contextSize, Placement owned) {
         model.checkVocabulary(tokenizer.vocabulary().size());
         this.model = model;
         this.tokenizer = tokenizer;
         this.cache = model.newCache(contextSize);
-        this.ownedBackend = ownedBackend;
+        this.owned = owned;
     }
 
     /**
@@ -46,27 +46,28 @@ public final class Generator implements AutoCloseable {
      * tokens (0: the model's own, capped so the KV cache takes at most half the free memory).
      */
     public static Generator open(Path modelFile, int threads, int contextSize) throws IOException {
-        return open(modelFile, new CpuBackend(threads), contextSize, LoadProgress.NONE);
+        return open(modelFile, Placement.of(new CpuBackend(threads)), contextSize, LoadProgress.NONE);
     }
 
     /**
-     * Loads a GGUF model on {@code backend}, which the generator then owns (closed with it, or here if loading fails),
-     * with a context of {@code contextSize} tokens (0: the model's own, capped to what the backend's memory holds).
+     * Loads a GGUF model on {@code placement}, which the generator then owns (closed with it, or here if loading
+     * fails), with a context of {@code contextSize} tokens (0: the model's own, capped to what the backends' memory
+     * holds).
      * Everything is checked to fit before any weight is copied; {@code progress} receives the bytes placed so far.
      */
-    public static Generator open(Path modelFile, Backend backend, int contextSize, LoadProgress progress)
+    public static Generator open(Path modelFile, Placement placement, int contextSize, LoadProgress progress)
             throws IOException {
         Model model = null;
         try {
-            model = Model.load(modelFile, backend, contextSize, progress);
+            model = Model.load(modelFile, placement, contextSize, progress);
             Tokenizer tokenizer = Tokenizer.from(VocabularyGguf.read(model.file()));
             int ctx = contextSize > 0 ? contextSize : model.defaultContext(Model.hostFreeMemory());
-            return new Generator(model, tokenizer, ctx, backend);
+            return new Generator(model, tokenizer, ctx, placement);
         } catch (IOException | RuntimeException e) {
             if (model != null) {
                 model.close();
             }
-            backend.close();
+            placement.close();
             throw e;
         }
     }
@@ -140,13 +141,13 @@ public final class Generator implements AutoCloseable {
         }
     }
 
-    /** Frees the KV cache; a generator made by {@link #open} also closes its model and backend. */
+    /** Frees the KV cache; a generator made by {@link #open} also closes its model and backends. */
     @Override
     public void close() {
         cache.close();
-        if (ownedBackend != null) {
+        if (owned != null) {
             model.close();
-            ownedBackend.close();
+            owned.close();
         }
     }
 }

@@ -1,6 +1,7 @@
 package dev.nibble.runtime;
 
 import dev.nibble.formats.GgmlType;
+import java.util.List;
 
 /**
  * The keys and values of one sequence: {@link #capacity()} contiguous positions of a {@link KvPool}, every layer.
@@ -28,11 +29,11 @@ public final class KvCache implements AutoCloseable {
     }
 
     /** A cache of {@code capacity} positions in a pool of its own, closed with it. */
-    static KvCache alone(LlamaConfig config, Backend backend, int capacity) {
+    static KvCache alone(LlamaConfig config, List<LayerRange> ranges, int capacity) {
         if (capacity < 1) {
             throw new IllegalArgumentException("context size must be at least 1, is " + capacity);
         }
-        return new KvCache(new KvPool(config, backend, capacity, capacity), 0, capacity, true);
+        return new KvCache(new KvPool(config, ranges, capacity, capacity), 0, capacity, true);
     }
 
     /** Bytes a cache of {@code capacity} positions of {@code type} takes for {@code config}. */
@@ -49,11 +50,11 @@ public final class KvCache implements AutoCloseable {
 
     /**
      * The context to use when the user gave none: the model's own context length, at most
-     * {@link #MAX_DEFAULT_CONTEXT}, reduced so the cache takes at most {@code budgetBytes}.
+     * {@link #MAX_DEFAULT_CONTEXT}, reduced so the cache, at {@code perPosition} bytes a position, takes at most
+     * {@code budgetBytes}.
      */
-    public static int defaultCapacity(LlamaConfig config, GgmlType type, long budgetBytes) {
-        long perPosition = Math.max(1, bytes(config, 1, type));
-        long fits = Math.max(1, budgetBytes / perPosition);
+    public static int defaultCapacity(LlamaConfig config, long perPosition, long budgetBytes) {
+        long fits = Math.max(1, budgetBytes / Math.max(1, perPosition));
         return (int) Math.min(Math.min(config.contextLength(), MAX_DEFAULT_CONTEXT), fits);
     }
 
@@ -61,17 +62,17 @@ public final class KvCache implements AutoCloseable {
      * One line saying why {@link #defaultCapacity} chose {@code capacity} for a model of {@code config}, or null when
      * it is the model's own context length: for callers to tell the user.
      */
-    public static String defaultCapacityNote(LlamaConfig config, GgmlType type, long budgetBytes, int capacity) {
+    public static String defaultCapacityNote(LlamaConfig config, long perPosition, long budgetBytes, int capacity) {
         int trained = config.contextLength();
         if (capacity >= trained) {
             return null;
         }
-        if (capacity == MAX_DEFAULT_CONTEXT && bytes(config, MAX_DEFAULT_CONTEXT, type) <= budgetBytes) {
+        if (capacity == MAX_DEFAULT_CONTEXT && (double) MAX_DEFAULT_CONTEXT * perPosition <= budgetBytes) {
             return "context " + capacity + " tokens (the model declares " + trained + "; without --ctx at most "
                     + MAX_DEFAULT_CONTEXT + " are used, --ctx sets more)";
         }
         return "context " + capacity + " tokens (the model's " + trained + " would need "
-                + Model.size(bytes(config, Math.min(trained, MAX_DEFAULT_CONTEXT), type)) + " of KV cache and "
+                + Model.size(Math.min(trained, MAX_DEFAULT_CONTEXT) * perPosition) + " of KV cache and "
                 + Model.size(Math.max(0, budgetBytes)) + " may be used; --ctx sets it)";
     }
 

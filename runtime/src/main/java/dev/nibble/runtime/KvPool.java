@@ -9,14 +9,15 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.Map;
 
 /**
- * The keys and values of every sequence a model runs, for every layer, in one block of backend memory of
- * {@link #rows()} positions: each sequence's {@link KvCache} is a contiguous range of rows, reserved when it opens
- * (its prompt and the most tokens it may generate) and given back when it closes, so memory follows the sequences in
- * flight rather than places × the longest context. A forward pass may carry tokens of any sequences of one pool.
+ * The keys and values of every sequence a model runs: per layer, one block of {@link #rows()} positions in the memory
+ * of the backend that runs the layer. Each sequence's {@link KvCache} is a contiguous range of rows, reserved when it
+ * opens (its prompt and the most tokens it may generate) and given back when it closes, so memory follows the
+ * sequences in flight rather than places × the longest context. A forward pass may carry tokens of any sequences of one pool.
  *
  * <p>Why contiguous ranges and not paged blocks: attention then reads each sequence's keys as one strided run (the
  * kernels take a start row per token and nothing else), and a sequence's length is bounded when it opens. The cost is
@@ -30,10 +31,9 @@ public final class KvPool implements AutoCloseable {
     private final Arena arena = Arena.ofShared();
     private final MemorySegment[] keys;
     private final MemorySegment[] values;
-    private final MemorySegment work;
+    private final MemorySegment[] work; // per layer: the attention workspace of the layer's backend
     private final int rows;
     private final int span;
-    private final long rowBytes;
     /** Free ranges as {start, length}, sorted by start, never adjacent (merged when freed). */
     private final List<int[]> free = new ArrayList<>();
     /** The one-token-per-sequence steps of {@link #stepsOwner} over this pool, by token count (see Model). */
@@ -41,28 +41,43 @@ public final class KvPool implements AutoCloseable {
     private Object stepsOwner;
     private volatile int freeRows;
 
-    /**
-     * A pool of {@code rows} positions in {@code backend}'s memory, whose sequences hold at most {@code span}
-     * positions each.
-     */
+    /** A pool of {@code rows} positions in {@code backend}'s memory, whose sequences hold at most {@code span} each. */
     KvPool(LlamaConfig config, Backend backend, int rows, int span) {
+        this(config, List.of(new LayerRange(backend, 0, config.layers())), rows, span);
+    }
+
+    /**
+     * A pool of {@code rows} positions whose sequences hold at most {@code span} positions each; the keys and values
+     * of each range's layers live in the memory of its backend. Each backend's part is checked to fit before anything
+     * is allocated.
+     */
+    KvPool(LlamaConfig config, List<LayerRange> ranges, int rows, int span) {
         if (rows < 1 || span < 1) {
             throw new IllegalArgumentException("a KV cache needs at least 1 position, has " + rows);
         }
         this.rows = rows;
         this.span = Math.min(span, rows);
-        long workBytes = backend.attentionWorkBytes(backend.batchTokens(), config.heads(), config.headDim(), this.span);
-        checkFits(config, backend, rows, workBytes);
+        Map<Backend, Integer> layersOn = new IdentityHashMap<>();
+        for (LayerRange r : ranges) {
+            layersOn.merge(r.backend(), r.layers(), Integer::sum);
+        }
+        layersOn.forEach((b, layers) -> checkFits(config, b, layers, rows, workBytes(config, b, this.span)));
         keys = new MemorySegment[config.layers()];
         values = new MemorySegment[config.layers()];
-        rowBytes = (long) config.kvDim() * backend.cacheType().byteSize(1);
-        long bytes = rows * rowBytes;
+        work = new MemorySegment[config.layers()];
         try {
-            for (int l = 0; l < config.layers(); l++) {
-                keys[l] = backend.allocate(bytes, arena);
-                values[l] = backend.allocate(bytes, arena);
+            Map<Backend, MemorySegment> works = new IdentityHashMap<>();
+            for (LayerRange r : ranges) {
+                Backend b = r.backend();
+                long bytes = rows * (long) config.kvDim() * b.cacheType().byteSize(1);
+                long w = workBytes(config, b, this.span);
+                MemorySegment shared = works.computeIfAbsent(b, x -> w > 0 ? x.allocate(w, arena) : MemorySegment.NULL);
+                for (int l = r.first(); l < r.end(); l++) {
+                    keys[l] = b.allocate(bytes, arena);
+                    values[l] = b.allocate(bytes, arena);
+                    work[l] = shared;
+                }
             }
-            work = workBytes > 0 ? backend.allocate(workBytes, arena) : MemorySegment.NULL;
         } catch (RuntimeException e) {
             arena.close();
             throw e;
@@ -71,13 +86,22 @@ public final class KvPool implements AutoCloseable {
         freeRows = rows;
     }
 
+    private static long workBytes(LlamaConfig config, Backend backend, int span) {
+        return backend.attentionWorkBytes(backend.batchTokens(), config.heads(), config.headDim(), span);
+    }
+
     /**
      * Bytes a cache of {@code positions} positions of {@code type} takes for {@code config}; {@link Long#MAX_VALUE}
      * when that does not fit in a long (a file may declare 2^31 - 1 layers), so that every check refuses it.
      */
     public static long bytes(LlamaConfig config, long positions, GgmlType type) {
+        return bytes(config, config.layers(), positions, type);
+    }
+
+    /** Bytes the keys and values of {@code layers} layers take for {@code positions} positions of {@code type}. */
+    static long bytes(LlamaConfig config, int layers, long positions, GgmlType type) {
         try {
-            return Math.multiplyExact(Math.multiplyExact(Math.multiplyExact(2L * config.layers(), positions),
+            return Math.multiplyExact(Math.multiplyExact(Math.multiplyExact(2L * layers, positions),
                     (long) config.kvDim()), type.byteSize(1));
         } catch (ArithmeticException e) {
             return Long.MAX_VALUE;
@@ -85,11 +109,12 @@ public final class KvPool implements AutoCloseable {
     }
 
     /**
-     * Refuses, before anything is allocated, a pool that does not fit in what the backend has free, or, for a backend
-     * computing in host memory, in what the machine has available; the message gives the numbers.
+     * Refuses, before anything is allocated, a backend's part of a pool ({@code layers} layers) that does not fit in
+     * what the backend has free, or, for a backend computing in host memory, in what the machine has available; the
+     * message gives the numbers.
      */
-    private static void checkFits(LlamaConfig config, Backend backend, int rows, long workBytes) {
-        long cache = bytes(config, rows, backend.cacheType());
+    private static void checkFits(LlamaConfig config, Backend backend, int layers, int rows, long workBytes) {
+        long cache = bytes(config, layers, rows, backend.cacheType());
         long total = cache > Long.MAX_VALUE - workBytes ? Long.MAX_VALUE : cache + workBytes;
         long available = backend.availableBytes();
         boolean host = available == Long.MAX_VALUE;
@@ -98,7 +123,7 @@ public final class KvPool implements AutoCloseable {
         }
         if (total > available) {
             throw new InsufficientMemoryException("not enough memory for a KV cache of " + rows + " positions: it needs "
-                    + (cache == Long.MAX_VALUE ? "more than 8 EiB" : Model.size(total)) + " (" + config.layers()
+                    + (cache == Long.MAX_VALUE ? "more than 8 EiB" : Model.size(total)) + " (" + layers
                     + " layers x 2 x " + rows + " positions x " + config.kvDim() + " values of " + backend.cacheType()
                     + (workBytes > 0 ? ", and " + Model.size(workBytes) + " of attention workspace" : "") + ") and "
                     + Model.size(available) + " is " + (host ? "available on this machine" : "free on "
@@ -212,12 +237,16 @@ public final class KvPool implements AutoCloseable {
 
     /** Rows [start, start + length) of one layer's keys or values. */
     MemorySegment range(MemorySegment layer, int start, int length) {
+        long rowBytes = layer.byteSize() / rows;
         return layer.asSlice(start * rowBytes, length * rowBytes);
     }
 
-    /** The attention workspace (see {@link Backend#attentionWorkBytes}) for a batch over sequences of {@link #span}. */
-    MemorySegment work() {
-        return work;
+    /**
+     * The attention workspace (see {@link Backend#attentionWorkBytes}) of {@code layer}'s backend, for a batch over
+     * sequences of {@link #span}; layers on one backend share it.
+     */
+    MemorySegment work(int layer) {
+        return work[layer];
     }
 
     /** The step of {@code tokens} single tokens {@code owner} recorded over this pool, or null. */

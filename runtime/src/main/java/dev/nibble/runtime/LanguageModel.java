@@ -34,6 +34,7 @@ public final class LanguageModel implements AutoCloseable {
         private String device = "auto";
         private int threads;
         private long gpuMemory;
+        private int gpuLayers = Placement.FIT;
         private int contextSize;
         private int parallel = 4;
         private LoadProgress progress = LoadProgress.NONE;
@@ -60,6 +61,15 @@ public final class LanguageModel implements AutoCloseable {
             return this;
         }
 
+        /**
+         * Layers the GPU runs, the first ones; the rest run on the CPU (default: as many as fit in its memory; 0: the
+         * CPU runs everything). Ignored on the CPU.
+         */
+        public Loader gpuLayers(int n) {
+            gpuLayers = n;
+            return this;
+        }
+
         /** Positions one request may use, prompt and answer (0: the model's own, capped by free memory). */
         public Loader contextSize(int n) {
             contextSize = n;
@@ -80,41 +90,42 @@ public final class LanguageModel implements AutoCloseable {
 
         /** Loads the model; everything is checked to fit before any weight is copied. */
         public LanguageModel open() {
-            Backend backend = Devices.open(device, threads, gpuMemory).backend();
+            Placement placement = Devices.open(device, threads, gpuMemory, gpuLayers).placement();
             Model model = null;
             try {
-                model = Model.load(file, backend, 0, progress);
+                model = Model.load(file, placement, 0, progress);
                 Tokenizer tokenizer = Tokenizer.from(VocabularyGguf.read(model.file()));
                 int context = contextSize > 0 ? contextSize : model.defaultContext(Model.hostFreeMemory());
                 BatchEngine engine = new BatchEngine(model, tokenizer, BatchEngine.plan(model, parallel, context)
                         .options());
-                return new LanguageModel(backend, model, tokenizer, ChatFormat.forModel(model.file(), tokenizer),
+                return new LanguageModel(placement, model, tokenizer, ChatFormat.forModel(model.file(), tokenizer),
                         engine);
             } catch (IOException e) {
-                close(model, backend);
+                close(model, placement);
                 throw new UncheckedIOException(e.getMessage(), e);
             } catch (RuntimeException e) {
-                close(model, backend);
+                close(model, placement);
                 throw e;
             }
         }
 
-        private static void close(Model model, Backend backend) {
+        private static void close(Model model, Placement placement) {
             if (model != null) {
                 model.close();
             }
-            backend.close();
+            placement.close();
         }
     }
 
-    private final Backend backend;
+    private final Placement placement;
     private final Model model;
     private final Tokenizer tokenizer;
     private final ChatFormat chatFormat;
     private final BatchEngine engine;
 
-    private LanguageModel(Backend backend, Model model, Tokenizer tokenizer, ChatFormat chatFormat, BatchEngine engine) {
-        this.backend = backend;
+    private LanguageModel(Placement placement, Model model, Tokenizer tokenizer, ChatFormat chatFormat,
+                          BatchEngine engine) {
+        this.placement = placement;
         this.model = model;
         this.tokenizer = tokenizer;
         this.chatFormat = chatFormat;
@@ -174,9 +185,9 @@ public final class LanguageModel implements AutoCloseable {
         return engine;
     }
 
-    /** One line naming the device, e.g. {@code cpu avx512 (2 threads)}. */
+    /** One line naming the device (or the devices and their layers), e.g. {@code cpu avx512 (2 threads)}. */
     public String device() {
-        return backend.description();
+        return model.description();
     }
 
     /** Ends what still runs (its futures are cancelled), frees the model and the device. */
@@ -184,6 +195,6 @@ public final class LanguageModel implements AutoCloseable {
     public void close() {
         engine.close();
         model.close();
-        backend.close();
+        placement.close();
     }
 }

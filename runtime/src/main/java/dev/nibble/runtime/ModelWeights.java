@@ -9,6 +9,7 @@ import java.lang.foreign.MemorySegment;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.Optional;
+import java.util.function.BiFunction;
 
 /**
  * The weights of a Llama model as slices of the mapped GGUF file (zero copy), each checked against the config.
@@ -60,16 +61,23 @@ public record ModelWeights(Matrix tokenEmbedding, MemorySegment outputNorm, Matr
         return new ModelWeights(embedding, vector(file, "output_norm.weight", c.dim()), output, layers, ropeFactors);
     }
 
-    /** Bytes the weights take once placed on {@code backend} (0 on the CPU, which reads them from the mapping). */
-    public long placedBytes(Backend backend) {
-        long total = placed(backend, output) + (output == tokenEmbedding ? 0 : placed(backend, tokenEmbedding));
-        for (Layer l : layers) {
+    /**
+     * Bytes that layers [first, end) take once placed on {@code backend} (0 on the CPU, which reads them from the
+     * mapping), with the token embeddings when {@code embedding}, the output norm and matrix when {@code output}, and
+     * the RoPE factors, which every backend that runs layers holds.
+     */
+    public long placedBytes(Backend backend, int first, int end, boolean embedding, boolean output) {
+        long total = (embedding ? placed(backend, tokenEmbedding) : 0)
+                + (output ? vectorBytes(backend, outputNorm)
+                + (embedding && this.output == tokenEmbedding ? 0 : placed(backend, this.output)) : 0);
+        for (int i = first; i < end; i++) {
+            Layer l = layers[i];
             for (Matrix m : l.matrices()) {
                 total += placed(backend, m);
             }
             total += 2 * vectorBytes(backend, l.attentionNorm());
         }
-        return total + vectorBytes(backend, outputNorm) + (ropeFactors == null ? 0 : vectorBytes(backend, ropeFactors));
+        return total + (ropeFactors == null ? 0 : vectorBytes(backend, ropeFactors));
     }
 
     private static long placed(Backend backend, Matrix m) {
@@ -81,13 +89,16 @@ public record ModelWeights(Matrix tokenEmbedding, MemorySegment outputNorm, Matr
     }
 
     /**
-     * These weights placed on {@code backend} (see {@link Backend#place}), alive until {@code arena} closes;
-     * {@code progress} receives the bytes of the file placed so far after each tensor.
+     * These weights placed (see {@link Backend#place}): layer i on {@code layerBackends[i]}, the token embeddings on
+     * {@code first}, the output norm and matrix on {@code last}; alive until {@code arena} closes. The RoPE factors
+     * stay as they are: each backend that runs layers places its own copy. {@code progress} receives the bytes of
+     * the file placed so far after each tensor.
      */
-    public ModelWeights placeOn(Backend backend, Arena arena, LoadProgress progress) {
+    public ModelWeights placeOn(Backend[] layerBackends, Backend first, Backend last, Arena arena,
+                                LoadProgress progress) {
         long[] done = {0};
         long total = fileBytes();
-        java.util.function.UnaryOperator<Matrix> place = m -> {
+        BiFunction<Backend, Matrix, Matrix> place = (backend, m) -> {
             Matrix p = backend.place(m, arena);
             done[0] += m.data().byteSize();
             if (p != m) {
@@ -95,18 +106,18 @@ public record ModelWeights(Matrix tokenEmbedding, MemorySegment outputNorm, Matr
             }
             return p;
         };
-        java.util.function.UnaryOperator<MemorySegment> vector = v -> backend.placeVector(v, arena);
-        Matrix embedding = place.apply(tokenEmbedding);
-        Matrix out = output == tokenEmbedding ? embedding : place.apply(output);
+        Matrix embedding = place.apply(first, tokenEmbedding);
+        Matrix out = output == tokenEmbedding && first == last ? embedding : place.apply(last, output);
         Layer[] placed = new Layer[layers.length];
         for (int i = 0; i < layers.length; i++) {
             Layer l = layers[i];
-            placed[i] = new Layer(vector.apply(l.attentionNorm()), place.apply(l.wq()), place.apply(l.wk()),
-                    place.apply(l.wv()), place.apply(l.wo()), vector.apply(l.ffnNorm()), place.apply(l.gate()),
-                    place.apply(l.up()), place.apply(l.down()));
+            Backend b = layerBackends[i];
+            placed[i] = new Layer(b.placeVector(l.attentionNorm(), arena), place.apply(b, l.wq()),
+                    place.apply(b, l.wk()), place.apply(b, l.wv()), place.apply(b, l.wo()),
+                    b.placeVector(l.ffnNorm(), arena), place.apply(b, l.gate()), place.apply(b, l.up()),
+                    place.apply(b, l.down()));
         }
-        return new ModelWeights(embedding, vector.apply(outputNorm), out, placed,
-                ropeFactors == null ? null : vector.apply(ropeFactors));
+        return new ModelWeights(embedding, last.placeVector(outputNorm, arena), out, placed, ropeFactors);
     }
 
     /** Bytes of the file these weights cover (what placing them reads). */

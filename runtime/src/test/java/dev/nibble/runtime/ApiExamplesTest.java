@@ -51,7 +51,7 @@ class ApiExamplesTest {
         Path modelFile = MODEL;
         StringBuilder out = new StringBuilder();
         // README: generate
-        try (Generator generator = Generator.open(modelFile, new CpuBackend(0), 2048, LoadProgress.NONE)) {
+        try (Generator generator = Generator.open(modelFile, Placement.of(new CpuBackend(0)), 2048, LoadProgress.NONE)) {
             GenerationResult result = generator.generate("The jury",
                     GenerationSettings.of(40, SamplerSettings.greedy()), out::append);
             System.out.println(result.generatedTokens() + " tokens, stopped by " + result.stopReason());
@@ -65,7 +65,7 @@ class ApiExamplesTest {
         Path modelFile = MODEL;
         StringBuilder out = new StringBuilder();
         // README: chat
-        try (Generator generator = Generator.open(modelFile, new CpuBackend(0), 2048, LoadProgress.NONE)) {
+        try (Generator generator = Generator.open(modelFile, Placement.of(new CpuBackend(0)), 2048, LoadProgress.NONE)) {
             ChatFormat format = ChatFormat.forModel(generator.model().file(), generator.tokenizer());
             ChatSession chat = new ChatSession(format, new ModelChatEngine(generator.model(), generator.cache()),
                     new Sampler(SamplerSettings.defaults(42))::sample, new ChatHistory("You are terse."),
@@ -85,7 +85,7 @@ class ApiExamplesTest {
         // README: batch
         BatchEngine.Options options = new BatchEngine.Options(16 /* sequences at once */, 512 /* positions each */,
                 0 /* KV pool: 16 × 512 positions */);
-        try (BatchEngine engine = BatchEngine.open(modelFile, new CpuBackend(0), options, LoadProgress.NONE)) {
+        try (BatchEngine engine = BatchEngine.open(modelFile, Placement.of(new CpuBackend(0)), options, LoadProgress.NONE)) {
             List<CompletableFuture<GenerationResult>> results = new ArrayList<>();
             for (String prompt : prompts) {
                 results.add(engine.submit(prompt, GenerationSettings.of(64, SamplerSettings.greedy()), text -> { }));

@@ -21,9 +21,10 @@ class DevicesTest {
 
     @Test
     void theCpuIsAlwaysThere() {
-        Devices.Choice c = Devices.open("cpu", 1, 0);
-        try (Backend b = c.backend()) {
-            assertEquals("device: " + b.description(), c.reason());
+        Devices.Choice c = Devices.open("cpu", 1, 0, Placement.FIT);
+        try (Placement p = c.placement()) {
+            assertEquals(1, p.backends().size());
+            assertEquals("device: " + p.backends().get(0).description(), c.reason());
         }
     }
 }

@@ -37,7 +37,7 @@ class KvMemoryBoundsTest {
         try (Model m = Model.load(modelDeclaring(Integer.MAX_VALUE), new ReferenceBackend(), 0, LoadProgress.NONE)) {
             long terabyte = 1L << 40;
             assertEquals(KvCache.MAX_DEFAULT_CONTEXT, m.defaultContext(terabyte));
-            String note = KvCache.defaultCapacityNote(m.config(), GgmlType.F32, m.cacheBudget(terabyte, 1),
+            String note = KvCache.defaultCapacityNote(m.config(), m.cacheBytesPerPosition(), m.cacheBudget(terabyte, 1),
                     KvCache.MAX_DEFAULT_CONTEXT);
             assertTrue(note.contains("the model declares " + Integer.MAX_VALUE) && note.contains("--ctx"), note);
             assertTrue(!note.contains("\n"), note);
@@ -50,8 +50,8 @@ class KvMemoryBoundsTest {
     @Test
     void aModelsOwnShortContextIsTheDefaultWithNoNote() {
         LlamaConfig c = config(2, 4096);
-        assertEquals(4096, KvCache.defaultCapacity(c, GgmlType.F32, 1L << 40));
-        assertNull(KvCache.defaultCapacityNote(c, GgmlType.F32, 1L << 40, 4096));
+        assertEquals(4096, KvCache.defaultCapacity(c, KvCache.bytes(c, 1, GgmlType.F32), 1L << 40));
+        assertNull(KvCache.defaultCapacityNote(c, KvCache.bytes(c, 1, GgmlType.F32), 1L << 40, 4096));
     }
 
     @Test

@@ -4,7 +4,6 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import dev.nibble.formats.GgmlType;
 import java.io.IOException;
 import java.nio.file.Path;
 import org.junit.jupiter.api.Test;
@@ -16,37 +15,6 @@ class MemoryPlanTest {
     @TempDir
     Path dir;
 
-    /** A backend with {@code free} bytes of its own memory, whose weights each take 1,000 bytes once placed. */
-    private static final class SmallDevice extends ReferenceBackend {
-        private final long free;
-        int placed;
-
-        SmallDevice(long free) {
-            this.free = free;
-        }
-
-        @Override
-        public long availableBytes() {
-            return free;
-        }
-
-        @Override
-        public long placedBytes(GgmlType type, int rows, int cols) {
-            return 1000;
-        }
-
-        @Override
-        public Matrix place(Matrix w, java.lang.foreign.Arena arena) {
-            placed++;
-            return w;
-        }
-
-        @Override
-        public GgmlType cacheType() {
-            return GgmlType.F16;
-        }
-    }
-
     @Test
     void aModelThatDoesNotFitIsRefusedWithEveryPartNamedBeforeAnyWeightIsPlaced() throws IOException {
         Path file = RandomModel.write(dir.resolve("m.gguf"), 2, 1, t -> t);
@@ -54,7 +22,7 @@ class MemoryPlanTest {
         InsufficientMemoryException e = assertThrows(InsufficientMemoryException.class,
                 () -> Model.load(file, device, 128, LoadProgress.NONE));
         String m = e.getMessage();
-        assertTrue(m.startsWith("not enough memory on java reference: the model needs "), m);
+        assertTrue(m.startsWith("not enough memory on small device: the model needs "), m);
         // 2 layers × 7 matrices + embedding + output, and 2 × 2 norms + the output norm, at 1,000 bytes each: 21,000
         assertTrue(m.contains("weights 21 KiB") && m.contains("KV cache") && m.contains("for 128 tokens")
                 && m.contains("workspace") && m.contains("is free; use a smaller --ctx"), m);

@@ -4,8 +4,8 @@ package dev.nibble.runtime;
 class TinyLlamaOnCpuTest extends TinyLlamaEndToEnd {
 
     @Override
-    Backend newBackend() {
-        return new CpuBackend(0);
+    Placement newPlacement() {
+        return Placement.of(new CpuBackend(0));
     }
 
     @Override

@@ -1,10 +1,10 @@
 package dev.nibble.spark;
 
 import dev.nibble.formats.vocab.VocabularyGguf;
-import dev.nibble.runtime.Backend;
 import dev.nibble.runtime.Devices;
 import dev.nibble.runtime.LoadProgress;
 import dev.nibble.runtime.Model;
+import dev.nibble.runtime.Placement;
 import dev.nibble.runtime.chat.ChatFormat;
 import dev.nibble.runtime.tokenizer.Tokenizer;
 import java.io.IOException;
@@ -35,23 +35,23 @@ public final class ExecutorModels {
     /** A loaded model and the tasks using it. */
     private static final class Entry {
         final Key key;
-        final Backend backend;
+        final Placement placement;
         final Model model;
         final Tokenizer tokenizer;
         ChatFormat chatFormat; // made on first use (a Jinja template), under the class lock
         int users;
         boolean stale; // the file changed: close when the last user is gone
 
-        Entry(Key key, Backend backend, Model model, Tokenizer tokenizer) {
+        Entry(Key key, Placement placement, Model model, Tokenizer tokenizer) {
             this.key = key;
-            this.backend = backend;
+            this.placement = placement;
             this.model = model;
             this.tokenizer = tokenizer;
         }
 
         void close() {
             model.close();
-            backend.close();
+            placement.close();
         }
     }
 
@@ -116,17 +116,17 @@ public final class ExecutorModels {
             Entry entry = ENTRIES.get(key);
             if (entry == null) {
                 retire(key);
-                Backend backend = Devices.open(device, threads, 0).backend();
+                Placement placement = Devices.open(device, threads, 0, Placement.FIT).placement();
                 try {
-                    Model model = Model.load(file, backend, 0, LoadProgress.NONE);
+                    Model model = Model.load(file, placement, 0, LoadProgress.NONE);
                     try {
-                        entry = new Entry(key, backend, model, Tokenizer.from(VocabularyGguf.read(model.file())));
+                        entry = new Entry(key, placement, model, Tokenizer.from(VocabularyGguf.read(model.file())));
                     } catch (RuntimeException e) {
                         model.close();
                         throw e;
                     }
                 } catch (IOException | RuntimeException e) {
-                    backend.close();
+                    placement.close();
                     throw e;
                 }
                 ENTRIES.put(key, entry);

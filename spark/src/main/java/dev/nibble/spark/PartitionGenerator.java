@@ -145,7 +145,7 @@ final class PartitionGenerator implements MapPartitionsFunction<Row, Row> {
             BatchEngine.Plan plan = BatchEngine.plan(model, Math.min(settings.parallel(), jobs.size()), context);
             TaskContext task = TaskContext.get();
             LOG.info("nibble: {}{} requests on {}: {}", task == null ? "" : "partition " + task.partitionId() + ", ",
-                    jobs.size(), model.backend().description(), plan.describe());
+                    jobs.size(), model.description(), plan.describe());
             synchronized (this) {
                 if (closed) {
                     return;

@@ -10,6 +10,7 @@ import dev.nibble.runtime.CpuBackend;
 import dev.nibble.runtime.GenerationResult;
 import dev.nibble.runtime.GenerationSettings;
 import dev.nibble.runtime.LoadProgress;
+import dev.nibble.runtime.Placement;
 import dev.nibble.runtime.SamplerSettings;
 import dev.nibble.runtime.chat.ChatFormat;
 import dev.nibble.runtime.chat.ChatMessage;
@@ -99,7 +100,7 @@ class SparkGenerationTest {
     /** What the runtime's batch engine (nibble batch's) gives for each request, with defaults greedy... or seeded. */
     private static Map<String, GenerationResult> expected(List<Row> requests, SamplerSettings defaults) throws Exception {
         Map<String, CompletableFuture<GenerationResult>> futures = new HashMap<>();
-        try (BatchEngine engine = BatchEngine.open(MODEL, new CpuBackend(0), new BatchEngine.Options(4, 512, 0),
+        try (BatchEngine engine = BatchEngine.open(MODEL, Placement.of(new CpuBackend(0)), new BatchEngine.Options(4, 512, 0),
                 LoadProgress.NONE)) {
             ChatFormat format = ChatFormat.forModel(engine.model().file(), engine.tokenizer());
             for (Row r : requests) {

@@ -8,12 +8,12 @@ import dev.nibble.cli.ModelOption;
 import dev.nibble.cli.chat.ModelChatFormat;
 import dev.nibble.cli.generate.SamplingOptions;
 import dev.nibble.formats.vocab.VocabularyGguf;
-import dev.nibble.runtime.Backend;
 import dev.nibble.runtime.BatchEngine;
 import dev.nibble.runtime.Generation;
 import dev.nibble.runtime.GenerationResult;
 import dev.nibble.runtime.GenerationSettings;
 import dev.nibble.runtime.Model;
+import dev.nibble.runtime.Placement;
 import dev.nibble.runtime.Sampler;
 import dev.nibble.runtime.SamplerSettings;
 import dev.nibble.runtime.chat.ChatFormat;
@@ -194,8 +194,9 @@ public final class BatchCommand implements Callable<Integer> {
             throws Exception {
         ResultLines lines = new ResultLines(json, model.getFileName().toString());
         Progress progress = Progress.of(err, pending.size());
-        Backend backend = device.open(err);
-        try (Model m = Model.load(model, backend, 0, DeviceOptions.loadProgress(err))) {
+        Placement placement = device.open(err);
+        try (Model m = Model.load(model, placement, 0, DeviceOptions.loadProgress(err))) {
+            DeviceOptions.reportPlacement(m, err);
             Tokenizer tokenizer = Tokenizer.from(VocabularyGguf.read(m.file()));
             ChatFormat format = null;
             List<Job> jobs = new ArrayList<>();
@@ -263,7 +264,7 @@ public final class BatchCommand implements Callable<Integer> {
             return 0;
         } finally {
             progress.stop();
-            backend.close();
+            placement.close();
         }
     }
 

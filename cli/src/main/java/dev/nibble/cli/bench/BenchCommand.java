@@ -12,6 +12,7 @@ import dev.nibble.runtime.CudaBackend;
 import dev.nibble.runtime.KvCache;
 import dev.nibble.runtime.KvPool;
 import dev.nibble.runtime.Model;
+import dev.nibble.runtime.Placement;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.nio.file.Files;
@@ -136,8 +137,9 @@ public final class BenchCommand implements Callable<Integer> {
                     + " one cache may hold; give a smaller -p, -n or --parallel");
         }
         int context = (int) rows;
-        try (Backend backend = device.open(err);
-             Model model = Model.load(file, backend, context, DeviceOptions.loadProgress(err))) {
+        try (Placement placement = device.open(err);
+             Model model = Model.load(file, placement, context, DeviceOptions.loadProgress(err))) {
+            DeviceOptions.reportPlacement(model, err);
             // The memory for the cache was checked by the load; the positions against the model's context here.
             int trained = model.config().contextLength();
             int allowed = Math.max(trained, ctx);
@@ -148,8 +150,8 @@ public final class BenchCommand implements Callable<Integer> {
                         + (parallel == null ? "-p and -n of at most " + (allowed - 1) : "-p plus -n of at most " + allowed)
                         + ", or a larger --ctx to go past the model's context on purpose");
             }
-            List<Map<String, Object>> results = parallel == null ? run(model, backend, context)
-                    : runParallel(model, backend);
+            List<Map<String, Object>> results = parallel == null ? run(model, placement, context)
+                    : runParallel(model, placement);
             print(results);
         } finally {
             if (temp != null) {
@@ -159,7 +161,7 @@ public final class BenchCommand implements Callable<Integer> {
         return 0;
     }
 
-    private List<Map<String, Object>> run(Model model, Backend backend, int context) throws IOException {
+    private List<Map<String, Object>> run(Model model, Placement placement, int context) throws IOException {
         long bytes = 0, params = 0;
         for (GgufTensor t : model.file().tensors()) {
             bytes += t.info().byteSize();
@@ -182,7 +184,7 @@ public final class BenchCommand implements Callable<Integer> {
                     model.forward(Arrays.copyOf(ids, prompt), cache, false);
                     rates[r] = prompt * 1e9 / (System.nanoTime() - t0);
                 }
-                results.add(result(model, backend, bytes, params, "pp" + prompt, rates));
+                results.add(result(model, placement, bytes, params, "pp" + prompt, rates));
             }
             if (gen > 0) {
                 double[] rates = new double[repetitions];
@@ -194,7 +196,7 @@ public final class BenchCommand implements Callable<Integer> {
                     }
                     rates[r] = gen * 1e9 / (System.nanoTime() - t0);
                 }
-                results.add(result(model, backend, bytes, params, "tg" + gen, rates));
+                results.add(result(model, placement, bytes, params, "tg" + gen, rates));
             }
         }
         return results;
@@ -204,7 +206,7 @@ public final class BenchCommand implements Callable<Integer> {
      * For each count n: n sequences of one KV pool, each holding the same -p prompt tokens (run untimed), generate -n
      * tokens together, one pass per token of all of them; the rate is n × gen over the time of those passes.
      */
-    private List<Map<String, Object>> runParallel(Model model, Backend backend) throws IOException {
+    private List<Map<String, Object>> runParallel(Model model, Placement placement) throws IOException {
         long bytes = 0, params = 0;
         for (GgufTensor t : model.file().tensors()) {
             bytes += t.info().byteSize();
@@ -217,7 +219,7 @@ public final class BenchCommand implements Callable<Integer> {
         for (int n : parallel) {
             if (n > model.batch()) {
                 throw new IllegalArgumentException("--parallel " + n + " is more than the " + model.batch()
-                        + " tokens one pass takes on " + backend.description());
+                        + " tokens one pass takes on " + model.description());
             }
             try (KvPool pool = model.newPool(n * span, span)) {
                 List<KvCache> caches = new ArrayList<>();
@@ -242,14 +244,14 @@ public final class BenchCommand implements Callable<Integer> {
                     }
                     rates[r] = (double) n * gen * 1e9 / (System.nanoTime() - t0);
                 }
-                results.add(result(model, backend, bytes, params, "pp" + prompt + "+tg" + gen + " x" + n,
+                results.add(result(model, placement, bytes, params, "pp" + prompt + "+tg" + gen + " x" + n,
                         Arrays.copyOfRange(rates, 1, rates.length)));
             }
         }
         return results;
     }
 
-    private Map<String, Object> result(Model model, Backend backend, long bytes, long params, String test,
+    private Map<String, Object> result(Model model, Placement placement, long bytes, long params, String test,
                                        double[] rates) {
         double[] sorted = rates.clone();
         Arrays.sort(sorted);
@@ -260,15 +262,18 @@ public final class BenchCommand implements Callable<Integer> {
         r.put("file", model.file().path().toString());
         r.put("size_bytes", bytes);
         r.put("params", params);
-        r.put("backend", backend.description());
+        r.put("backend", model.description());
         r.put("test", test);
         r.put("runs", rates.length);
         r.put("tokens_per_second_median", median);
         r.put("tokens_per_second_min", sorted[0]);
         r.put("tokens_per_second_max", sorted[sorted.length - 1]);
         r.put("tokens_per_second", rates);
-        if (backend instanceof CudaBackend gpu) {
-            r.put("device_memory_peak_bytes", gpu.peakBytes());
+        for (Backend backend : placement.backends()) {
+            if (backend instanceof CudaBackend gpu) { // the first GPU's: one GPU per placement so far
+                r.put("device_memory_peak_bytes", gpu.peakBytes());
+                break;
+            }
         }
         return r;
     }

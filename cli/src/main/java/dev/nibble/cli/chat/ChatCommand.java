@@ -72,6 +72,7 @@ public final class ChatCommand implements Callable<Integer> {
         long seed = sampling.seed();
         Path gguf = model.gguf();
         try (Generator generator = Generator.open(gguf, device.open(err), ctx, DeviceOptions.loadProgress(err))) {
+            DeviceOptions.reportPlacement(generator.model(), err);
             String own = generator.model().file().metadata().findString(VocabularyGguf.CHAT_TEMPLATE).orElse(null);
             ModelChatFormat chat = ModelChatFormat.of(own, generator.tokenizer(), template);
             SamplingOptions.Resolved resolved = sampling.resolve(generator.model().file().metadata(), seed);

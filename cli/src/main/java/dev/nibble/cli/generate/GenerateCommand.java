@@ -131,12 +131,13 @@ public final class GenerateCommand implements Callable<Integer> {
         PrintWriter err = spec.commandLine().getErr();
         PrintWriter info = quiet ? new PrintWriter(Writer.nullWriter()) : err;
         try (Generator generator = Generator.open(gguf, device.open(info), ctx, DeviceOptions.loadProgress(info))) {
+            DeviceOptions.reportPlacement(generator.model(), info);
             SamplingOptions.Resolved sampler = sampling.resolve(generator.model().file().metadata(), actualSeed);
             int trained = generator.model().config().contextLength();
             if (ctx == 0 && generator.contextSize() < trained) {
                 Model m = generator.model();
                 long budget = m.cacheBudget(Model.hostFreeMemory(), Math.min(trained, KvCache.MAX_DEFAULT_CONTEXT));
-                info.println("nibble: " + KvCache.defaultCapacityNote(m.config(), m.backend().cacheType(), budget,
+                info.println("nibble: " + KvCache.defaultCapacityNote(m.config(), m.cacheBytesPerPosition(), budget,
                         generator.contextSize()));
             } else if (ctx > trained) {
                 err.println("nibble: warning: --ctx " + ctx + " is beyond the " + trained
@@ -169,7 +170,7 @@ public final class GenerateCommand implements Callable<Integer> {
                         "nibble: prompt %d tokens, %.2f tok/s; generation %d tokens, %.2f tok/s; stop: %s; seed %d; %s; %s",
                         r.promptTokens(), r.promptTokensPerSecond(), r.generatedTokens(), r.generationTokensPerSecond(),
                         r.stopReason().name().toLowerCase(Locale.ROOT).replace('_', ' '), actualSeed,
-                        generator.model().backend().description(), sampler.description()));
+                        generator.model().description(), sampler.description()));
             }
             err.flush();
         }
@@ -209,7 +210,7 @@ public final class GenerateCommand implements Callable<Integer> {
                 .put("presence_penalty", s.presencePenalty())
                 .put("source", sampler.description().substring("sampling: ".length()));
         o.put("model", gguf.getFileName().toString());
-        o.put("backend", generator.model().backend().description());
+        o.put("backend", generator.model().description());
         return o;
     }
 
@@ -257,7 +258,7 @@ public final class GenerateCommand implements Callable<Integer> {
                     format.description(), turn.promptTokens(), rate(turn.promptTokens(), turn.promptNanos()),
                     turn.generatedTokens(), rate(turn.generatedTokens(), turn.generateNanos()),
                     turn.stopReason().name().toLowerCase(Locale.ROOT).replace('_', ' '), sampler.settings().seed(),
-                    generator.model().backend().description(), sampler.description()));
+                    generator.model().description(), sampler.description()));
         }
         err.flush();
     }

@@ -6,9 +6,9 @@ import dev.nibble.cli.DeviceOptions;
 import dev.nibble.cli.InputFiles;
 import dev.nibble.cli.LlamaCppFlags;
 import dev.nibble.cli.ModelOption;
-import dev.nibble.runtime.Backend;
 import dev.nibble.runtime.Model;
 import dev.nibble.runtime.Perplexity;
+import dev.nibble.runtime.Placement;
 import dev.nibble.runtime.tokenizer.Tokenizer;
 import java.io.IOException;
 import java.io.PrintWriter;
@@ -54,8 +54,9 @@ public final class PerplexityCommand implements Callable<Integer> {
         Path gguf = model.gguf();
         // a regular file (not a FIFO or /dev/zero), strictly UTF-8, at most 64 MiB: read before the model loads
         String content = InputFiles.readUtf8(text, "-f", "the UTF-8 text to score", InputFiles.TEXT_LIMIT);
-        try (Backend backend = device.open(err);
-             Model m = Model.load(gguf, backend, ctx, DeviceOptions.loadProgress(err))) {
+        try (Placement placement = device.open(err);
+             Model m = Model.load(gguf, placement, ctx, DeviceOptions.loadProgress(err))) {
+            DeviceOptions.reportPlacement(m, err);
             if (ctx < 2 || ctx > m.config().contextLength()) {
                 throw new IllegalArgumentException("--ctx must be between 2 and the model's context length "
                         + m.config().contextLength() + ", is " + ctx);
@@ -68,7 +69,7 @@ public final class PerplexityCommand implements Callable<Integer> {
             int[] tokens = Tokenizer.from(vocab).encode(content, false, false);
             int windows = (tokens.length + ctx - 2) / (ctx - 1);
             err.println("nibble: " + tokens.length + " tokens in " + windows + " windows of " + ctx + "; "
-                    + backend.description());
+                    + m.description());
             // A progress counter only on a terminal; logs and pipes get the start and result lines.
             boolean terminal = System.console() != null && System.console().isTerminal();
             long t0 = System.nanoTime();

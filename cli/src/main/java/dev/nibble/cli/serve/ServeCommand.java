@@ -6,10 +6,10 @@ import dev.nibble.cli.ModelOption;
 import dev.nibble.cli.chat.ModelChatFormat;
 import dev.nibble.cli.generate.SamplingOptions;
 import dev.nibble.formats.vocab.VocabularyGguf;
-import dev.nibble.runtime.Backend;
 import dev.nibble.runtime.BatchEngine;
 import dev.nibble.runtime.Devices;
 import dev.nibble.runtime.Model;
+import dev.nibble.runtime.Placement;
 import dev.nibble.runtime.tokenizer.Tokenizer;
 import java.io.PrintWriter;
 import java.net.InetAddress;
@@ -123,13 +123,14 @@ public final class ServeCommand implements Callable<Integer> {
         } catch (IllegalArgumentException e) {
             throw new ParameterException(spec.commandLine(), "--max-body: " + e.getMessage());
         }
-        Backend backend = device.open(err);
+        Placement placement = device.open(err);
         Model m = null;
         BatchEngine engine = null;
         ApiServer server = null;
         Thread hook = Thread.ofPlatform().name("nibble-serve-shutdown").unstarted(this::shutdown);
         try {
-            m = Model.load(model, backend, 0, DeviceOptions.loadProgress(err));
+            m = Model.load(model, placement, 0, DeviceOptions.loadProgress(err));
+            DeviceOptions.reportPlacement(m, err);
             Tokenizer tokenizer = Tokenizer.from(VocabularyGguf.read(m.file()));
             ModelChatFormat format = ModelChatFormat.load(model, tokenizer, template);
             err.println("nibble: chat template: " + format.description());
@@ -154,7 +155,7 @@ public final class ServeCommand implements Callable<Integer> {
                 running.shutdown(Duration.ofSeconds(grace));
                 runningEngine.close();
                 loaded.close();
-                backend.close();
+                placement.close();
                 err.println("nibble: stopped (" + running.answered() + " completions answered)");
                 err.flush();
             };
@@ -182,7 +183,7 @@ public final class ServeCommand implements Callable<Integer> {
             if (m != null) {
                 m.close();
             }
-            backend.close();
+            placement.close();
             throw e;
         }
         stopped.await();
