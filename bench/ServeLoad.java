@@ -66,9 +66,19 @@ public class ServeLoad {
 
     static Answer send(HttpClient http, URI uri, String body) throws IOException, InterruptedException {
         long start = System.nanoTime();
-        HttpResponse<java.util.stream.Stream<String>> r = http.send(HttpRequest.newBuilder(uri)
-                .header("Content-Type", "application/json").timeout(Duration.ofHours(1))
-                .POST(HttpRequest.BodyPublishers.ofString(body)).build(), HttpResponse.BodyHandlers.ofLines());
+        HttpRequest request = HttpRequest.newBuilder(uri).header("Content-Type", "application/json")
+                .timeout(Duration.ofHours(1)).POST(HttpRequest.BodyPublishers.ofString(body)).build();
+        HttpResponse<java.util.stream.Stream<String>> r;
+        try {
+            r = http.send(request, HttpResponse.BodyHandlers.ofLines());
+        } catch (IOException e) {
+            // A kept-alive connection the server had closed while this client waited (llama-server closes idle ones):
+            // nothing reached the server, so sending again on a new connection is the same request.
+            if (e.getMessage() == null || !e.getMessage().contains("received no bytes")) {
+                throw e;
+            }
+            r = http.send(request, HttpResponse.BodyHandlers.ofLines());
+        }
         if (r.statusCode() != 200) {
             String text = String.join("\n", r.body().toList());
             return new Answer(0, 0, "status " + r.statusCode() + ": " + text);
