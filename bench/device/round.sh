@@ -2,7 +2,8 @@
 # One GPU round on the device machine, in one call (the machine starts bare and has no Java):
 #   unpack the bundle made by bench/device/bundle.sh, print the card's state, then run the steps named:
 #   checks   the C self-checks of the CUDA kernels (nb_cuda_check_*), with their timings
-#   tests    the Java GPU tests (CUDA kernels against the Java references, the tiny model end to end)
+#   tests    the Java GPU tests (CUDA kernels against the Java references, the tiny model end to end; TESTS="Class ..."
+#            runs only those classes of dev.nibble.runtime)
 #   sanitize the CUDA kernel tests once more under compute-sanitizer
 #   bench    nibble bench on synthetic Llama-2 shapes (BENCH="7b:q4_0 7b:q4_k ..." overrides the list)
 #   batch    batched generation, 7B Q4_0: 128-token prompts, 128 tokens each, 1 to 64 sequences together
@@ -37,6 +38,8 @@ for step in "$@"; do
     tests|sanitize)
       classes="--select-class dev.nibble.runtime.nativelib.CudaKernelTest"
       [ "$step" = tests ] && classes="$classes --select-class dev.nibble.runtime.TinyLlamaOnCudaTest --select-class dev.nibble.runtime.TinyLlamaOnCpuTest --select-class dev.nibble.runtime.TinyLlamaOnCudaAndCpuTest --select-class dev.nibble.runtime.LayerSplitTest"
+      # TESTS="A B": only these classes of dev.nibble.runtime (a round that changed no kernel)
+      [ -n "${TESTS:-}" ] && classes=$(for c in $TESTS; do printf -- '--select-class dev.nibble.runtime.%s ' "$c"; done)
       prefix=""
       [ "$step" = sanitize ] && prefix="compute-sanitizer --tool memcheck --leak-check no --report-api-errors no --print-limit 20 --error-exitcode 9"
       $prefix $JAVA -cp /tmp/app/cp org.junit.platform.console.ConsoleLauncher execute $classes \
