@@ -17,6 +17,7 @@ import java.util.Arrays;
 import java.util.ArrayList;
 import java.util.List;
 import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestInstance;
@@ -63,6 +64,14 @@ abstract class TinyLlamaEndToEnd {
                 assertTrue(err < tolerance, "decode logits after " + next + ": relative error " + err);
             }
         }
+    }
+
+    /**
+     * Why this placement's passes may round the weights of {@code type} differently from one pass size to another, so
+     * that a sequence batched with others need not give its text alone; null (the default) when they do not.
+     */
+    String batchVariance(String type) {
+        return null;
     }
 
     /** Largest relative error of the logits allowed against Hugging Face's float32 run. */
@@ -158,6 +167,8 @@ abstract class TinyLlamaEndToEnd {
     @ParameterizedTest
     @ValueSource(strings = {"F16", "Q8_0"})
     void batchedSequencesGiveEachPromptItsTextAlone(String type) throws IOException {
+        String notInvariant = batchVariance(type);
+        Assumptions.assumeTrue(notInvariant == null, notInvariant);
         Path path = type.equals("F16") ? file(Recipe.F16) : TinyLlamaRefs.dir().getParent().resolve("tiny-llama.q8_0.gguf");
         try (Model m = Model.load(path, placement, 0, LoadProgress.NONE)) {
             Tokenizer tokenizer = Tokenizer.from(VocabularyGguf.read(m.file()));

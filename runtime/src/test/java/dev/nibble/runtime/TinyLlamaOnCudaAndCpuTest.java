@@ -27,6 +27,17 @@ class TinyLlamaOnCudaAndCpuTest extends TinyLlamaEndToEnd {
         return 1e-2;
     }
 
+    /**
+     * The GPU's 8-bit matmul is batch-invariant within 1-8 and within 9-64 tokens, not across (issue 10); split with the
+     * CPU, passes hold at most the CPU's 64 tokens, and the batch engine's mix of decode and prompt tokens then crosses
+     * that boundary where the sequence alone does not (on the H200, prompt 1's text parted from its own after a few words).
+     */
+    @Override
+    String batchVariance(String type) {
+        return type.equals("Q8_0") ? "8-bit matmuls on the GPU are batch-invariant only within 1-8 and within 9-64 tokens"
+                + " (issue 10); F16 is checked" : null;
+    }
+
     @Test
     void theLayersGoWhereAskedAndTheQ8ModelMatchesTheGpuAlone() throws IOException {
         try (Model split = Model.load(TestData.resolve("tiny-llama.q8_0.gguf"), placement, 0, LoadProgress.NONE)) {
